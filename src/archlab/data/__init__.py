@@ -1,0 +1,1 @@
+"""Data: source → tokenizer → token store (memmap) → fixed train/val windows."""

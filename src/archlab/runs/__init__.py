@@ -1,0 +1,1 @@
+"""Run records (the contract later tools read) and tools that read them."""

@@ -1,0 +1,1 @@
+"""Training: loss, optimizer and schedule, the LightningModule, and the run entry point."""

@@ -1,0 +1,127 @@
+"""The one LightningModule every arm trains with."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+from archlab.config import ArchlabConfig
+from archlab.model import Transformer
+from archlab.model.flops import train_flops_per_token
+from archlab.train.loss import LOSSES
+from archlab.train.optim import lr_multiplier, make_optimizer
+
+
+class LitLM(L.LightningModule):
+    def __init__(self, cfg: ArchlabConfig, val_data: tuple[torch.Tensor, torch.Tensor]):
+        super().__init__()
+        self.cfg = cfg
+        self.model = Transformer(cfg.model)
+        self.loss_fn = LOSSES[cfg.loss.name]
+        self.val_x, self.val_y = val_data
+        self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
+        self.flops_per_token = train_flops_per_token(cfg.model)
+        self.forward_fn = self.model  # replaced by a compiled wrapper in setup() if asked
+        self.last_val_loss: float | None = None
+        self.last_train_loss: float | None = None
+        self._interval_losses: list[torch.Tensor] = []
+        self._parts: dict[str, torch.Tensor] = {}
+        self._grad_norm: torch.Tensor | None = None
+        self._clock: float | None = None
+        self._train_time = 0.0  # seconds spent in training steps (excludes validation)
+        self._train_time_logged = 0.0
+
+    def setup(self, stage: str) -> None:
+        if self.cfg.trainer.compile and self.forward_fn is self.model:
+            # kept out of the module tree so checkpoints hold plain (uncompiled) weights
+            self.__dict__["forward_fn"] = torch.compile(self.model)
+
+    # ------------------------------------------------------------------ training
+    @property
+    def tokens_seen(self) -> int:
+        return self.global_step * self.tokens_per_step * self.trainer.world_size
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss, parts = self.loss_fn(self.forward_fn(x), y, self.cfg.loss.z_loss_coef)
+        self._interval_losses.append(loss.detach())
+        self._parts = {k: v.detach() for k, v in parts.items()}
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # the norm before clipping is what we log; max_norm=inf measures without clipping
+        max_norm = self.cfg.optim.grad_clip or float("inf")
+        self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+
+    def configure_optimizers(self):
+        opt = make_optimizer(self.model, self.cfg.optim, fused=self.device.type == "cuda")
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_multiplier(step, self.cfg.optim, self.cfg.train.max_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self._clock is None:
+            self._clock = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        step, t = self.global_step, self.cfg.train
+        now = time.perf_counter()
+        self._train_time += now - self._clock
+        self._clock = now
+        if step % t.log_every == 0 or step in (1, t.max_steps):
+            self._log_train(step)
+        if step % t.val_every == 0 or step == t.max_steps:
+            self._log_val(step)
+        self._clock = time.perf_counter()  # validation time is not training time
+
+    def _log_train(self, step: int) -> None:
+        n = len(self._interval_losses)
+        loss = torch.stack(self._interval_losses).mean().item()
+        self._interval_losses.clear()
+        self.last_train_loss = loss
+        dt, self._train_time_logged = self._train_time - self._train_time_logged, self._train_time
+        row = {
+            "train/loss": loss,
+            "lr": self.lr_schedulers().get_last_lr()[0],
+            "grad_norm": float(self._grad_norm) if self._grad_norm is not None else None,
+            "tokens_per_sec": n * self.tokens_per_step * self.trainer.world_size / max(dt, 1e-9),
+            **{f"train/{k}": v.item() for k, v in self._parts.items() if k != "ce"},
+        }
+        self._emit(step, row)
+        self.log("loss", loss, prog_bar=True, logger=False)
+        self.log("tok/s", row["tokens_per_sec"], prog_bar=True, logger=False)
+
+    def _emit(self, step: int, row: dict) -> None:
+        """One record per step to every logger (W&B, metrics.jsonl, CSV)."""
+        tokens = self.tokens_seen
+        row = {"tokens": tokens, "time": self._train_time, "flops": tokens * self.flops_per_token,
+               **{k: v for k, v in row.items() if v is not None}}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=step)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
+        """Mean cross-entropy over the fixed validation windows."""
+        x = self.val_x if x is None else x
+        y = self.val_y if y is None else y
+        was_training = self.model.training
+        self.model.eval()
+        total, count, bs = 0.0, 0, self.cfg.train.batch_size
+        for i in range(0, len(x), bs):
+            xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
+            logits = self.forward_fn(xb)
+            ce = torch.nn.functional.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum"
+            )
+            total, count = total + ce.item(), count + yb.numel()
+        self.model.train(was_training)
+        return total / count
+
+    def _log_val(self, step: int) -> None:
+        self.last_val_loss = self.evaluate()
+        self._emit(step, {"val/loss": self.last_val_loss})
+        self.log("val", self.last_val_loss, prog_bar=True, logger=False)

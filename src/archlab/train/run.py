@@ -1,0 +1,166 @@
+"""One training job: typed config → data → model → Trainer.fit → run record.
+
+Called once per Hydra job by ``archlab.cli``; everything here is plain Python, so tests and
+other tools can call :func:`train` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archlab.config import ArchlabConfig, validate
+
+log = logging.getLogger("archlab")
+
+
+@dataclass
+class Job:
+    """Who this run is, as W&B and the run record name it."""
+
+    run_dir: Path
+    overrides: list[str] = field(default_factory=list)  # e.g. ["model/mlp=gelu", "seed=1"]
+    group: str = "default"  # the sweep / experiment
+    choices: dict[str, str] = field(default_factory=dict)  # config-group choices (knob options)
+
+    @property
+    def name(self) -> str:  # W&B run name: the override string
+        return ",".join(self.overrides) or "default"
+
+    @property
+    def arm(self) -> str:  # W&B job_type: the overrides that are not the seed
+        return ",".join(o for o in self.overrides if not o.startswith("seed=")) or "default"
+
+    @property
+    def tags(self) -> list[str]:
+        return [f"{k.split('/')[-1]}={v}" for k, v in sorted(self.choices.items())
+                if not k.startswith("hydra") and v is not None][:60]
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning's banner lines (GPU available …, tips) are noise in sweep logs
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def _configure_torch(cfg: ArchlabConfig):
+    import torch
+
+    torch.set_num_threads(cfg.trainer.threads or os.cpu_count() or 1)
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+    )
+    precision = cfg.trainer.precision or ("bf16-mixed" if on_gpu else "32-true")
+    deterministic = cfg.trainer.deterministic if cfg.trainer.deterministic is not None else not on_gpu
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return precision, deterministic
+
+
+def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict) -> list:
+    from archlab.runs.record import JsonlLogger
+
+    loggers = [JsonlLogger(job.run_dir)]
+    if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
+        from archlab.train.wandb import make_wandb_logger
+
+        loggers.append(make_wandb_logger(cfg, job, config_dict))
+    if "csv" in cfg.logger.kinds:
+        from lightning.pytorch.loggers import CSVLogger
+
+        loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
+    return loggers
+
+
+def train(cfg: ArchlabConfig, job: Job) -> dict:
+    """Train one run; always writes summary.json and finishes the W&B run, also on failure."""
+    from omegaconf import OmegaConf
+
+    from archlab.runs.record import write_json
+
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"status": "failed", "steps": 0, "tokens": 0, "val_loss": None,
+                     "train_loss": None, "params": None, "tokens_per_sec": None, "seed": cfg.seed,
+                     "overrides": job.overrides, "choices": job.choices, "wandb_dir": None,
+                     "diverged_at_step": None, "error": None, "flops_per_token": None,
+                     "elapsed_sec": None, "run_dir": str(run_dir)}
+    start = time.time()
+    loggers: list = []
+    lit = None
+    try:
+        import lightning as L
+
+        from archlab.data.store import load_tokens
+        from archlab.data.windows import TrainBatches, train_loader, val_windows
+        from archlab.train.module import LitLM
+
+        _quiet_libraries()
+        precision, deterministic = _configure_torch(cfg)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        data = load_tokens(cfg.data)
+        cfg.model.vocab_size = data.vocab_size
+        validate(cfg)
+        config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+        config_dict["data_info"] = {"fingerprint": data.fingerprint, "corpus": data.description,
+                                    "train_tokens": int(len(data.train)),
+                                    "val_tokens": int(len(data.val))}
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+
+        T = cfg.model.block_size
+        batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
+        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows))
+        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token)
+        loggers = _make_loggers(cfg, job, config_dict)
+        summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
+        trainer = L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+            strategy=cfg.trainer.strategy, precision=precision, deterministic=deterministic,
+            max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
+            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+            limit_val_batches=0, log_every_n_steps=cfg.train.log_every,
+            enable_progress_bar=_progress_bar_wanted(), callbacks=_callbacks(),
+            default_root_dir=run_dir,
+        )
+        trainer.fit(lit, train_dataloaders=train_loader(batches, 0, cfg.train.max_steps))
+        summary["status"] = "completed"
+    except BaseException as e:  # record, then let the caller decide (sweeps keep going)
+        summary["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:2000]
+        raise
+    finally:
+        if lit is not None:
+            steps = lit.global_step
+            summary.update(
+                steps=steps, tokens=steps * lit.tokens_per_step,
+                val_loss=lit.last_val_loss, train_loss=lit.last_train_loss,
+                tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
+                if lit._train_time > 0 else None,
+            )
+        summary["elapsed_sec"] = round(time.time() - start, 3)
+        for logger in loggers:
+            if hasattr(logger, "finish"):
+                logger.finish(summary)
+            else:
+                logger.finalize("success" if summary["status"] == "completed" else "failed")
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _progress_bar_wanted() -> bool:
+    return sys.stdout.isatty() and os.environ.get("CI") is None
+
+
+def _callbacks() -> list:
+    if not _progress_bar_wanted():
+        return []
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    return [RichProgressBar(leave=True)]

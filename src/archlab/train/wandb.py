@@ -1,0 +1,67 @@
+"""Weights & Biases: exactly one W&B run per Hydra job, always finished.
+
+Lightning's ``WandbLogger`` silently reuses an open ``wandb.run`` and never finishes it, so
+under multirun every job would log into the first job's run (lightning-hydra-template#289).
+Here the run is created eagerly for this job (group = sweep, job_type = arm, name =
+overrides, tags = knob options), and :meth:`ArchlabWandbLogger.finish` always closes it with
+the job's exit status. W&B runs offline unless configured otherwise; if an online init fails
+(no network, bad key) the run falls back to offline with one warning instead of blocking.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger("archlab")
+
+
+class ArchlabWandbLogger(WandbLogger):
+    @property
+    def run_dir(self) -> str:
+        return str(Path(self.experiment.dir).parent)
+
+    def finish(self, summary: dict) -> None:
+        import wandb
+
+        run = self._experiment
+        if run is None:
+            return
+        for key in ("status", "steps", "tokens", "val_loss", "train_loss", "params",
+                    "tokens_per_sec", "diverged_at_step", "error"):
+            if summary.get(key) is not None:
+                run.summary[key] = summary[key]
+        run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+        if wandb.run is run:  # make sure no later job can inherit it
+            wandb.finish()
+        self._experiment = None
+
+
+def make_wandb_logger(cfg, job, config_dict: dict) -> ArchlabWandbLogger:
+    import wandb
+
+    if wandb.run is not None:  # a previous job left a run open (e.g. killed mid-way): close it
+        wandb.finish(exit_code=1)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    kwargs = dict(
+        project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group or job.group,
+        job_type=job.arm[:64], name=job.name[:128], tags=job.tags, config=config_dict,
+        save_dir=str(job.run_dir), reinit="create_new",
+    )
+    mode = cfg.logger.mode
+    try:
+        logger = ArchlabWandbLogger(
+            mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
+        )
+        logger.experiment  # noqa: B018 - create the run now, not lazily inside fit
+    except Exception as e:  # noqa: BLE001 - any W&B failure must not kill training
+        if mode != "online":
+            raise
+        log.warning("W&B online init failed (%s); logging offline instead: sync later with "
+                    "`wandb sync <run_dir>/wandb/offline-run-*`", str(e).splitlines()[0][:200])
+        logger = ArchlabWandbLogger(mode="offline", **kwargs)
+        logger.experiment  # noqa: B018
+    return logger
