@@ -1,0 +1,1 @@
+"""Run records: reading them (load, wandb_source) and comparing them (compare, report)."""
