@@ -230,6 +230,10 @@ document.body.dataset.rendered = String(charts.length);
 """
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def _table_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -248,7 +252,7 @@ def render_html(result: dict[str, Any], charts: list[dict[str, Any]], table: tup
 <style>{CSS}</style></head><body>
 <h1>archlab compare</h1>
 <p>{html.escape(setup_line(result).replace('**', '').replace('`', ''))}</p>
-<p>Baseline seed noise (std of final val loss): {html.escape(str(result['seed_noise'] if result['seed_noise'] is not None else 'n/a'))}</p>
+<p>Baseline seed noise (std of final val loss over seeds): {_fmt(result['seed_noise'])}</p>
 {_table_html(*table)}
 <ul>{verdicts}</ul>
 <p class="hint">Hover for values · drag a rectangle or use the mouse wheel to zoom · double-click to reset ·

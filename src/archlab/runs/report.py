@@ -153,7 +153,7 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
                 "markers": [{"x": g["lr"], "y": top, "label": f"{g['n_diverged']}/{g['n']} diverged"}
                             for g in pts if g["n_diverged"] and top is not None],
             })
-        charts.append({"id": "loss_vs_lr", "group": "loss_vs_lr", "logx": True,
+        charts.insert(0, {"id": "loss_vs_lr", "group": "loss_vs_lr", "logx": True,
                        "title": "final val loss vs learning rate (seed mean; × = diverged, drawn at loss at init)",
                        "xlabel": "learning rate", "ylabel": "final val loss", "series": series})
     return charts, sorted(set(notes))

@@ -53,6 +53,11 @@ def _clean(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _is_zero(spread: float, scale: float) -> bool:
+    """Spread that is zero up to float round-off (e.g. a constant shift of 0.3 on every seed)."""
+    return spread <= 1e-12 * max(1.0, abs(scale))
+
+
 def _finite_array(values) -> np.ndarray:
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     return arr[np.isfinite(arr)]
@@ -82,10 +87,10 @@ def paired_diff(arm: dict, base: dict, alpha: float = 0.05) -> Diff:
     d = np.asarray([arm[s] - base[s] for s in seeds], dtype=float)
     ci = mean_ci(d, alpha)
     p = None
-    if ci.std is not None and ci.std > 0:
-        p = _clean(stats.ttest_rel([arm[s] for s in seeds], [base[s] for s in seeds]).pvalue)
-    if ci.std == 0:  # identical differences: the t statistic is undefined
+    if ci.std is not None and _is_zero(ci.std, ci.mean):  # identical differences: t undefined
         ci.ci_low = ci.ci_high = None
+    elif ci.std is not None:
+        p = _clean(stats.ttest_rel([arm[s] for s in seeds], [base[s] for s in seeds]).pvalue)
     return Diff("paired", len(seeds), ci.mean, ci.ci_low, ci.ci_high, p)
 
 
@@ -101,7 +106,7 @@ def welch_diff(a, b, alpha: float = 0.05) -> Diff:
         return Diff("none", 0, mean, None, None, None)
     va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
     se = math.sqrt(va + vb)
-    if se == 0:
+    if _is_zero(se, mean):
         return Diff("welch", 0, mean, None, None, None)
     df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
