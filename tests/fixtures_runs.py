@@ -17,9 +17,18 @@ FLOPS_PER_TOKEN = 1.5e6
 
 def base_config(seed: int, name: str, out_dir: Path) -> dict:
     return {
-        "model": {"norm": "rmsnorm", "norm_placement": "pre", "mlp": "swiglu", "position": "rope",
-                  "qk_norm": "none", "attention": "mha", "n_layers": 4, "d_model": 128,
-                  "n_heads": 4, "n_kv_heads": None},
+        "model": {
+            "norm": "rmsnorm",
+            "norm_placement": "pre",
+            "mlp": "swiglu",
+            "position": "rope",
+            "qk_norm": "none",
+            "attention": "mha",
+            "n_layers": 4,
+            "d_model": 128,
+            "n_heads": 4,
+            "n_kv_heads": None,
+        },
         "optim": {"lr": 0.003, "weight_decay": 0.1, "warmup_steps": 50},
         "train": {"batch_size": 16, "max_steps": 100},
         "loss": {"name": "ce", "z_loss_coef": 0.0},
@@ -36,11 +45,24 @@ def loss_at(step: float, final: float, init: float) -> float:
     return final + (init - final) * math.exp(-step / 25)
 
 
-def make_run(root: Path, name: str, *, seed: int = 0, final: float = 3.0, init: float = 4.2,
-             status: str = "completed", overrides: dict | None = None, steps: int = 100,
-             log_every: int = 10, val_every: int = 50, params: int = 800_000,
-             tokens_per_sec: float = 10_000.0, flops: str = "lines", error: str | None = None,
-             diverged_at: int | None = None) -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int = 0,
+    final: float = 3.0,
+    init: float = 4.2,
+    status: str = "completed",
+    overrides: dict | None = None,
+    steps: int = 100,
+    log_every: int = 10,
+    val_every: int = 50,
+    params: int = 800_000,
+    tokens_per_sec: float = 10_000.0,
+    flops: str = "lines",
+    error: str | None = None,
+    diverged_at: int | None = None,
+) -> Path:
     """Write one run dir. ``overrides`` maps dotted keys to values (``{"model.mlp": "gelu"}``).
 
     ``flops``: "lines" logs cumulative flops per line, "summary" only sets
@@ -62,9 +84,14 @@ def make_run(root: Path, name: str, *, seed: int = 0, final: float = 3.0, init: 
     lines = []
     for step in range(0, last + 1, log_every):
         tokens = step * tokens_per_step
-        line = {"step": step, "tokens": tokens, "time": tokens / tokens_per_sec,
-                "train/loss": loss_at(step, final, init), "lr": config["optim"]["lr"],
-                "attn/max_logit/layer0": 1.0}
+        line = {
+            "step": step,
+            "tokens": tokens,
+            "time": tokens / tokens_per_sec,
+            "train/loss": loss_at(step, final, init),
+            "lr": config["optim"]["lr"],
+            "attn/max_logit/layer0": 1.0,
+        }
         if flops == "lines":
             line["flops"] = tokens * FLOPS_PER_TOKEN
         if status == "diverged" and step == last:
@@ -76,12 +103,18 @@ def make_run(root: Path, name: str, *, seed: int = 0, final: float = 3.0, init: 
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
     summary = {
-        "status": status, "steps": last, "tokens": last * tokens_per_step,
+        "status": status,
+        "steps": last,
+        "tokens": last * tokens_per_step,
         "val_loss": final if status == "completed" else None,
         "train_loss": final if status == "completed" else None,
-        "params": params, "tokens_per_sec": tokens_per_sec, "seed": seed,
+        "params": params,
+        "tokens_per_sec": tokens_per_sec,
+        "seed": seed,
         "overrides": [f"{k}={v}" for k, v in (overrides or {}).items()] + [f"seed={seed}"],
-        "wandb_dir": None, "diverged_at_step": diverged_at, "error": error,
+        "wandb_dir": None,
+        "diverged_at_step": diverged_at,
+        "error": error,
         "flops_per_token": FLOPS_PER_TOKEN if flops != "none" else None,
         "elapsed_sec": last * tokens_per_step / tokens_per_sec,
         "choices": {},
@@ -102,10 +135,23 @@ def make_ab_sweep(root: Path) -> Path:
         make_run(sweep, f"base_s{seed}", seed=seed, final=final)
     make_run(sweep, "base_s3", seed=3, status="failed", error="RuntimeError: out of memory")
     for seed, final in AB_BETTER.items():
-        make_run(sweep, f"geglu_s{seed}", seed=seed, final=final, params=900_000,
-                 tokens_per_sec=8_000.0, overrides={"model.mlp": "geglu"})
-    make_run(sweep, "geglu_s3", seed=3, status="diverged", diverged_at=40,
-             overrides={"model.mlp": "geglu"})
+        make_run(
+            sweep,
+            f"geglu_s{seed}",
+            seed=seed,
+            final=final,
+            params=900_000,
+            tokens_per_sec=8_000.0,
+            overrides={"model.mlp": "geglu"},
+        )
+    make_run(
+        sweep,
+        "geglu_s3",
+        seed=3,
+        status="diverged",
+        diverged_at=40,
+        overrides={"model.mlp": "geglu"},
+    )
     return sweep
 
 
@@ -123,9 +169,14 @@ def make_lr_sweep(root: Path, init: float = 4.2) -> Path:
         for lr, finals in by_lr.items():
             for seed, final in enumerate(finals):
                 diverged = final is None
-                make_run(sweep, f"qk{qk}_lr{lr:g}_s{seed}", seed=seed, init=init,
-                         final=final if not diverged else 5.0,
-                         status="diverged" if diverged else "completed",
-                         diverged_at=30 if diverged else None,
-                         overrides={"model.qk_norm": qk, "optim.lr": lr})
+                make_run(
+                    sweep,
+                    f"qk{qk}_lr{lr:g}_s{seed}",
+                    seed=seed,
+                    init=init,
+                    final=final if not diverged else 5.0,
+                    status="diverged" if diverged else "completed",
+                    diverged_at=30 if diverged else None,
+                    overrides={"model.qk_norm": qk, "optim.lr": lr},
+                )
     return sweep

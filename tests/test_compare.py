@@ -97,9 +97,20 @@ def test_diverged_excluded_from_mean_and_failed_listed(tmp_path):
 def test_verdicts_clear_difference_and_pure_noise(tmp_path):
     for s, v in AB_BASE.items():
         make_run(tmp_path, f"a{s}", seed=s, final=v)
-        make_run(tmp_path, f"b{s}", seed=s, final=v + (0.3, 0.28, 0.33)[s], overrides={"model.mlp": "gelu"})
-        make_run(tmp_path, f"c{s}", seed=s, final=v + (0.01, -0.012, 0.003)[s],
-                 overrides={"model.mlp": "relu"})
+        make_run(
+            tmp_path,
+            f"b{s}",
+            seed=s,
+            final=v + (0.3, 0.28, 0.33)[s],
+            overrides={"model.mlp": "gelu"},
+        )
+        make_run(
+            tmp_path,
+            f"c{s}",
+            seed=s,
+            final=v + (0.01, -0.012, 0.003)[s],
+            overrides={"model.mlp": "relu"},
+        )
     result = compare_runs([str(tmp_path)])
     assert arm(result, "mlp=gelu")["verdict"] == "worse"
     assert arm(result, "mlp=relu")["verdict"] == "no significant difference"
@@ -142,7 +153,9 @@ def test_lr_sensitivity_hand_computed(tmp_path):
 
 def test_lr_sensitivity_formula():
     # final(lr) above the init loss is clipped to it; diverged (None) counts as init.
-    assert lr_sensitivity({1: [3.0], 2: [5.0], 3: [None]}, 4.0) == pytest.approx((3 + 4 + 4) / 3 - 3)
+    assert lr_sensitivity({1: [3.0], 2: [5.0], 3: [None]}, 4.0) == pytest.approx(
+        (3 + 4 + 4) / 3 - 3
+    )
     assert lr_sensitivity({1: [None]}, 4.0) is None
     assert lr_sensitivity({1: [3.0]}, None) is None
 
@@ -187,15 +200,26 @@ def test_unreadable_runs_are_skipped_with_warning(tmp_path):
 
 class FakeRun:
     def __init__(self, mlp, seed, final, state="finished"):
-        self.config = {"model": {"mlp": mlp}, "optim": {"lr": 0.003}, "seed": seed,
-                       "_wandb": {"cli_version": "0.31"}}
+        self.config = {
+            "model": {"mlp": mlp},
+            "optim": {"lr": 0.003},
+            "seed": seed,
+            "_wandb": {"cli_version": "0.31"},
+        }
         self.summary = {"val_loss": final, "params": 1000, "tokens_per_sec": 5.0, "_runtime": 3}
         self.state, self.path = state, ["ent", "proj", f"{mlp}{seed}"]
         self._final = final
 
     def scan_history(self):
-        return [{"_step": i, "trainer/global_step": 10 * i, "train/loss": 4.0 - i * 0.1,
-                 "val/loss": None if i < 2 else self._final} for i in range(3)]
+        return [
+            {
+                "_step": i,
+                "trainer/global_step": 10 * i,
+                "train/loss": 4.0 - i * 0.1,
+                "val/loss": None if i < 2 else self._final,
+            }
+            for i in range(3)
+        ]
 
 
 class FakeApi:
@@ -204,8 +228,11 @@ class FakeApi:
 
     def runs(self, path, filters=None):
         self.calls.append((path, filters))
-        return [FakeRun("swiglu", s, 3.0 + 0.01 * s) for s in range(3)] + [
-            FakeRun("gelu", s, 3.2 + 0.02 * s) for s in range(3)] + [FakeRun("gelu", 9, None, "crashed")]
+        return (
+            [FakeRun("swiglu", s, 3.0 + 0.01 * s) for s in range(3)]
+            + [FakeRun("gelu", s, 3.2 + 0.02 * s) for s in range(3)]
+            + [FakeRun("gelu", 9, None, "crashed")]
+        )
 
 
 def test_wandb_adapter_with_fake_api(monkeypatch):

@@ -41,8 +41,13 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
     assert "| unstable |" in md and "better (Δ -0.2000" in md
     assert "Baseline seed noise" in md and "out of memory" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert {"final_val_loss.png", "curves_step.png", "curves_tokens.png", "curves_flops.png",
-            "curves_time.png"} == set(links)
+    assert {
+        "final_val_loss.png",
+        "curves_step.png",
+        "curves_tokens.png",
+        "curves_flops.png",
+        "curves_time.png",
+    } == set(links)
     for link in links:
         assert not Path(link).is_absolute()
         assert (out / link).read_bytes()[:8] == PNG_MAGIC
@@ -58,13 +63,16 @@ def test_compare_json_round_trips(ab_out):
 def test_report_html_is_self_contained_and_embeds_every_arm(ab_out):
     html = (ab_out[1] / "report.html").read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", html)
-    assert "https://" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    data = json.loads(re.search(r'id="archlab-data">(.*?)</script>', html, re.S).group(1))
+    assert "https://" not in html and "http://" not in html.replace(
+        "http://www.w3.org/2000/svg", ""
+    )
+    data = json.loads(re.search(r'id="archlab-data">(.*?)</script>', html, re.DOTALL).group(1))
     for label in ("mlp=swiglu", "mlp=geglu"):
         for chart in data["charts"]:
             assert label in [s["name"] for s in chart["series"]]
-    assert {c["id"] for c in data["charts"]} == {f"{m}_{x}" for m in ("train", "val")
-                                                 for x in ("step", "tokens", "flops", "time")}
+    assert {c["id"] for c in data["charts"]} == {
+        f"{m}_{x}" for m in ("train", "val") for x in ("step", "tokens", "flops", "time")
+    }
 
 
 def test_lr_sweep_report(lr_out):
@@ -88,14 +96,17 @@ def test_missing_flops_axis_is_noted(tmp_path):
     assert "curves_flops.png" not in md
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["{empty}"], "no runs found"),
-    (["{sweep}", "--baseline", "mlp=relu"], "no arm matches"),
-    (["{sweep}", "--baseline", "depth=3"], "unknown baseline key"),
-    (["{sweep}", "--x", "epochs"], "--x must be one of"),
-    (["{sweep}", "--alpha", "abc"], "invalid float value"),
-    ([], "give run/sweep directories"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{empty}"], "no runs found"),
+        (["{sweep}", "--baseline", "mlp=relu"], "no arm matches"),
+        (["{sweep}", "--baseline", "depth=3"], "unknown baseline key"),
+        (["{sweep}", "--x", "epochs"], "--x must be one of"),
+        (["{sweep}", "--alpha", "abc"], "invalid float value"),
+        ([], "give run/sweep directories"),
+    ],
+)
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     sweep = make_ab_sweep(tmp_path)
     (tmp_path / "empty").mkdir()
@@ -108,7 +119,9 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
 
 
 def _chromium() -> str | None:
-    return shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    return shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
 
 
 @pytest.mark.browser
@@ -117,18 +130,30 @@ def test_html_renders_in_headless_chromium(lr_out, tmp_path):
     if not chromium:
         pytest.skip("no chromium")
     page = lr_out[1] / "report.html"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
-           "--dump-dom", page.as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    charts = json.loads(re.search(r'id="archlab-data">(.*?)</script>', dom, re.S).group(1))["charts"]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+    charts = json.loads(re.search(r'id="archlab-data">(.*?)</script>', dom, re.DOTALL).group(1))[
+        "charts"
+    ]
     assert f'data-rendered="{len(charts)}"' in dom  # the script ran to the end
     for chart in charts:
-        svg = re.search(rf'<svg[^>]*data-chart="{chart["id"]}".*?</svg>', dom, re.S).group(0)
+        svg = re.search(rf'<svg[^>]*data-chart="{chart["id"]}".*?</svg>', dom, re.DOTALL).group(0)
         for series in chart["series"]:
-            group = re.search(rf'<g data-arm="{re.escape(series["name"])}".*?</g>', svg, re.S)
+            group = re.search(rf'<g data-arm="{re.escape(series["name"])}".*?</g>', svg, re.DOTALL)
             assert group, (chart["id"], series["name"])
             assert re.search(r'<path d="M[\d.]+,[\d.]+', group.group(0))
-    lr_svg = re.search(r'<svg[^>]*data-chart="loss_vs_lr".*?</svg>', dom, re.S).group(0)
+    lr_svg = re.search(r'<svg[^>]*data-chart="loss_vs_lr".*?</svg>', dom, re.DOTALL).group(0)
     assert 'class="diverged"' in lr_svg  # qk_norm=none diverged at the top LR

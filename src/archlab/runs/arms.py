@@ -22,7 +22,14 @@ from archlab.runs.load import RunRecord
 
 LR_KEY = "optim.lr"
 IGNORED_KEYS = frozenset(
-    {"seed", "out_dir", "name", "trainer.threads", "trainer.enable_progress_bar", "data.num_workers"}
+    {
+        "seed",
+        "out_dir",
+        "name",
+        "trainer.threads",
+        "trainer.enable_progress_bar",
+        "data.num_workers",
+    }
 )
 IGNORED_PREFIXES = ("logger.", "hydra.")
 _MISSING = "<unset>"

@@ -20,7 +20,6 @@ returns the same dict that is written to compare.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import Counter
@@ -28,14 +27,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archlab.runs.arms import LR_KEY, Arm, ArmError, flatten, format_value, group_arms, pick_baseline
+from archlab.runs.arms import (
+    LR_KEY,
+    Arm,
+    ArmError,
+    flatten,
+    format_value,
+    group_arms,
+    pick_baseline,
+)
 from archlab.runs.load import RunRecord, find_runs
 
 X_CHOICES = ("step", "tokens", "flops", "time", "all")
 # Config keys shown in the setup line when they are the same for every run.
 SETUP_KEYS = (
-    "model.n_layers", "model.d_model", "model.n_heads", "train.batch_size", "train.max_steps",
-    "optim.lr", "optim.weight_decay", "optim.warmup_steps", "data.name",
+    "model.n_layers",
+    "model.d_model",
+    "model.n_heads",
+    "train.batch_size",
+    "train.max_steps",
+    "optim.lr",
+    "optim.weight_decay",
+    "optim.warmup_steps",
+    "data.name",
 )
 
 
@@ -90,15 +104,17 @@ def _lr_grid(arm_runs: list[RunRecord], init: float | None) -> list[dict[str, An
         finals = [f for r, f in zip(runs, finals) if f is not None or r.status == "diverged"]
         ok = [f for f in finals if f is not None]
         with_init = [init if f is None else f for f in finals] if init is not None else ok
-        grid.append({
-            "lr": lr,
-            "n": len(finals),
-            "n_diverged": sum(f is None for f in finals),
-            "mean": sum(ok) / len(ok) if ok else None,
-            "mean_diverged_as_init": sum(with_init) / len(with_init) if with_init else None,
-            "finals": finals,
-            "runs": runs,
-        })
+        grid.append(
+            {
+                "lr": lr,
+                "n": len(finals),
+                "n_diverged": sum(f is None for f in finals),
+                "mean": sum(ok) / len(ok) if ok else None,
+                "mean_diverged_as_init": sum(with_init) / len(with_init) if with_init else None,
+                "finals": finals,
+                "runs": runs,
+            }
+        )
     return grid
 
 
@@ -144,7 +160,9 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
         usable = [r for r in runs_at if r.status != "diverged"]
         row["n_diverged_compared"] = len(diverged_here)
         row["seed_losses"] = _seed_values(usable, warnings, arm.label)
-        params = Counter(r.summary.get("params") for r in live if r.summary.get("params") is not None)
+        params = Counter(
+            r.summary.get("params") for r in live if r.summary.get("params") is not None
+        )
         row["params"] = params.most_common(1)[0][0] if params else None
         tps = [r.summary.get("tokens_per_sec") for r in live]
         tps = [float(t) for t in tps if isinstance(t, (int, float)) and math.isfinite(t)]
@@ -163,7 +181,9 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
         else:
             diff = stats.compare_to_baseline(row["seed_losses"], base_losses, alpha)
             row["diff"] = asdict(diff)
-            row["verdict"], row["test_verdict"] = stats.verdict(diff, alpha, row["n_diverged_compared"])
+            row["verdict"], row["test_verdict"] = stats.verdict(
+                diff, alpha, row["n_diverged_compared"]
+            )
         row["seeds"] = sorted(row["seed_losses"], key=str)
         row["seed_losses"] = [{"seed": s, "val_loss": v} for s, v in row["seed_losses"].items()]
     noise = rows[0]["final_val_loss"]["std"]
@@ -192,16 +212,27 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
         "arms": rows,
         "failed_runs": [
             {"source": r.source, "arm": a.label, "seed": r.seed, "error": r.summary.get("error")}
-            for a in arms for r in a.runs if r.status == "failed"
+            for a in arms
+            for r in a.runs
+            if r.status == "failed"
         ],
         "diverged_runs": [
-            {"source": r.source, "arm": a.label, "seed": r.seed, "lr": _lr(r),
-             "diverged_at_step": r.summary.get("diverged_at_step")}
-            for a in arms for r in a.runs if r.status == "diverged"
+            {
+                "source": r.source,
+                "arm": a.label,
+                "seed": r.seed,
+                "lr": _lr(r),
+                "diverged_at_step": r.summary.get("diverged_at_step"),
+            }
+            for a in arms
+            for r in a.runs
+            if r.status == "diverged"
         ],
         "warnings": warnings,
     }
-    return Analysis(result=_json_ready(result), arms=arms, compared_runs=compared, warnings=warnings)
+    return Analysis(
+        result=_json_ready(result), arms=arms, compared_runs=compared, warnings=warnings
+    )
 
 
 def _json_ready(obj: Any) -> Any:
@@ -217,7 +248,9 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-def load_records(dirs: list[str] | None = None, wandb_path: str | None = None, warn=None) -> list[RunRecord]:
+def load_records(
+    dirs: list[str] | None = None, wandb_path: str | None = None, warn=None
+) -> list[RunRecord]:
     """Runs from local run/sweep dirs, or from a W&B ``entity/project/group``."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     if wandb_path:
@@ -230,7 +263,9 @@ def load_records(dirs: list[str] | None = None, wandb_path: str | None = None, w
     return find_runs(dirs or [], warn=warn)
 
 
-def compare_runs(dirs: list[str], baseline: str | None = None, alpha: float = 0.05) -> dict[str, Any]:
+def compare_runs(
+    dirs: list[str], baseline: str | None = None, alpha: float = 0.05
+) -> dict[str, Any]:
     """The compare.json dict for the runs under ``dirs`` (no files written)."""
     return analyze(load_records(dirs), baseline=baseline, alpha=alpha).result
 
@@ -242,9 +277,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archlab compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("dirs", nargs="*", help="run directories or sweep directories (searched recursively)")
-    p.add_argument("--wandb", metavar="ENTITY/PROJECT/GROUP", help="read the runs of a W&B group instead")
-    p.add_argument("--baseline", metavar="KEY=VALUE", help="baseline arm, e.g. mlp=swiglu (default: first arm)")
+    p.add_argument(
+        "dirs", nargs="*", help="run directories or sweep directories (searched recursively)"
+    )
+    p.add_argument(
+        "--wandb", metavar="ENTITY/PROJECT/GROUP", help="read the runs of a W&B group instead"
+    )
+    p.add_argument(
+        "--baseline", metavar="KEY=VALUE", help="baseline arm, e.g. mlp=swiglu (default: first arm)"
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--x", default="all", help="x axis of the curves: step|tokens|flops|time|all")
     p.add_argument("--out", metavar="DIR", help="output dir (default: <first dir>/compare)")

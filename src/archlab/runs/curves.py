@@ -43,7 +43,9 @@ def run_series(record: RunRecord, metric: str) -> dict[str, np.ndarray] | None:
     for axis in ("tokens", "time", "flops"):
         values = [_num(ln.get(axis)) for ln in lines]
         if axis == "flops" and any(v is None for v in values) and fpt is not None:
-            values = [None if t is None else t * fpt for t in (_num(ln.get("tokens")) for ln in lines)]
+            values = [
+                None if t is None else t * fpt for t in (_num(ln.get("tokens")) for ln in lines)
+            ]
         if all(v is not None for v in values):
             out[axis] = np.asarray(values, dtype=float)
     return out

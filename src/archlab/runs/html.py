@@ -236,29 +236,35 @@ def _fmt(x: float | None) -> str:
 
 def _table_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(result: dict[str, Any], charts: list[dict[str, Any]], table: tuple, notes: list[str]) -> str:
+def render_html(
+    result: dict[str, Any], charts: list[dict[str, Any]], table: tuple, notes: list[str]
+) -> str:
     """The whole page as a string; ``table`` is ``(header, rows)`` from ``report.table_rows``."""
     from archlab.runs.report import setup_line, verdict_lines
 
     data = json.dumps({"charts": charts, "result": result}, allow_nan=False).replace("</", "<\\/")
-    verdicts = "".join(f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines(result))
+    verdicts = "".join(
+        f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines(result)
+    )
     extra = "".join(f"<li>{html.escape(n)}</li>" for n in notes + result["warnings"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>archlab compare</title>
 <style>{CSS}</style></head><body>
 <h1>archlab compare</h1>
-<p>{html.escape(setup_line(result).replace('**', '').replace('`', ''))}</p>
-<p>Baseline seed noise (std of final val loss over seeds): {_fmt(result['seed_noise'])}</p>
+<p>{html.escape(setup_line(result).replace("**", "").replace("`", ""))}</p>
+<p>Baseline seed noise (std of final val loss over seeds): {_fmt(result["seed_noise"])}</p>
 {_table_html(*table)}
 <ul>{verdicts}</ul>
 <p class="hint">Hover for values · drag a rectangle or use the mouse wheel to zoom · double-click to reset ·
 click an arm in a legend to hide/show it everywhere.</p>
 <div id="charts" class="charts"></div>
-{f'<h2>Notes</h2><ul>{extra}</ul>' if extra else ''}
+{f"<h2>Notes</h2><ul>{extra}</ul>" if extra else ""}
 <script type="application/json" id="archlab-data">{data}</script>
 <script>{JS}</script>
 </body></html>

@@ -116,5 +116,7 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
                 records.append(load_run_dir(summary_path.parent))
             except (OSError, ValueError, yaml.YAMLError) as err:
                 first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                warn(f"warning: unreadable run {summary_path.parent}: {type(err).__name__}: {first_line}")
+                warn(
+                    f"warning: unreadable run {summary_path.parent}: {type(err).__name__}: {first_line}"
+                )
     return records

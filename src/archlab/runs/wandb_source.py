@@ -66,7 +66,9 @@ def load_wandb_runs(path: str, api: Any = None) -> list[RunRecord]:
         records = [record_from_wandb_run(r) for r in runs]
     except Exception as err:  # noqa: BLE001 - network/auth errors of any wandb version
         msg = (str(err).strip().splitlines() or [""])[0]
-        raise WandbSourceError(f"cannot read W&B runs of {path}: {type(err).__name__}: {msg}") from None
+        raise WandbSourceError(
+            f"cannot read W&B runs of {path}: {type(err).__name__}: {msg}"
+        ) from None
     if not records:
         raise WandbSourceError(f"no runs in W&B group {path}")
     return records
