@@ -1,1 +1,1 @@
-"""Run records (the contract later tools read) and tools that read them."""
+"""Run records (the contract later tools read) and the tools that read them: compare."""
