@@ -165,6 +165,7 @@ def _task(cfg) -> dict | None:
     from hydra.types import RunMode
 
     from archlab.config import to_dataclass
+    from archlab.runs.record import read_summary
     from archlab.train.run import Job, train
 
     hc = HydraConfig.get()
@@ -176,8 +177,17 @@ def _task(cfg) -> dict | None:
         group=cfg.name,
         choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
     )
+    done = read_summary(run_dir) if multirun else None
+    if done and done.get("status") in ("completed", "diverged"):  # re-run sweep: resume it
+        print(f"archlab: skipping {job.name}: already {done['status']} ({run_dir})", flush=True)
+        return done
+    typed = to_dataclass(cfg)
+    n_jobs = hc.launcher.get("n_jobs") if multirun else None
+    if n_jobs and typed.trainer.threads is None:  # parallel jobs × threads ≤ cores
+        cores = os.cpu_count() or 1
+        typed.trainer.threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
     try:
-        summary = train(to_dataclass(cfg), job)
+        summary = train(typed, job)
     except ConfigError as e:
         print(f"archlab train: error: {e}", file=sys.stderr)
         if multirun:

@@ -82,11 +82,14 @@ class TrainConfig:
     max_steps: int = 300
     log_every: int = 10
     val_every: int = 100
+    # divergence: loss NaN/inf, or above factor × initial loss for `patience` steps (0: off)
+    divergence_factor: float = 1.5
+    divergence_patience: int = 3
 
 
 @dataclass
 class LoggerConfig:
-    kinds: list = field(default_factory=lambda: ["wandb"])  # any of: wandb, csv
+    kinds: list = field(default_factory=lambda: ["wandb"])  # any of: wandb, csv, tensorboard
     project: str = "archlab"
     entity: Optional[str] = None
     group: Optional[str] = None  # default: the sweep / experiment name
@@ -215,6 +218,9 @@ def validate(cfg: ArchlabConfig) -> None:
     for key in ("batch_size", "max_steps", "log_every", "val_every"):
         if getattr(cfg.train, key) <= 0:
             raise ConfigError(f"train.{key}={getattr(cfg.train, key)} must be a positive integer")
+    if cfg.train.divergence_factor > 0 and cfg.train.divergence_patience < 1:
+        raise ConfigError("train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
+                          "to turn divergence stopping off)")
     if cfg.data.val_windows <= 0:
         raise ConfigError(f"data.val_windows={cfg.data.val_windows} must be positive")
     o = cfg.optim
@@ -227,7 +233,7 @@ def validate(cfg: ArchlabConfig) -> None:
     if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
         raise ConfigError("optim.beta1 and optim.beta2 must be in [0, 1)")
     for kind in cfg.logger.kinds:
-        _choice(kind, "logger.kinds", {"wandb", "csv"})
+        _choice(kind, "logger.kinds", {"wandb", "csv", "tensorboard"})
     _choice(cfg.logger.mode, "logger.mode", {"offline", "online", "disabled"})
     _choice(cfg.trainer.accelerator, "trainer.accelerator", {"auto", "cpu", "gpu", "cuda", "mps"})
     if cfg.trainer.threads is not None and cfg.trainer.threads <= 0:

@@ -26,6 +26,7 @@ class LitLM(L.LightningModule):
         self.forward_fn = self.model  # replaced by a compiled wrapper in setup() if asked
         self.last_val_loss: float | None = None
         self.last_train_loss: float | None = None
+        self.diverged_at_step: int | None = None  # set by callbacks.DivergenceStop
         self._interval_losses: list[torch.Tensor] = []
         self._parts: dict[str, torch.Tensor] = {}
         self._grad_norm: torch.Tensor | None = None
@@ -71,9 +72,9 @@ class LitLM(L.LightningModule):
         now = time.perf_counter()
         self._train_time += now - self._clock
         self._clock = now
-        if step % t.log_every == 0 or step in (1, t.max_steps):
+        if step % t.log_every == 0 or step in (1, t.max_steps) or self.diverged_at_step:
             self._log_train(step)
-        if step % t.val_every == 0 or step == t.max_steps:
+        if (step % t.val_every == 0 or step == t.max_steps) and not self.diverged_at_step:
             self._log_val(step)
         self._clock = time.perf_counter()  # validation time is not training time
 

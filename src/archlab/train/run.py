@@ -77,6 +77,11 @@ def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict) -> list:
         from lightning.pytorch.loggers import CSVLogger
 
         loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
+    if "tensorboard" in cfg.logger.kinds:  # `tensorboard --logdir <sweep dir>`: runs side by side
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=job.run_dir, name="tensorboard", version="",
+                                         default_hp_metric=False))
     return loggers
 
 
@@ -127,11 +132,15 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
             limit_val_batches=0, log_every_n_steps=cfg.train.log_every,
-            enable_progress_bar=_progress_bar_wanted(), callbacks=_callbacks(),
+            enable_progress_bar=_progress_bar_wanted(), callbacks=_callbacks(cfg),
             default_root_dir=run_dir,
         )
         trainer.fit(lit, train_dataloaders=train_loader(batches, 0, cfg.train.max_steps))
-        summary["status"] = "completed"
+        summary["status"] = "diverged" if lit.diverged_at_step else "completed"
+        summary["diverged_at_step"] = lit.diverged_at_step
+        if lit.diverged_at_step:
+            log.warning("archlab: run diverged at step %d (loss %s); stopped", lit.diverged_at_step,
+                        lit.last_train_loss)
     except BaseException as e:  # record, then let the caller decide (sweeps keep going)
         summary["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:2000]
         raise
@@ -158,9 +167,14 @@ def _progress_bar_wanted() -> bool:
     return sys.stdout.isatty() and os.environ.get("CI") is None
 
 
-def _callbacks() -> list:
-    if not _progress_bar_wanted():
-        return []
-    from lightning.pytorch.callbacks import RichProgressBar
+def _callbacks(cfg: ArchlabConfig) -> list:
+    from archlab.train.callbacks import DivergenceStop
 
-    return [RichProgressBar(leave=True)]
+    callbacks = []
+    if cfg.train.divergence_factor > 0:
+        callbacks.append(DivergenceStop(cfg.train.divergence_factor, cfg.train.divergence_patience))
+    if _progress_bar_wanted():
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    return callbacks

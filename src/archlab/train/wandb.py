@@ -34,7 +34,9 @@ class ArchlabWandbLogger(WandbLogger):
                     "tokens_per_sec", "diverged_at_step", "error"):
             if summary.get(key) is not None:
                 run.summary[key] = summary[key]
-        run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+        if summary.get("status") == "diverged":
+            run.tags = (*run.tags, "diverged")
+        run.finish(exit_code=0 if summary.get("status") in ("completed", "diverged") else 1)
         if wandb.run is run:  # make sure no later job can inherit it
             wandb.finish()
         self._experiment = None
