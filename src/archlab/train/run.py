@@ -131,7 +131,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             strategy=cfg.trainer.strategy, precision=precision, deterministic=deterministic,
             max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-            limit_val_batches=0, log_every_n_steps=cfg.train.log_every,
+            limit_val_batches=0, log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
             enable_progress_bar=_progress_bar_wanted(), callbacks=_callbacks(cfg),
             default_root_dir=run_dir,
         )
