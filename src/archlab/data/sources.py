@@ -4,6 +4,10 @@
             machine with Python has them), sorted and split by file: a file goes to val when a
             hash of its relative path falls under ``val_fraction``, so the split is stable.
 ``text``    local text files (a path or a glob); the last ``val_fraction`` of each file is val.
+``hf``      any Hugging Face dataset through ``datasets.load_dataset``: a hub dataset
+            (``data.dataset`` [+ ``data.subset``, ``data.revision``]) or local ``data.data_files``
+            (txt / json / jsonl / parquet / csv), see :mod:`archlab.data.hf`. Presets
+            (``data=tinystories`` …) are just conf/data/*.yaml files filling these fields.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from archlab.config import ConfigError, DataConfig
 class Corpus:
     train: list[bytes]
     val: list[bytes]
+    separate_docs: bool = False  # put the tokenizer's separator (e.g. <|endoftext|>) between docs
 
 
 class StdlibSource:
@@ -60,12 +65,12 @@ class StdlibSource:
         return f"stdlib of Python at {self.root} ({len(self.files)} files)"
 
 
-def _find_files(path: str | None) -> list[str]:
+def _find_files(path: str | None, key: str = "data.path") -> list[str]:
     pattern = os.path.expanduser(path or "")
     found = glob.glob(pattern, recursive=True) if glob.has_magic(pattern) else [pattern]
     files = sorted(f for f in found if os.path.isfile(f))
     if not files:
-        raise ConfigError(f"data.path={path!r} matches no file: give an existing file or glob")
+        raise ConfigError(f"{key}={path!r} matches no file: give an existing file or glob")
     return files
 
 
@@ -98,7 +103,22 @@ class TextSource:
         return f"text: {len(self.files)} file(s) from {self.cfg.path}"
 
 
-SOURCES = {"stdlib": StdlibSource, "text": TextSource}
+class _LazyHF:
+    """``archlab.data.hf`` (and with it ``datasets``) is imported only when data=hf is chosen."""
+
+    @staticmethod
+    def check(cfg: DataConfig) -> None:
+        from archlab.data.hf import HFSource
+
+        HFSource.check(cfg)
+
+    def __new__(cls, cfg: DataConfig):
+        from archlab.data.hf import HFSource
+
+        return HFSource(cfg)
+
+
+SOURCES = {"stdlib": StdlibSource, "text": TextSource, "hf": _LazyHF}
 
 
 def make_source(cfg: DataConfig):
