@@ -226,7 +226,7 @@ class HFSource:
             if c.max_docs is not None and len(docs) >= c.max_docs:
                 break
             text = row[c.text_column]
-            if text is None:
+            if text is None or text == "":  # no document (e.g. wikitext's blank lines)
                 continue
             docs.append((text if isinstance(text, str) else str(text)).encode("utf-8", "replace"))
         return docs
