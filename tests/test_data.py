@@ -201,6 +201,26 @@ def test_pretrained_tokenizer_directory(tmp_path, cache):
         PretrainedTokenizer.check(TokenizerConfig(name="pretrained", path=str(tmp_path)))
 
 
+def test_pretrained_slow_format_directory_via_transformers(tmp_path, cache):
+    """A GPT-2-style directory (vocab.json + merges.txt + tokenizer_config.json)."""
+    f = tmp_path / "w.txt"
+    f.write_text(words_text(5000))
+    bpe = make_tokenizer(TokenizerConfig(name="bpe", vocab_size=400))
+    bpe.fit([f.read_bytes()])
+    tok_dir = tmp_path / "gpt2-like"
+    tok_dir.mkdir()
+    bpe.tok.model.save(str(tok_dir))  # vocab.json + merges.txt
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>",
+         "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}))
+    d = load_tokens(DataConfig(source="text", path=str(f), cache_dir=str(cache)),
+                    TokenizerConfig(name="pretrained", path=str(tok_dir)))
+    assert d.vocab_size == 400
+    text = f.read_text()[:200]
+    assert d.tokenizer.decode(d.tokenizer.encode(text)) == text
+    assert list(d.tokenizer.encode(text)) == list(bpe.encode(text))
+
+
 def test_vocab_padding_and_checkpoint_vocab_check():
     assert [padded_vocab(v) for v in (256, 66, 2048, 50257)] == [256, 128, 2048, 50304]
     check_checkpoint_vocab(50257, 50257, "gpt2")  # HF weights: unpadded
@@ -239,6 +259,9 @@ def test_hf_local_files_every_format_same_documents(tmp_path, cache):
         d = load_tokens(hf_cfg(cache, data_files=str(path), text_column="body", val_fraction=0.2))
         seen[kind] = (raw(d.train), raw(d.val), d.meta["train_docs"], d.meta["val_docs"])
     assert seen["jsonl"] == seen["csv"] == seen["parquet"]
+    streamed = load_tokens(hf_cfg(tmp_path / "other-cache", data_files=str(paths["parquet"]),
+                                  text_column="body", val_fraction=0.2, streaming=True))
+    assert (raw(streamed.train), raw(streamed.val)) == seen["jsonl"][:2]
     train, val, n_train, n_val = seen["jsonl"]
     assert n_train + n_val == 60 and n_val > 0  # hashed split: no validation split given
     assert train.startswith(docs[0].encode()) or val.startswith(docs[0].encode())
