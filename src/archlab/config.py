@@ -228,7 +228,6 @@ def validate(cfg: ArchlabConfig) -> None:
     if cfg.loss.name == "ce" and cfg.loss.z_loss_coef != 0:
         raise ConfigError("loss.z_loss_coef is set but loss=ce: select loss=z_loss")
     from archlab.data.sources import SOURCES
-
     from archlab.data.tokenizers import TOKENIZERS
 
     _choice(cfg.data.source, "data.source", SOURCES)

@@ -55,7 +55,7 @@ class TokenSplits:
         return {"fingerprint": self.fingerprint, "corpus": self.description,
                 "store": self.store_dir.name, "tokenizer": m.get("tokenizer", "byte"),
                 "tokenizer_vocab": self.vocab_size, "model_vocab": self.model_vocab_size,
-                "train_tokens": int(len(self.train)), "val_tokens": int(len(self.val)),
+                "train_tokens": len(self.train), "val_tokens": len(self.val),
                 "train_docs": m.get("train_docs"), "val_docs": m.get("val_docs"),
                 "unknown_tokens": m.get("unknown_tokens", 0), "dtype": m["dtype"],
                 "build_sec": m.get("build_sec")}
