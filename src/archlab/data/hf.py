@@ -24,12 +24,10 @@ import csv
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
-from archlab.data.sources import Corpus, _find_files
+from archlab.data.corpus import Corpus, find_files
 
 BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet", ".csv": "csv"}
@@ -112,6 +110,9 @@ def _in_hf_cache(name: str) -> bool:
 
 def _probe_hub(cfg: DataConfig) -> None:
     """Fail fast (seconds, not minutes of retries) when the hub cannot serve the dataset."""
+    import urllib.error
+    import urllib.request
+
     name = cfg.dataset
     if name in _hub_ok:
         return
@@ -139,26 +140,26 @@ def _probe_hub(cfg: DataConfig) -> None:
     _hub_ok[name] = None
 
 
+def _check_files(cfg: DataConfig, pattern: str, key: str) -> list[str]:
+    """The files of ``pattern``: they exist, have one known format and the text column."""
+    files = find_files(pattern, key)
+    if _builder(files, key) == "text":
+        if cfg.text_column != "text":
+            raise _missing_column(cfg, ["text"], f"{files[0]} (a text file)")
+        return files
+    columns = _first_columns(files[0])
+    if columns is not None and cfg.text_column not in columns:
+        raise _missing_column(cfg, columns, files[0])
+    return files
+
+
 class HFSource:
     @staticmethod
     def check(cfg: DataConfig) -> None:
         if cfg.data_files:
-            files = _find_files(cfg.data_files, "data.data_files")
-            _builder(files, "data.data_files")
-            for key, pattern in (("data.data_files", files), ("data.val_files", cfg.val_files)):
-                if key == "data.val_files":
-                    if not pattern:
-                        continue
-                    pattern = _find_files(pattern, key)
-                    _builder(pattern, key)
-                first = pattern[0]
-                if BUILDERS[Path(first).suffix.lower()] == "text":
-                    if cfg.text_column != "text":
-                        raise _missing_column(cfg, ["text"], f"{first} (a text file)")
-                    continue
-                columns = _first_columns(first)
-                if columns is not None and cfg.text_column not in columns:
-                    raise _missing_column(cfg, columns, first)
+            _check_files(cfg, cfg.data_files, "data.data_files")
+            if cfg.val_files:
+                _check_files(cfg, cfg.val_files, "data.val_files")
         elif cfg.dataset:
             _probe_hub(cfg)
         else:
@@ -169,8 +170,8 @@ class HFSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.check(cfg)
-        self.files = _find_files(cfg.data_files, "data.data_files") if cfg.data_files else []
-        self.val_files = _find_files(cfg.val_files, "data.val_files") if cfg.val_files else []
+        self.files = find_files(cfg.data_files, "data.data_files") if cfg.data_files else []
+        self.val_files = find_files(cfg.val_files, "data.val_files") if cfg.val_files else []
 
     def fingerprint(self) -> str:
         c = self.cfg
@@ -178,12 +179,12 @@ class HFSource:
         for part in (c.dataset, c.subset, c.revision, c.split, c.val_split, c.text_column,
                      c.max_docs, c.val_fraction):
             h.update(f"{part}\0".encode())
-        for f in self.files + ["--val--"] + self.val_files:
-            if f != "--val--":
+        for split, files in (("train", self.files), ("val", self.val_files)):
+            for f in files:
+                h.update(f"{split}\0".encode())
                 with open(f, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                         h.update(block)
-            h.update(f"\0{f == '--val--'}\0".encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> str:

@@ -12,21 +12,14 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
-
-
-@dataclass
-class Corpus:
-    train: list[bytes]
-    val: list[bytes]
-    separate_docs: bool = False  # put the tokenizer's separator (e.g. <|endoftext|>) between docs
+from archlab.data.corpus import Corpus, find_files
+from archlab.data.hf import HFSource  # stdlib-only; it imports datasets when it loads
 
 
 class StdlibSource:
@@ -65,23 +58,14 @@ class StdlibSource:
         return f"stdlib of Python at {self.root} ({len(self.files)} files)"
 
 
-def _find_files(path: str | None, key: str = "data.path") -> list[str]:
-    pattern = os.path.expanduser(path or "")
-    found = glob.glob(pattern, recursive=True) if glob.has_magic(pattern) else [pattern]
-    files = sorted(f for f in found if os.path.isfile(f))
-    if not files:
-        raise ConfigError(f"{key}={path!r} matches no file: give an existing file or glob")
-    return files
-
-
 class TextSource:
     @staticmethod
     def check(cfg: DataConfig) -> None:
-        _find_files(cfg.path)
+        find_files(cfg.path)
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
-        self.files = _find_files(cfg.path)
+        self.files = find_files(cfg.path)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(b"text\0")
@@ -103,22 +87,7 @@ class TextSource:
         return f"text: {len(self.files)} file(s) from {self.cfg.path}"
 
 
-class _LazyHF:
-    """``archlab.data.hf`` (and with it ``datasets``) is imported only when data=hf is chosen."""
-
-    @staticmethod
-    def check(cfg: DataConfig) -> None:
-        from archlab.data.hf import HFSource
-
-        HFSource.check(cfg)
-
-    def __new__(cls, cfg: DataConfig):
-        from archlab.data.hf import HFSource
-
-        return HFSource(cfg)
-
-
-SOURCES = {"stdlib": StdlibSource, "text": TextSource, "hf": _LazyHF}
+SOURCES = {"stdlib": StdlibSource, "text": TextSource, "hf": HFSource}
 
 
 def make_source(cfg: DataConfig):

@@ -90,7 +90,7 @@ def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSp
         s: np.memmap(final / f"{s}.bin", dtype=dtype, mode="r") if meta[s] else np.zeros(0, dtype)
         for s in ("train", "val")
     }
-    vocab = meta.get("tokenizer_vocab", tokenizer.vocab_size if tcfg.name == "byte" else None)
+    vocab = meta.get("tokenizer_vocab", 256)  # stores built before tokenizers were byte-only
     return TokenSplits(splits["train"], splits["val"], fingerprint, vocab,
                        source.describe(), tokenizer, final, meta)
 

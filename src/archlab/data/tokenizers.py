@@ -292,10 +292,6 @@ class PretrainedTokenizer(_HFTokenizer):
         if self.tok is None:
             self.tok = self._open()
 
-    def load(self, directory: Path) -> None:
-        if self.tok is None:
-            self.tok = self._open()
-
 
 TOKENIZERS = {
     "byte": ByteTokenizer,
@@ -319,10 +315,5 @@ def load_run_tokenizer(run_dir: str | Path):
     node = OmegaConf.load(run_dir / "config.yaml").get("tokenizer") or {"name": "byte"}
     tcfg = TokenizerConfig(**OmegaConf.to_container(node))
     tok = make_tokenizer(tcfg)
-    if tcfg.name == "pretrained":
-        from tokenizers import Tokenizer
-
-        tok.tok = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
-    else:
-        tok.load(run_dir)
+    tok.load(run_dir)
     return tok
