@@ -342,6 +342,38 @@ def test_hub_preset_with_hub_offline_fails_at_once_naming_the_alternative(monkey
     assert time.perf_counter() - start < 1
 
 
+def test_hub_probe_against_a_local_fake_hub(monkeypatch):
+    import http.server
+    import threading
+
+    from archlab.data import hf
+
+    class FakeHub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = {"/api/datasets/org/there": 200, "/api/datasets/org/down": 503}.get(self.path, 404)
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(hf, "_hub_ok", {})
+    try:
+        HFSource.check(DataConfig(source="hf", dataset="org/there"))
+        with pytest.raises(ConfigError, match="the Hugging Face hub has no dataset 'org/typo'"):
+            HFSource.check(DataConfig(source="hf", dataset="org/typo"))
+        with pytest.raises(ConfigError, match=r"answered HTTP 503: offline, use data=hf data.data_files"):
+            HFSource.check(DataConfig(source="hf", dataset="org/down"))
+    finally:
+        server.shutdown()
+
+
 # ------------------------------------------------------------------ token store
 
 

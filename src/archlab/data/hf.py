@@ -122,7 +122,7 @@ def _probe_hub(cfg: DataConfig) -> None:
         _hub_ok[name] = None
         return
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    request = urllib.request.Request(f"{endpoint}/api/datasets/{name}", method="HEAD")
+    request = urllib.request.Request(f"{endpoint}/api/datasets/{name}")  # small JSON, unread
     if os.environ.get("HF_TOKEN"):
         request.add_header("Authorization", f"Bearer {os.environ['HF_TOKEN']}")
     try:
@@ -133,7 +133,9 @@ def _probe_hub(cfg: DataConfig) -> None:
                 f"{_label(cfg)}: the Hugging Face hub has no dataset {name!r} (HTTP {e.code}; "
                 "gated or private ones need HF_TOKEN): check data.dataset"
             ) from None
-        raise _offline_error(cfg, f"answered HTTP {e.code}") from None
+        if e.code >= 500:
+            raise _offline_error(cfg, f"answered HTTP {e.code}") from None
+        # other answers (rate limits …): the hub is there; datasets deals with it
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise _offline_error(cfg, f"is unreachable ({reason})") from None
