@@ -54,12 +54,33 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "stdlib"  # stdlib | text
+    source: str = "stdlib"  # stdlib | text | hf
     path: Optional[str] = None  # file or glob, for source=text
-    tokenizer: str = "byte"
-    val_fraction: float = 0.02  # stdlib: fraction of files; text: tail of each file
+    # source=hf: a hub dataset (dataset [+ subset]) or local data_files (txt/json/jsonl/parquet/csv)
+    dataset: Optional[str] = None  # hub name, e.g. roneneldan/TinyStories
+    subset: Optional[str] = None  # hub config name, e.g. wikitext-103-raw-v1
+    revision: Optional[str] = None  # hub revision (branch, tag or commit)
+    data_files: Optional[str] = None  # local file or glob (instead of a hub dataset)
+    val_files: Optional[str] = None  # local validation file or glob (optional)
+    split: str = "train"  # training split name
+    val_split: Optional[str] = None  # None: "validation" if the source has it, else split train
+    text_column: str = "text"
+    streaming: bool = False  # iterate the dataset instead of downloading it whole
+    max_docs: Optional[int] = None  # cap on documents read per split (None: all)
+    preset: Optional[str] = None  # set by conf/data/<preset>.yaml (names it in messages)
+    offline_alternative: Optional[str] = None  # what to use instead when the hub is unreachable
+    val_fraction: float = 0.02  # stdlib/hf: fraction of documents; text: tail of each file
     val_windows: int = 32  # fixed validation windows (same for every arm and seed)
+    single_epoch: bool = False  # warn (and record repeats_data) if the run would repeat data
     cache_dir: str = "~/.cache/archlab"
+
+
+@dataclass
+class TokenizerConfig:
+    name: str = "byte"  # byte | char | bpe | pretrained (conf/tokenizer/<name>.yaml)
+    vocab_size: Optional[int] = None  # bpe: target size (trained); others: set by the tokenizer
+    min_frequency: int = 2  # bpe: merges need at least this many occurrences
+    path: Optional[str] = None  # pretrained: a local Hugging Face tokenizer directory
 
 
 @dataclass
@@ -113,6 +134,7 @@ class ArchlabConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -209,10 +231,15 @@ def validate(cfg: ArchlabConfig) -> None:
     if cfg.loss.name == "ce" and cfg.loss.z_loss_coef != 0:
         raise ConfigError("loss.z_loss_coef is set but loss=ce: select loss=z_loss")
     from archlab.data.sources import SOURCES
+    from archlab.data.tokenizers import TOKENIZERS
 
     _choice(cfg.data.source, "data.source", SOURCES)
     if cfg.data.source == "text" and not cfg.data.path:
         raise ConfigError("data=text needs data.path=<file or glob>")
+    if cfg.data.max_docs is not None and cfg.data.max_docs <= 0:
+        raise ConfigError(f"data.max_docs={cfg.data.max_docs} must be positive (or null for all)")
+    _choice(cfg.tokenizer.name, "tokenizer.name", TOKENIZERS)
+    TOKENIZERS[cfg.tokenizer.name].check(cfg.tokenizer)
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} must be in (0, 1)")
     for key in ("batch_size", "max_steps", "log_every", "val_every"):

@@ -104,21 +104,22 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
     try:
         import lightning as L
 
-        from archlab.data.store import load_tokens
+        from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
         from archlab.train.module import LitLM
 
         _quiet_libraries()
         precision, deterministic = _configure_torch(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        data = load_tokens(cfg.data)
-        cfg.model.vocab_size = data.vocab_size
+        data = load_tokens(cfg.data, cfg.tokenizer)
+        cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
-        config_dict["data_info"] = {"fingerprint": data.fingerprint, "corpus": data.description,
-                                    "train_tokens": int(len(data.train)),
-                                    "val_tokens": int(len(data.val))}
+        config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+        data.save_tokenizer(run_dir)
+        summary.update(data_regime(len(data.train), cfg.train.max_steps, cfg.train.batch_size,
+                                   cfg.model.block_size, cfg.data.single_epoch))
 
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
@@ -153,6 +154,8 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
             )
+        if summary.get("train_tokens"):  # epochs of the training split actually seen
+            summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
         summary["elapsed_sec"] = round(time.time() - start, 3)
         for logger in loggers:
             if hasattr(logger, "finish"):
