@@ -23,7 +23,7 @@ class RMSNorm(nn.Module):
         # normalise in fp32 (as Llama does), cast back
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.type_as(x) * (self.weight + self.offset)
+        return xf.type_as(x) * (self.weight + self.offset if self.offset else self.weight)
 
 
 class LayerNorm(nn.Module):
@@ -36,7 +36,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight + self.offset, self.bias, self.eps)
+        gain = self.weight + self.offset if self.offset else self.weight
+        return F.layer_norm(x, self.weight.shape, gain, self.bias, self.eps)
 
 
 NORMS: dict[str, type[nn.Module]] = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

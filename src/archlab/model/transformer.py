@@ -47,7 +47,9 @@ class Transformer(nn.Module):
         """idx: (B, T) token ids → logits (B, T, vocab). With a cache, idx continues it."""
         start = cache.seen if cache is not None else 0
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
-        x = self.embed(idx) * self.embed_scale  # (B, T, d)
+        x = self.embed(idx)  # (B, T, d)
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
         x = self.drop(self.position.embed(x, pos))
         for block, position in zip(self.blocks, self.layer_positions):
             x = block(x, pos, position, cache)
