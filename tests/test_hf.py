@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from archlab.hf import from_hf, to_hf  # noqa: E402
+from archlab.hf import from_hf, to_hf
 
 V, T = 101, 24
 LLAMA = dict(vocab_size=V, hidden_size=48, intermediate_size=80, num_hidden_layers=2,

@@ -156,7 +156,7 @@ def test_cached_decoding_matches_full_recompute(position, attention):
             steps += [model(idx[:, t : t + 1], cache) for t in range(7, 12)]  # token by token
             steps.append(model(idx[:, 12:], cache))  # a chunk after decoding
         torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5,
-                                   msg=lambda m: f"{variant}: {m}")
+                                   msg=lambda m, v=variant: f"{v}: {m}")
         assert cache.seen == 20
         kv = KV[attention] or cfg.n_heads
         for layer, k in enumerate(cache.k):
@@ -260,6 +260,6 @@ def test_presets_compose_with_tiny_and_cli_overrides_win():
     cfg = _compose(["model/arch=gemma2", "model/norm_placement=pre", "model.attn_softcap=null",
                     "model.n_layers=3"]).model
     assert (cfg.norm_placement, cfg.attn_softcap, cfg.n_layers, cfg.logit_softcap) == ("pre", None, 3, 30.0)
-    assert _compose([]).model == ModelConfig(**{**dataclasses.asdict(ModelConfig())})  # default unchanged
+    assert _compose([]).model == ModelConfig()  # the default run is unchanged
     gpt2 = _compose(["model/arch=gpt2", "model/norm=rmsnorm"]).model
     assert (gpt2.norm, gpt2.mlp, gpt2.position) == ("rmsnorm", "gelu_tanh", "learned")

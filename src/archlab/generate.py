@@ -105,7 +105,7 @@ def main(args: list[str]) -> int:
             from transformers import AutoTokenizer
 
             tokenizer = _HFTokenizer(AutoTokenizer.from_pretrained(opts["hf"]))
-        except Exception as e:  # noqa: BLE001 - no tokenizer files in the dir
+        except Exception as e:
             raise ConfigError(f"hf={opts['hf']}: no usable tokenizer in that directory ({e})") from None
     else:
         from archlab.data.tokenizers import make_tokenizer

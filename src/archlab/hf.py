@@ -20,7 +20,14 @@ from typing import Callable
 
 import torch
 
-from archlab.config import ConfigError, ModelConfig, head_dim, n_kv_heads, rotary_dim, validate_model
+from archlab.config import (
+    ConfigError,
+    ModelConfig,
+    head_dim,
+    n_kv_heads,
+    rotary_dim,
+    validate_model,
+)
 from archlab.model import Transformer
 
 GATED_ACTS = {"silu": "swiglu", "gelu_pytorch_tanh": "geglu_tanh", "gelu": "geglu", "relu": "reglu"}

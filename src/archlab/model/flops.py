@@ -3,8 +3,7 @@ closed-form parameter count of any config (checked against the built model in th
 
 from __future__ import annotations
 
-from archlab.config import (ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads,
-                            norm_bias)
+from archlab.config import ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads, norm_bias
 
 
 def _mean_span(T: int, window: int | None) -> float:
