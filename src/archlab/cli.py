@@ -19,6 +19,7 @@ CONF_DIR = os.environ.get("ARCHLAB_CONF") or str(Path(__file__).resolve().parent
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
+    "reproduce": ("archlab.claims:main", "run a lecture claim's sweep and write its verdict"),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
 }
 

@@ -1,0 +1,460 @@
+"""``archlab reproduce <id>|all [--smoke]``: run (or resume) a claim's sweep, judge it, report it.
+
+Jobs run in this process (one import of torch/Lightning for every claim) through the same
+``archlab.train.run.train`` that ``archlab train`` calls, into the sweep layout of
+``archlab train -m``: ``<runs>/sweeps/claim-<id>/<override slug>/``. A job whose summary says
+completed or diverged is skipped, so an interrupted reproduce resumes where it stopped.
+Runs are mapped back to the claim's arms by their recorded overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from archlab.claims import checks as C
+from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, merge, signature
+
+RESULTS_DIR = REPO / "experiments" / "results"
+RUNS_DIR = REPO / "experiments" / "runs"
+SUMMARY_MD = REPO / "experiments" / "README.md"
+VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
+
+
+def slug(overrides: list[str]) -> str:
+    """Hydra's sweep subdir for these overrides (``conf/train.yaml``: sorted, ',' joined)."""
+    text = ",".join(sorted(o for o in overrides if not o.startswith(("name=", "out_dir="))))
+    return (text or "default").replace("/", ".").replace(" ", "")[:200]
+
+
+def sweep_dir(runs_dir: Path, claim: Claim) -> Path:
+    return Path(runs_dir) / "sweeps" / f"claim-{claim.id}"
+
+
+# --------------------------------------------------------------------------- running
+
+
+def validate_jobs(claim: Claim, smoke: bool) -> None:
+    """Compose and validate every job up front (one line per mistake, before any training)."""
+    from archlab.cli import prevalidate
+    from archlab.config import ConfigError
+
+    seen = set()
+    for arm, overrides in claim.jobs(smoke):
+        sig = signature(overrides)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        try:
+            prevalidate(overrides, multirun=False)
+        except ConfigError as err:
+            raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
+
+
+def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
+    """Train every job not yet done; returns counts."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from archlab.cli import CONF_DIR, _register_resolvers
+    from archlab.config import to_dataclass
+    from archlab.runs.record import read_summary
+    from archlab.train.run import Job, train
+
+    _register_resolvers()
+    jobs = claim.jobs(smoke)
+    name = f"claim-{claim.id}"
+    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+        for i, (arm, overrides) in enumerate(jobs, 1):
+            run_dir = sweep_dir(runs_dir, claim) / slug(overrides)
+            done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
+            tag = f"[{claim.id} {i}/{len(jobs)}] {arm} {' '.join(o for o in overrides if o.startswith(('seed=', 'optim.lr=')))}"
+            if done and done.get("status") in ("completed", "diverged"):
+                counts["skipped"] += 1
+                continue
+            cfg = compose(config_name="train", return_hydra_config=True,
+                          overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"])
+            choices = {k: v for k, v in cfg.hydra.runtime.choices.items()
+                       if not k.startswith("hydra")}
+            with_hydra = OmegaConf.to_container(cfg, resolve=False)
+            with_hydra.pop("hydra", None)
+            typed = to_dataclass(OmegaConf.create(with_hydra))
+            if threads and typed.trainer.threads is None:
+                typed.trainer.threads = threads
+            job = Job(run_dir=run_dir, overrides=list(overrides), group=name,
+                      choices=dict(choices))
+            start = time.time()
+            try:
+                summary = train(typed, job)
+            except Exception as err:  # noqa: BLE001 - recorded in summary.json; keep going
+                counts["failed"] += 1
+                log(f"{tag}: failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+                continue
+            counts["ran"] += 1
+            vl = summary.get("val_loss")
+            log(f"{tag}: {summary['status']} val_loss "
+                f"{'n/a' if vl is None else f'{vl:.4f}'} ({time.time() - start:.1f} s)")
+    return counts
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
+    """arm -> its run records, matched by the recorded overrides (stale runs are ignored)."""
+    from archlab.runs.load import find_runs
+
+    sigs = claim.arm_signatures(smoke)
+    arms: dict[str, list] = {a: [] for a in claim.arms}
+    root = sweep_dir(runs_dir, claim)
+    if not root.exists():
+        return arms
+    for record in find_runs([root], warn=lambda m: None):
+        arm = sigs.get(signature(list(record.summary.get("overrides") or [])))
+        if arm is not None:
+            arms[arm].append(record)
+    return arms
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "conf"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:  # pragma: no cover
+        tv = "n/a"
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)")
+
+
+def _fmt(x: Any, d: int = 4) -> str:
+    return C._fmt(x, d)
+
+
+def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
+    """Mean over seeds of a metrics.jsonl key vs step, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from archlab.runs.report import color
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    drawn = False
+    for i, (arm, runs) in enumerate(arm_runs.items()):
+        acc: dict[int, list[float]] = {}
+        for r in runs:
+            if r.status == "failed" or (lrs.get(arm) is not None and C.run_lr(r) != lrs[arm]):
+                continue
+            for m in r.metrics:
+                if C._finite(m.get(key)):
+                    acc.setdefault(int(m["step"]), []).append(float(m[key]))
+        if acc:
+            steps = sorted(acc)
+            ax.plot(steps, [sum(acc[s]) / len(acc[s]) for s in steps], color=color(i), label=arm)
+            drawn = True
+    if drawn:
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(f"{key} (seed mean)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return drawn
+
+
+def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
+    from archlab.runs.compare import CompareError, analyze
+
+    recs = claim_records(claim, runs_dir, smoke)
+    arm_data = {a: C.ArmData(a, rs) for a, rs in recs.items()}
+    _, _, grid = claim.settings(smoke)
+    C.assign_lrs(arm_data, grid)
+    results, verdict = C.evaluate(claim.rule, arm_data, claim.baseline, alpha)
+    ordered = [claim.baseline] + [a for a in claim.arms if a != claim.baseline]
+    records = [r for a in ordered for r in recs[a]]
+    analysis = None
+    if records:
+        try:
+            analysis = analyze(records, baseline=None, alpha=alpha)
+        except CompareError:
+            analysis = None
+    return recs, arm_data, results, verdict, analysis
+
+
+def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
+                 counts: dict | None, wall: float | None, alpha: float = 0.05) -> dict:
+    from archlab.runs.report import markdown_table, table_rows, write_outputs
+
+    recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
+    out = Path(results_dir) / claim.id
+    pngs: list[Path] = []
+    if analysis is not None:
+        pngs = [p for p in write_outputs(analysis, out, ["step", "tokens", "time"])
+                if p.suffix == ".png"]
+    metric_keys = sorted({spec.get("metric", "").split(":", 1)[1] for spec in claim.rule
+                          if ":" in spec.get("metric", "")}
+                         | {m.split(":", 1)[1] for m in claim.metrics if ":" in m})
+    lrs = {a: d.lr for a, d in arm_data.items()}
+    for key in metric_keys:
+        path = out / f"metric_{key.replace('/', '_').replace('@', '_at_')}.png"
+        out.mkdir(parents=True, exist_ok=True)
+        if _metric_curve_png(recs, key, path, lrs):
+            pngs.append(path)
+
+    base, n_seeds, grid = claim.settings(smoke)
+    all_runs = [r for rs in recs.values() for r in rs]
+    status_count = {s: sum(r.status == s for r in all_runs) for s in ("completed", "diverged", "failed")}
+    data_info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), {}) or {}
+    tokens = next((r.summary.get("planned_tokens") for r in all_runs if r.summary.get("planned_tokens")), None)
+    epochs = next((r.summary.get("planned_epochs") for r in all_runs if r.summary.get("planned_epochs") is not None), None)
+    headline = next((r for r in results if r.headline), None)
+    commit = git_commit()
+    mach = machine()
+
+    label_of = {}
+    if analysis is not None:
+        for arm in analysis.arms:
+            src = {r.source for r in arm.runs}
+            for name, rs in recs.items():
+                if rs and src & {r.source for r in rs}:
+                    label_of[arm.label] = name
+
+    md = [f"# Claim `{claim.id}`: {claim.title}", "", f"> {claim.claim}", ""]
+    md += [f"**Verdict: {VERDICT_ICON.get(verdict, '')} {verdict}**"
+           + (" (SMOKE run: pipeline check only, no evidence)" if smoke else ""), ""]
+    if headline and headline.numbers.get("diff") is not None:
+        md += [f"Headline: `{headline.check}` {headline.arm} vs {headline.baseline} on "
+               f"`{headline.metric}`: {headline.evidence}", ""]
+    md += ["## Sources", ""] + [f"- {s}" for s in claim.sources] + [""]
+    md += ["## Setup", ""]
+    md += [f"- Shared overrides: `{' '.join(base)}`"]
+    md += [f"- Arms (baseline **{claim.baseline}**):"]
+    md += [f"  - **{a}**: `{' '.join(o) or '(base only)'}`" for a, o in claim.arms.items()]
+    md += [f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}), paired by seed (same batches and "
+           "validation windows per seed)"]
+    if grid:
+        md += [f"- LR grid: {', '.join(f'{x:g}' for x in grid)} (each arm compared at its own "
+               "best LR; LR sensitivity per seed over the grid)"]
+    md += [f"- Budget: {json.dumps(claim.budget)}"
+           + (f"; {tokens:,} tokens per run ({epochs} epochs of the training split)" if tokens else "")]
+    if data_info:
+        md += [f"- Corpus: {data_info.get('corpus')} (fingerprint `{data_info.get('fingerprint')}`, "
+               f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
+               f"{data_info.get('tokenizer')})"]
+    md += [f"- archlab commit: `{commit}`", f"- Machine: {mach}"]
+    md += [f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
+           f"{status_count['diverged']} diverged, {status_count['failed']} failed)"
+           + (f"; this invocation trained {counts['ran']}, skipped {counts['skipped']} "
+              f"already done, in {wall:.0f} s" if counts and wall is not None else "")]
+    md += [f"- Runs on disk: `{sweep_dir(runs_dir, claim)}` (not committed)", ""]
+    md += ["## Checks (decision rule)", "",
+           f"Significance level {alpha}; {1 - alpha:.0%} CIs (t-intervals); Δ = arm − baseline. "
+           "Margins are stated per check (`x%` of the baseline mean, `xstd` × the measured "
+           "baseline seed std).", ""]
+    md += ["| # | check | arm vs baseline | metric | margin | result | evidence |",
+           "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(results, 1):
+        margin = r.numbers.get("margin")
+        mtxt = "—" if margin is None else f"{_fmt(margin)} ({r.numbers.get('margin_spec')})"
+        req = "" if r.required else " (info)"
+        md += [f"| {i} | `{r.check}`{req} | {r.arm} vs {r.baseline} | `{r.metric}` | {mtxt} | "
+               f"**{r.status}** | {r.evidence} |"]
+    md += ["", f"Verdict rule: reproduced if every required check passes, not reproduced if any "
+           f"fails, inconclusive otherwise → **{verdict}**.", ""]
+    if analysis is not None:
+        res = analysis.result
+        md += ["## Results (`archlab compare`)", ""]
+        if label_of:
+            md += ["Arm names: " + "; ".join(f"`{lab}` = **{name}**" for lab, name in label_of.items()), ""]
+        md += [markdown_table(*table_rows(res)), ""]
+        md += [f"Baseline seed noise (std of final val loss over seeds): {_fmt(res.get('seed_noise'))}", ""]
+        for p in pngs:
+            md += [f"![{p.stem}]({claim.id}/{p.name})", ""]
+        md += [f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md), "
+               f"[compare.json]({claim.id}/compare.json)", ""]
+    else:
+        md += ["## Results", "", "No runs found.", ""]
+    md += ["## Scale note", "", claim.scale_note, ""]
+    if claim.notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in claim.notes] + [""]
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{claim.id}.md").write_text("\n".join(md), encoding="utf-8")
+    html = out / "report.html"
+    if html.exists() and html.stat().st_size > 2_000_000:
+        html.unlink()  # too big to commit; report.md + PNGs carry the same content
+    summary = {
+        "id": claim.id, "title": claim.title, "claim": claim.claim, "verdict": verdict,
+        "smoke": smoke, "commit": commit, "machine": mach, "runs": status_count,
+        "budget": claim.budget, "seeds": n_seeds, "lr_grid": grid,
+        "checks": [r.as_dict() for r in results],
+        "headline": headline.as_dict() if headline else None,
+    }
+    (results_dir / f"{claim.id}.json").write_text(
+        json.dumps(C_json(summary), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def C_json(obj):
+    from archlab.runs.compare import _json_ready
+
+    return _json_ready(obj)
+
+
+# --------------------------------------------------------------------------- summary table
+
+
+def _effect(summary: dict) -> str:
+    h = summary.get("headline") or {}
+    n = h.get("numbers") or {}
+    if n.get("diff") is None:
+        return "—"
+    ci = (f" [{_fmt(n['ci_low'])}, {_fmt(n['ci_high'])}]" if n.get("ci_low") is not None else "")
+    return f"{h['metric']}: {h['arm']} − {h['baseline']} = {_fmt(n['diff'])}{ci}"
+
+
+def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> None:
+    rel = os.path.relpath(results_dir, path.parent)
+    rows = []
+    for c in claims:
+        f = Path(results_dir) / f"{c.id}.json"
+        s = json.loads(f.read_text()) if f.exists() else None
+        if s is None:
+            rows.append(f"| [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — |")
+            continue
+        budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
+        budget += f", {s['budget'].get('steps', '?')} steps"
+        rows.append(f"| [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
+                    f"{s['verdict']} | {_effect(s)} | {budget} |")
+    text = [
+        "# Lecture claims: reproduced at CPU scale",
+        "",
+        "Each claim is `experiments/claims/<id>.yaml` (arms, seeds, budget, decision rule);",
+        "`archlab reproduce <id>` (or `all`) runs or resumes its sweep and writes",
+        "`experiments/results/<id>.md` with the setup, curves, table, checks and verdict.",
+        "Verdicts: **reproduced** (every check of the rule passes), **not reproduced** (a check",
+        "fails: significant opposite effect or demonstrably no effect), **inconclusive** (seed noise",
+        "too large at this budget). Effect sizes are arm − baseline with 95% CIs over seeds.",
+        "Everything runs on a 2-core CPU with tiny models: read each result's scale note.",
+        "",
+        "| claim | statement | verdict | headline effect [95% CI] | budget |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
+        "every claim (2 steps, 2 seeds, nothing written here): `archlab reproduce all --smoke`.",
+        "Runs go to `experiments/runs/` (not committed); re-running resumes.",
+        "",
+    ]
+    path.write_text("\n".join(text), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ClaimError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict")
+    p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
+    p.add_argument("--smoke", action="store_true",
+                   help="reduced run (claim's smoke overrides); writes under a temp dir, not experiments/")
+    p.add_argument("--out", metavar="DIR", help="root for runs/ and results/ (default: experiments/, "
+                   "or $TMPDIR/archlab-claims-smoke with --smoke)")
+    p.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default: <out>/runs)")
+    p.add_argument("--results-dir", metavar="DIR", help="where reports go (default: <out>/results)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per job (default: min(2, cores))")
+    p.add_argument("--report-only", action="store_true", help="do not train; rebuild the reports from the runs")
+    p.add_argument("--list", action="store_true", help="list the claims and exit")
+    p.add_argument("--alpha", type=float, default=0.05)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.list:
+            for c in load_all():
+                print(f"{c.id:24s} {c.claim}")
+            return 0
+        if not args.claim:
+            raise ClaimError("give a claim id or all (archlab reproduce --list shows them)")
+        claims = load_all() if "all" in args.claim else [get(c) for c in args.claim]
+        if args.out:
+            root = Path(args.out)
+            runs_dir, results_dir = root / "runs", root / "results"
+        elif args.smoke:
+            root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
+            runs_dir, results_dir = root / "runs", root / "results"
+        else:
+            runs_dir, results_dir = RUNS_DIR, RESULTS_DIR
+        runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
+        results_dir = Path(args.results_dir) if args.results_dir else results_dir
+        runs_dir, results_dir = runs_dir.resolve(), results_dir.resolve()
+        threads = args.threads or min(2, os.cpu_count() or 1)
+        runnable = []
+        for c in claims:
+            missing = c.missing_requirements()
+            if missing:
+                print(f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}", file=sys.stderr)
+                continue
+            if not args.report_only:
+                validate_jobs(c, args.smoke)
+            runnable.append(c)
+    except ClaimError as err:
+        print(f"archlab reproduce: error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    for c in runnable:
+        start = time.time()
+        counts = None
+        if not args.report_only:
+            print(f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
+                  f"{sweep_dir(runs_dir, c)}", flush=True)
+            counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
+        s = write_report(c, runs_dir, results_dir, args.smoke, counts,
+                         None if args.report_only else time.time() - start, args.alpha)
+        print(f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
+              f"{results_dir / (c.id + '.md')}", flush=True)
+    if results_dir == RESULTS_DIR.resolve() and not args.smoke:
+        write_summary_table(load_all(), results_dir, SUMMARY_MD)
+    return 0
