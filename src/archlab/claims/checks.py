@@ -253,6 +253,13 @@ def evaluate_check(spec: dict[str, Any], arms: dict[str, ArmData], default_basel
     if arm not in arms or base not in arms or not arms[arm].runs or not arms[base].runs:
         res.evidence = "no runs for this arm or its baseline"
         return res
+    if "lr" in spec:  # compare both arms at one LR of the grid ("max", "min" or a value)
+        lrs = sorted({run_lr(r) for r in arms[arm].runs + arms[base].runs} - {None})
+        at = {"max": lrs[-1] if lrs else None, "min": lrs[0] if lrs else None}.get(
+            str(spec["lr"]), spec["lr"])
+        arms = dict(arms)
+        arms[arm] = ArmData(arm, arms[arm].runs, float(at) if at is not None else None)
+        arms[base] = ArmData(base, arms[base].runs, float(at) if at is not None else None)
     base_metric = spec.get("baseline_metric", metric)
     if base_metric != metric:
         res.metric = f"{metric} vs {base_metric}"

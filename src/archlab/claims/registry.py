@@ -36,7 +36,7 @@ CHECK_KINDS = {
 }
 REQUIRED = ("id", "claim", "sources", "base", "arms", "baseline", "seeds", "budget", "metrics",
             "rule", "scale_note")
-OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs")
+OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds")
 
 
 class ClaimError(ValueError):
@@ -62,6 +62,7 @@ class Claim:
     notes: list[str] = field(default_factory=list)
     title: str = ""
     needs: list[str] = field(default_factory=list)  # knobs/metrics from other branches
+    arm_seeds: dict[str, int] = field(default_factory=dict)  # fewer seeds for some arms
     path: Path | None = None
 
     def settings(self, smoke: bool) -> tuple[list[str], int, list[float] | None]:
@@ -82,6 +83,8 @@ class Claim:
         for seed in range(n_seeds):
             for lr in grid or [None]:
                 for arm, arm_over in self.arms.items():
+                    if not smoke and seed >= self.arm_seeds.get(arm, n_seeds):
+                        continue
                     extra = [f"optim.lr={lr}"] if lr is not None else []
                     out.append((arm, merge(base, arm_over, extra, [f"seed={seed}"])))
         return out
@@ -147,6 +150,12 @@ def load_claim(path: Path) -> Claim:
     sigs = {frozenset(merge(data["base"], o)) for o in arms.values()}
     _need(len(sigs) == len(arms), path, "two arms have the same overrides")
     _need(isinstance(data["seeds"], int) and data["seeds"] >= 1, path, "seeds must be an int >= 1")
+    arm_seeds = data.get("arm_seeds") or {}
+    _need(isinstance(arm_seeds, dict) and all(
+        a in arms and isinstance(n, int) and 1 <= n <= data["seeds"] for a, n in arm_seeds.items()),
+        path, "arm_seeds must map arms to 1..seeds")
+    _need(data["baseline"] not in arm_seeds or arm_seeds[data["baseline"]] == data["seeds"], path,
+          "the baseline arm runs all seeds (seed noise is measured on it)")
     grid = data.get("lr_grid")
     if grid is not None:
         _need(isinstance(grid, list) and len(grid) >= 2 and all(
@@ -175,7 +184,7 @@ def load_claim(path: Path) -> Claim:
         scale_note=str(data["scale_note"]).strip(), lr_grid=grid, smoke=smoke,
         requires=list(data.get("requires") or []), notes=list(data.get("notes") or []),
         title=str(data.get("title") or data["id"]), needs=list(data.get("needs") or []),
-        path=path,
+        arm_seeds=dict(arm_seeds), path=path,
     )
 
 

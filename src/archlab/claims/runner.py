@@ -81,6 +81,8 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
             if done and done.get("status") in ("completed", "diverged"):
                 counts["skipped"] += 1
                 continue
+            for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
+                (run_dir / stale).unlink(missing_ok=True)
             cfg = compose(config_name="train", return_hydra_config=True,
                           overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"])
             choices = {k: v for k, v in cfg.hydra.runtime.choices.items()

@@ -1,0 +1,216 @@
+"""The claim registry, the checks and verdicts on synthetic runs, and one real smoke reproduce."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archlab.claims import checks as C
+from archlab.claims.registry import CLAIMS_DIR, ClaimError, load_all, load_claim, merge
+from archlab.runs.load import find_runs
+from conftest import REPO, run_cli
+from fixtures_runs import make_run
+
+
+def arm_data(root: Path, name: str, finals: dict, **kw) -> C.ArmData:
+    for seed, final in finals.items():
+        make_run(root / name, f"s{seed}", seed=seed, final=final, **kw)
+    return C.ArmData(name, find_runs([root / name], warn=lambda m: None))
+
+
+def noise(seed: int, n: int = 6, base: float = 3.0, sd: float = 0.02) -> dict:
+    rng = random.Random(seed)
+    return {s: base + rng.gauss(0, sd) for s in range(n)}
+
+
+RULE_LOWER = [{"check": "lower", "arm": "b", "metric": "val_loss", "margin": 0.005}]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def test_clear_win_is_reproduced(tmp_path):
+    base = noise(1)
+    arms = {"a": arm_data(tmp_path, "a", base),
+            "b": arm_data(tmp_path, "b", {s: v - 0.2 + 0.001 * s for s, v in base.items()})}
+    results, verdict = C.evaluate(RULE_LOWER, arms, "a")
+    assert results[0].status == C.PASS and verdict == C.REPRODUCED
+    assert results[0].numbers["test"] == "paired" and results[0].numbers["diff"] == pytest.approx(-0.1975, abs=1e-3)
+    assert results[0].headline
+
+
+def test_pure_noise_is_inconclusive(tmp_path):
+    arms = {"a": arm_data(tmp_path, "a", noise(1, n=3, sd=0.05)),
+            "b": arm_data(tmp_path, "b", noise(2, n=3, sd=0.05))}
+    results, verdict = C.evaluate(RULE_LOWER, arms, "a")
+    assert results[0].status == C.UNKNOWN and verdict == C.INCONCLUSIVE
+
+
+def test_opposite_significant_effect_is_not_reproduced(tmp_path):
+    base = noise(3)
+    arms = {"a": arm_data(tmp_path, "a", base),
+            "b": arm_data(tmp_path, "b", {s: v + 0.1 + 0.002 * s for s, v in base.items()})}
+    results, verdict = C.evaluate(RULE_LOWER, arms, "a")
+    assert results[0].status == C.FAIL and "opposite" in results[0].evidence
+    assert verdict == C.NOT_REPRODUCED
+    higher = C.evaluate_check({"check": "higher", "arm": "b"}, arms, "a")
+    assert higher.status == C.PASS
+
+
+def test_demonstrated_no_effect(tmp_path):
+    base = noise(4)
+    close = {s: v + 0.0005 * ((-1) ** s) for s, v in base.items()}
+    arms = {"a": arm_data(tmp_path, "a", base), "b": arm_data(tmp_path, "b", close)}
+    eq, verdict = C.evaluate([{"check": "equivalent", "arm": "b", "margin": "1%"}], arms, "a")
+    assert eq[0].status == C.PASS and verdict == C.REPRODUCED
+    assert eq[0].numbers["margin"] == pytest.approx(0.03, rel=0.02)
+    lower = C.evaluate_check({"check": "lower", "arm": "b", "margin": "1%"}, arms, "a")
+    assert lower.status == C.FAIL and "no effect" in lower.evidence
+    # a big significant difference is not equivalent
+    far = {s: v + 0.1 + 0.001 * s for s, v in base.items()}
+    arms["c"] = arm_data(tmp_path, "c", far)
+    assert C.evaluate_check({"check": "equivalent", "arm": "c", "margin": "1%"}, arms, "a").status == C.FAIL
+    # margin from the measured seed std
+    std = C.resolve_margin("2std", list(base.values()))
+    assert std == pytest.approx(2 * __import__("statistics").stdev(base.values()))
+
+
+def test_small_cost_faster_ratio_and_below(tmp_path):
+    base = noise(5)
+    arms = {
+        "a": arm_data(tmp_path, "a", base, tokens_per_sec=10_000.0),
+        "b": arm_data(tmp_path, "b", {s: v + 0.01 + 0.0005 * s for s, v in base.items()},
+                      tokens_per_sec=12_000.0),
+    }
+    assert C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": "2%"}, arms, "a").status == C.PASS
+    assert C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": 0.001}, arms, "a").status == C.FAIL
+    fast = C.evaluate_check({"check": "faster", "arm": "b"}, arms, "a")
+    # identical tokens/s per seed: a deterministic difference counts as exact
+    assert fast.status == C.PASS and fast.numbers["ratio"] == pytest.approx(1.2)
+    ratio = C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec",
+                              "expected": 1.2}, arms, "a")
+    assert ratio.status == C.PASS
+    assert C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec",
+                             "expected": 0.5}, arms, "a").status == C.FAIL
+    below = C.evaluate_check({"check": "below", "arm": "b", "threshold": 5.0}, arms, "a")
+    assert below.status == C.PASS
+
+
+def test_missing_metric_is_unknown(tmp_path):
+    arms = {"a": arm_data(tmp_path, "a", noise(6)), "b": arm_data(tmp_path, "b", noise(7))}
+    r = C.evaluate_check({"check": "lower", "arm": "b", "metric": "max:attn/max_logit_missing"}, arms, "a")
+    assert r.status == C.UNKNOWN and "not recorded" in r.evidence
+    assert C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "kv_cache_bytes_per_token",
+                             "expected": 0.5}, arms, "a").status == C.UNKNOWN
+
+
+def test_metric_specs(tmp_path):
+    run = arm_data(tmp_path, "a", {0: 2.5}).runs[0]
+    assert C.metric_value(run, "val_loss") == pytest.approx(2.5)
+    assert C.metric_value(run, "max:attn/max_logit/layer0") == 1.0
+    assert C.metric_value(run, "params") == 800_000
+    assert C.metric_value(run, "first:train/loss") == pytest.approx(4.2)
+    assert C.metric_value(run, "val_minus_train") == pytest.approx(
+        2.5 - C.metric_value(run, "last3:train/loss"))
+    run.summary["val_loss_at"] = {"2x": 2.7, "4x": None}
+    assert C.metric_value(run, "val_loss_at.2x") == 2.7 and C.metric_value(run, "val_loss_at.4x") is None
+
+
+def test_lr_sensitivity_per_seed(tmp_path):
+    """Arm b diverges at the high LR on every seed: higher sensitivity than a, paired by seed."""
+    def sweep(name, high_lr_status):
+        for seed in range(4):
+            for lr, final in ((1e-3, 3.1), (1e-2, 3.0), (1e-1, 3.05)):
+                diverged = high_lr_status == "diverged" and lr == 1e-1
+                make_run(tmp_path / name, f"s{seed}_lr{lr}", seed=seed, final=final + 0.01 * seed,
+                         status="diverged" if diverged else "completed",
+                         diverged_at=20 if diverged else None, overrides={"optim.lr": lr})
+        return C.ArmData(name, find_runs([tmp_path / name], warn=lambda m: None))
+
+    arms = {"post": sweep("post", "diverged"), "pre": sweep("pre", "completed")}
+    sens = C.lr_sensitivity_by_seed(arms["post"].runs)
+    assert len(sens) == 4 and all(v > 0.3 for v in sens.values())
+    C.assign_lrs(arms, [1e-3, 1e-2, 1e-1])
+    assert arms["pre"].lr == pytest.approx(1e-2)
+    r, verdict = C.evaluate([{"check": "lr_sensitivity_lower", "arm": "pre", "baseline": "post",
+                              "margin": 0.01}], arms, "post")
+    assert r[0].status == C.PASS and verdict == C.REPRODUCED
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _minimal(**over) -> dict:
+    d = {"id": "x", "claim": "c", "sources": ["s"], "base": ["model/size=tiny"],
+         "arms": {"a": ["model/mlp=gelu"], "b": ["model/mlp=swiglu"]}, "baseline": "a",
+         "seeds": 2, "budget": {"steps": 2}, "metrics": ["val_loss"],
+         "rule": [{"check": "lower", "arm": "b"}], "scale_note": "n"}
+    d.update(over)
+    return d
+
+
+def test_registry_validation(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(_minimal()))
+    claim = load_claim(path)
+    jobs = claim.jobs()
+    assert [a for a, _ in jobs] == ["a", "b", "a", "b"]  # seed-major, arms interleaved
+    assert jobs[0][1] == ["model/size=tiny", "model/mlp=gelu", "seed=0"]
+    for bad, msg in [({"baseline": "z"}, "baseline"), ({"rule": [{"check": "nope", "arm": "b"}]}, "check"),
+                     ({"arms": {"a": [], "b": []}}, "same overrides"), ({"extra": 1}, "unknown keys"),
+                     ({"rule": [{"check": "lr_sensitivity_lower", "arm": "b"}]}, "lr_grid")]:
+        path.write_text(yaml.safe_dump(_minimal(**bad)))
+        with pytest.raises(ClaimError, match=msg):
+            load_claim(path)
+    assert merge(["a=1", "b=2"], ["a=3"]) == ["b=2", "a=3"]
+
+
+def test_every_registered_claim_loads_and_composes():
+    from archlab.cli import prevalidate
+    from archlab.config import ConfigError
+
+    claims = load_all()
+    assert len(claims) >= 12, [c.id for c in claims]
+    pending = []
+    for claim in claims:
+        assert claim.path.parent == CLAIMS_DIR
+        for smoke in (False, True):
+            for arm, overrides in {a: o for a, o in claim.jobs(smoke)}.items():
+                try:
+                    prevalidate(overrides, multirun=True)
+                except ConfigError as err:
+                    if not claim.needs:  # claims waiting for another branch's keys say so
+                        raise AssertionError(f"{claim.id}/{arm}: {err}") from None
+                    pending.append(claim.id)
+    assert len(set(pending)) <= 3, sorted(set(pending))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_reproduce_smoke_end_to_end(tmp_path):
+    out = tmp_path / "smoke"
+    res = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=tmp_path, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = (out / "results" / "bias.md").read_text()
+    assert "Verdict:" in md and "SMOKE" in md and "archlab commit" in md and "fingerprint" in md
+    summary = json.loads((out / "results" / "bias.json").read_text())
+    assert summary["verdict"] in (C.REPRODUCED, C.NOT_REPRODUCED, C.INCONCLUSIVE)
+    assert summary["runs"]["completed"] == 4
+    assert (out / "results" / "bias" / "compare.json").exists()
+    # resumable: a second call trains nothing
+    again = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=tmp_path, timeout=240)
+    assert again.returncode == 0 and "trained 0, skipped 4" in (out / "results" / "bias.md").read_text()
+    bad = run_cli("reproduce", "no_such_claim", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown claim" in bad.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_all_smoke(tmp_path):
+    res = run_cli("reproduce", "all", "--smoke", "--out", str(tmp_path), cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "results").glob("*.md"))) >= 12
