@@ -225,7 +225,8 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     out = Path(results_dir) / claim.id
     pngs: list[Path] = []
     if analysis is not None:
-        pngs = [p for p in write_outputs(analysis, out, ["step", "tokens", "time"])
+        axes = ["step"] if smoke else ["step", "tokens", "time"]
+        pngs = [p for p in write_outputs(analysis, out, axes)
                 if p.suffix == ".png"]
     metric_keys = sorted({spec.get("metric", "").split(":", 1)[1] for spec in claim.rule
                           if ":" in spec.get("metric", "")}
