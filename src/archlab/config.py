@@ -128,6 +128,9 @@ class TrainConfig:
     # divergence: loss NaN/inf, or above factor × initial loss for `patience` steps (0: off)
     divergence_factor: float = 1.5
     divergence_patience: int = 3
+    telemetry_every: int = 50  # stability telemetry interval in steps (0: off)
+    # final val loss also at these multiples of block_size (length extrapolation), e.g. [2, 4]
+    eval_context_multiples: list = field(default_factory=list)
 
 
 @dataclass
@@ -336,6 +339,11 @@ def validate(cfg: ArchlabConfig) -> None:
     for key in ("batch_size", "max_steps", "log_every", "val_every"):
         if getattr(cfg.train, key) <= 0:
             raise ConfigError(f"train.{key}={getattr(cfg.train, key)} must be a positive integer")
+    if cfg.train.telemetry_every < 0:
+        raise ConfigError(f"train.telemetry_every={cfg.train.telemetry_every} must be >= 0 (0: off)")
+    if any(not isinstance(k, int) or k < 2 for k in cfg.train.eval_context_multiples):
+        raise ConfigError(f"train.eval_context_multiples={cfg.train.eval_context_multiples} must "
+                          "be whole numbers >= 2, e.g. [2,4]")
     if cfg.train.divergence_factor > 0 and cfg.train.divergence_patience < 1:
         raise ConfigError("train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
                           "to turn divergence stopping off)")

@@ -106,6 +106,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
 
         from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
+        from archlab.model.cache import kv_bytes_per_token
         from archlab.train.module import LitLM
 
         _quiet_libraries()
@@ -123,8 +124,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
 
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
-        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows))
-        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token)
+        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
+        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token,
+                       kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model))
         loggers = _make_loggers(cfg, job, config_dict)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
         trainer = L.Trainer(
@@ -151,6 +153,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             summary.update(
                 steps=steps, tokens=steps * lit.tokens_per_step,
                 val_loss=lit.last_val_loss, train_loss=lit.last_train_loss,
+                val_loss_at=lit.val_loss_at or None,
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
             )
@@ -171,11 +174,13 @@ def _progress_bar_wanted() -> bool:
 
 
 def _callbacks(cfg: ArchlabConfig) -> list:
-    from archlab.train.callbacks import DivergenceStop
+    from archlab.train.callbacks import DivergenceStop, Telemetry
 
     callbacks = []
     if cfg.train.divergence_factor > 0:
         callbacks.append(DivergenceStop(cfg.train.divergence_factor, cfg.train.divergence_patience))
+    if cfg.train.telemetry_every > 0:
+        callbacks.append(Telemetry(cfg.train.telemetry_every))
     if _progress_bar_wanted():
         from lightning.pytorch.callbacks import RichProgressBar
 
