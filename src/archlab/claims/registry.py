@@ -192,8 +192,15 @@ def claim_paths(claims_dir: Path | None = None) -> list[Path]:
     return sorted(Path(claims_dir or CLAIMS_DIR).glob("*.yaml"))
 
 
+# the numbering (#8): claims not listed here come after, by name
+ORDER = ("norm_placement", "rmsnorm", "bias", "glu", "parallel", "positions", "shape",
+         "wd_dropout", "zloss", "qknorm", "gqa", "swa")
+
+
 def load_all(claims_dir: Path | None = None) -> list[Claim]:
-    return [load_claim(p) for p in claim_paths(claims_dir)]
+    claims = [load_claim(p) for p in claim_paths(claims_dir)]
+    rank = {c: i for i, c in enumerate(ORDER)}
+    return sorted(claims, key=lambda c: (rank.get(c.id, len(ORDER)), c.id))
 
 
 def get(claim_id: str, claims_dir: Path | None = None) -> Claim:

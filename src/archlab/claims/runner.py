@@ -59,6 +59,23 @@ def validate_jobs(claim: Claim, smoke: bool) -> None:
             raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
 
 
+def _max_steps(overrides: list[str]) -> int | None:
+    for o in overrides:
+        if o.startswith("train.max_steps="):
+            return int(o.split("=", 1)[1])
+    return None
+
+
+def is_done(summary: dict | None, overrides: list[str]) -> bool:
+    """Diverged, or completed with every planned step (a run stopped by a signal is not)."""
+    if not summary:
+        return False
+    if summary.get("status") == "diverged":
+        return True
+    want = _max_steps(overrides)
+    return summary.get("status") == "completed" and (want is None or summary.get("steps", 0) >= want)
+
+
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
     from hydra import compose, initialize_config_dir
@@ -78,7 +95,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
             run_dir = sweep_dir(runs_dir, claim) / slug(overrides)
             done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
             tag = f"[{claim.id} {i}/{len(jobs)}] {arm} {' '.join(o for o in overrides if o.startswith(('seed=', 'optim.lr=')))}"
-            if done and done.get("status") in ("completed", "diverged"):
+            if is_done(done, overrides):
                 counts["skipped"] += 1
                 continue
             for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
@@ -121,8 +138,9 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
     if not root.exists():
         return arms
     for record in find_runs([root], warn=lambda m: None):
-        arm = sigs.get(signature(list(record.summary.get("overrides") or [])))
-        if arm is not None:
+        overrides = list(record.summary.get("overrides") or [])
+        arm = sigs.get(signature(overrides))
+        if arm is not None and (record.status != "completed" or is_done(record.summary, overrides)):
             arms[arm].append(record)
     return arms
 
@@ -353,15 +371,15 @@ def _effect(summary: dict) -> str:
 def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> None:
     rel = os.path.relpath(results_dir, path.parent)
     rows = []
-    for c in claims:
+    for i, c in enumerate(claims, 1):
         f = Path(results_dir) / f"{c.id}.json"
         s = json.loads(f.read_text()) if f.exists() else None
         if s is None:
-            rows.append(f"| [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — |")
+            rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
         budget += f", {s['budget'].get('steps', '?')} steps"
-        rows.append(f"| [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
+        rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
                     f"{s['verdict']} | {_effect(s)} | {budget} |")
     text = [
         "# Lecture claims: reproduced at CPU scale",
@@ -374,8 +392,8 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "too large at this budget). Effect sizes are arm − baseline with 95% CIs over seeds.",
         "Everything runs on a 2-core CPU with tiny models: read each result's scale note.",
         "",
-        "| claim | statement | verdict | headline effect [95% CI] | budget |",
-        "|---|---|---|---|---|",
+        "| # | claim | statement | verdict | headline effect [95% CI] | budget |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
         "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
@@ -458,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                          None if args.report_only else time.time() - start, args.alpha)
         print(f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
               f"{results_dir / (c.id + '.md')}", flush=True)
-    if results_dir == RESULTS_DIR.resolve() and not args.smoke:
-        write_summary_table(load_all(), results_dir, SUMMARY_MD)
+        if results_dir == RESULTS_DIR.resolve() and not args.smoke:
+            write_summary_table(load_all(), results_dir, SUMMARY_MD)
+        elif args.smoke:
+            write_summary_table(load_all(), results_dir, results_dir / "README.md")
     return 0
