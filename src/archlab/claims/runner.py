@@ -43,20 +43,46 @@ def sweep_dir(runs_dir: Path, claim: Claim) -> Path:
 
 
 def validate_jobs(claim: Claim, smoke: bool) -> None:
-    """Compose and validate every job up front (one line per mistake, before any training)."""
-    from archlab.cli import prevalidate
-    from archlab.config import ConfigError
+    """Compose and validate every arm's jobs up front (one line per mistake, before training)."""
+    validate_claims([claim], (smoke,))
 
-    seen = set()
-    for arm, overrides in claim.jobs(smoke):
-        sig = signature(overrides)
-        if sig in seen:
-            continue
-        seen.add(sig)
-        try:
-            prevalidate(overrides, multirun=False)
-        except ConfigError as err:
-            raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
+
+def validate_claims(claims: list[Claim], modes=(False,)) -> int:
+    """Compose every distinct job of ``claims`` with Hydra in one context and validate it like
+    ``archlab train`` does (``archlab.cli.prevalidate``), checking each data source once.
+    Raises ClaimError naming the claim and arm; returns the number of configs checked."""
+    from hydra import compose, initialize_config_dir
+
+    from archlab.cli import CONF_DIR, _one_line
+    from archlab.config import ConfigError, register_schema, to_dataclass, validate
+    from archlab.data.sources import SOURCES
+
+    register_schema()
+    seen, sources, n = set(), set(), 0
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+        for claim in claims:
+            for smoke in modes:
+                for arm, overrides in claim.jobs(smoke):
+                    sig = signature(overrides)
+                    if sig in seen:
+                        continue
+                    seen.add(sig)
+                    try:
+                        try:
+                            cfg = to_dataclass(compose(config_name="train", overrides=list(overrides)))
+                        except ConfigError:
+                            raise
+                        except Exception as e:  # noqa: BLE001 - Hydra composition errors
+                            raise ConfigError(_one_line(e)) from None
+                        validate(cfg)
+                        key = repr(cfg.data)
+                        if key not in sources:
+                            SOURCES[cfg.data.source].check(cfg.data)
+                            sources.add(key)
+                    except ConfigError as err:
+                        raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
+                    n += 1
+    return n
 
 
 def _max_steps(overrides: list[str]) -> int | None:
