@@ -323,8 +323,10 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
                f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
                f"{data_info.get('tokenizer')})"]
     md += [f"- archlab commit: `{commit}`", f"- Machine: {mach}"]
+    cpu_time = sum(float(r.summary.get("elapsed_sec") or 0) for r in all_runs)
     md += [f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
-           f"{status_count['diverged']} diverged, {status_count['failed']} failed)"
+           f"{status_count['diverged']} diverged, {status_count['failed']} failed), "
+           f"{cpu_time / 60:.1f} min of training wall time in total"
            + (f"; this invocation trained {counts['ran']}, skipped {counts['skipped']} "
               f"already done, in {wall:.0f} s" if counts and wall is not None else "")]
     md += [f"- Runs on disk: `{sweep_dir(runs_dir, claim)}` (not committed)", ""]
