@@ -15,7 +15,7 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     rule: [{check: lower, arm: relu, metric: val_loss, margin: 1%}]
     scale_note: what the literature says needs scale
     requires: [../shared/data/tinyshakespeare.txt]          # optional: files (skip if absent)
-    smoke: {overrides: [train.max_steps=2], seeds: 2, lr_grid: [1e-3, 1e-2]}
+    smoke: {overrides: [train.max_steps=2], seeds: 1, lr_grid: [1e-3, 1e-2]}
 
 Override lists are merged by key, later wins: base < smoke < arm < lr < seed.
 """
@@ -73,7 +73,7 @@ class Claim:
         grid = self.lr_grid
         if grid is not None:
             grid = s.get("lr_grid") or grid[:: max(1, len(grid) - 1)][:2]
-        return merge(self.base, s.get("overrides") or []), int(s.get("seeds", 2)), grid
+        return merge(self.base, s.get("overrides") or []), int(s.get("seeds", 1)), grid
 
     def jobs(self, smoke: bool = False) -> list[tuple[str, list[str]]]:
         """``(arm, overrides)`` for every job, seed-major (arms interleaved, so load changes on a

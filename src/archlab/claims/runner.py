@@ -425,7 +425,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         *rows,
         "",
         "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
-        "every claim (2 steps, 2 seeds, nothing written here): `archlab reproduce all --smoke`.",
+        "every claim (2 steps, 1 seed, nothing written here): `archlab reproduce all --smoke`.",
         "Runs go to `experiments/runs/` (not committed); re-running resumes.",
         "",
     ]
