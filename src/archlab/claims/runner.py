@@ -406,7 +406,9 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
             rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
-        budget += f", {s['budget'].get('steps', '?')} steps"
+        budget += f", {s['budget'].get('steps', '?')} steps; {sum(s['runs'].values())} runs"
+        if s["runs"].get("diverged"):
+            budget += f" ({s['runs']['diverged']} diverged)"
         rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
                     f"{s['verdict']} | {_effect(s)} | {budget} |")
     text = [
