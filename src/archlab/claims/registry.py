@@ -36,7 +36,7 @@ CHECK_KINDS = {
 }
 REQUIRED = ("id", "claim", "sources", "base", "arms", "baseline", "seeds", "budget", "metrics",
             "rule", "scale_note")
-OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds")
+OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds", "benchmark")
 
 
 class ClaimError(ValueError):
@@ -63,6 +63,7 @@ class Claim:
     title: str = ""
     needs: list[str] = field(default_factory=list)  # knobs/metrics from other branches
     arm_seeds: dict[str, int] = field(default_factory=dict)  # fewer seeds for some arms
+    benchmark: list[str] = field(default_factory=list)  # micro-benchmarks (claims/bench.py)
     path: Path | None = None
 
     def settings(self, smoke: bool) -> tuple[list[str], int, list[float] | None]:
@@ -173,6 +174,10 @@ def load_claim(path: Path) -> Claim:
               f"rule[{i}]: baseline {check.get('baseline')!r} is not an arm")
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
+    from archlab.claims.bench import BENCHMARKS
+
+    unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
+    _need(not unknown_b, path, f"unknown benchmark {unknown_b}; known: {', '.join(BENCHMARKS)}")
     smoke = data.get("smoke") or {}
     _need(isinstance(smoke, dict), path, "smoke must be a mapping")
     _need(_strs(smoke.get("overrides", [])), path, "smoke.overrides must be a list of strings")
@@ -184,7 +189,7 @@ def load_claim(path: Path) -> Claim:
         scale_note=str(data["scale_note"]).strip(), lr_grid=grid, smoke=smoke,
         requires=list(data.get("requires") or []), notes=list(data.get("notes") or []),
         title=str(data.get("title") or data["id"]), needs=list(data.get("needs") or []),
-        arm_seeds=dict(arm_seeds), path=path,
+        arm_seeds=dict(arm_seeds), benchmark=list(data.get("benchmark") or []), path=path,
     )
 
 

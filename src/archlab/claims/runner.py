@@ -23,6 +23,7 @@ from typing import Any
 from archlab.claims import checks as C
 from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, merge, signature
 
+COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
 RESULTS_DIR = REPO / "experiments" / "results"
 RUNS_DIR = REPO / "experiments" / "runs"
 SUMMARY_MD = REPO / "experiments" / "README.md"
@@ -116,6 +117,14 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
     counts = {"ran": 0, "skipped": 0, "failed": 0}
+    pending = [o for _, o in jobs
+               if not is_done(read_summary(sweep_dir(runs_dir, claim) / slug(o))
+                              if (sweep_dir(runs_dir, claim) / slug(o) / "summary.json").exists()
+                              else None, o)]
+    if pending:  # which code trained these runs (the report lists every commit used)
+        sweep_dir(runs_dir, claim).mkdir(parents=True, exist_ok=True)
+        with open(sweep_dir(runs_dir, claim) / COMMITS, "a") as f:
+            f.write(f"{git_commit()} {time.strftime('%Y-%m-%dT%H:%M:%S')} {len(pending)} jobs\n")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
         for i, (arm, overrides) in enumerate(jobs, 1):
             run_dir = sweep_dir(runs_dir, claim) / slug(overrides)
@@ -175,7 +184,8 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "conf"],
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "conf",
+                                ":(exclude)src/archlab/claims"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -322,7 +332,12 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
         md += [f"- Corpus: {data_info.get('corpus')} (fingerprint `{data_info.get('fingerprint')}`, "
                f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
                f"{data_info.get('tokenizer')})"]
-    md += [f"- archlab commit: `{commit}`", f"- Machine: {mach}"]
+    trained = []
+    if (sweep_dir(runs_dir, claim) / COMMITS).exists():
+        trained = sorted({ln.split()[0] for ln in (sweep_dir(runs_dir, claim) / COMMITS).read_text().splitlines() if ln.strip()})
+    md += [f"- archlab commit: runs trained at `{', '.join(trained) or 'unknown'}`; report written at "
+           f"`{commit}` (`+dirty`: uncommitted changes to the training code in src/ or conf/)",
+           f"- Machine: {mach}"]
     cpu_time = sum(float(r.summary.get("elapsed_sec") or 0) for r in all_runs)
     md += [f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
            f"{status_count['diverged']} diverged, {status_count['failed']} failed), "
@@ -357,6 +372,15 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
                f"[compare.json]({claim.id}/compare.json)", ""]
     else:
         md += ["## Results", "", "No runs found.", ""]
+    bench_results = []
+    if claim.benchmark:
+        from archlab.claims.bench import BENCHMARKS, to_markdown
+
+        md += ["## Micro-benchmarks", ""]
+        for name in claim.benchmark:
+            res = BENCHMARKS[name](smoke)
+            bench_results.append(res)
+            md += to_markdown(res)
     md += ["## Scale note", "", claim.scale_note, ""]
     if claim.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in claim.notes] + [""]
@@ -368,9 +392,9 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
         html.unlink()  # too big to commit; report.md + PNGs carry the same content
     summary = {
         "id": claim.id, "title": claim.title, "claim": claim.claim, "verdict": verdict,
-        "smoke": smoke, "commit": commit, "machine": mach, "runs": status_count,
+        "smoke": smoke, "commit": commit, "trained_at": trained, "machine": mach, "runs": status_count,
         "budget": claim.budget, "seeds": n_seeds, "lr_grid": grid,
-        "checks": [r.as_dict() for r in results],
+        "checks": [r.as_dict() for r in results], "benchmarks": bench_results,
         "headline": headline.as_dict() if headline else None,
     }
     (results_dir / f"{claim.id}.json").write_text(
