@@ -279,7 +279,7 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     out = Path(results_dir) / claim.id
     pngs: list[Path] = []
     if analysis is not None:
-        axes = ["step"] if smoke else ["step", "tokens", "time"]
+        axes = ["step"] if smoke else ["step", "time"]  # tokens = step × a constant here
         pngs = [p for p in write_outputs(analysis, out, axes)
                 if p.suffix == ".png"]
     metric_keys = sorted({spec.get("metric", "").split(":", 1)[1] for spec in claim.rule
@@ -427,14 +427,17 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         f = Path(results_dir) / f"{c.id}.json"
         s = json.loads(f.read_text()) if f.exists() else None
         if s is None:
-            rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — |")
+            rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
         budget += f", {s['budget'].get('steps', '?')} steps; {sum(s['runs'].values())} runs"
         if s["runs"].get("diverged"):
             budget += f" ({s['runs']['diverged']} diverged)"
+        marks = {"pass": "✓", "fail": "✗", "unknown": "?"}
+        checks = " ".join(f"{marks[k['status']]}&nbsp;{k['check']}&nbsp;{k['arm']}"
+                          for k in s["checks"] if k["required"])
         rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
-                    f"{s['verdict']} | {_effect(s)} | {budget} |")
+                    f"{s['verdict']} | {_effect(s)} | {checks} | {budget} |")
     text = [
         "# Lecture claims: reproduced at CPU scale",
         "",
@@ -446,8 +449,8 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "too large at this budget). Effect sizes are arm − baseline with 95% CIs over seeds.",
         "Everything runs on a 2-core CPU with tiny models: read each result's scale note.",
         "",
-        "| # | claim | statement | verdict | headline effect [95% CI] | budget |",
-        "|---|---|---|---|---|---|",
+        "| # | claim | statement | verdict | headline effect [95% CI] | required checks (✓ pass, ✗ fail, ? unknown) | budget |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
