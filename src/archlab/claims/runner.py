@@ -321,8 +321,10 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     md += [f"- Shared overrides: `{' '.join(base)}`"]
     md += [f"- Arms (baseline **{claim.baseline}**):"]
     md += [f"  - **{a}**: `{' '.join(o) or '(base only)'}`" for a, o in claim.arms.items()]
-    md += [f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}), paired by seed (same batches and "
-           "validation windows per seed)"]
+    fewer = "" if smoke or not claim.arm_seeds else " except " + ", ".join(
+        f"{a}: {n}" for a, n in claim.arm_seeds.items())
+    md += [f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}){fewer}; paired by seed (same batches "
+           "and validation windows per seed); the baseline's seeds measure the seed noise"]
     if grid:
         md += [f"- LR grid: {', '.join(f'{x:g}' for x in grid)} (each arm compared at its own "
                "best LR; LR sensitivity per seed over the grid)"]
@@ -336,7 +338,8 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     if (sweep_dir(runs_dir, claim) / COMMITS).exists():
         trained = sorted({ln.split()[0] for ln in (sweep_dir(runs_dir, claim) / COMMITS).read_text().splitlines() if ln.strip()})
     md += [f"- archlab commit: runs trained at `{', '.join(trained) or 'unknown'}`; report written at "
-           f"`{commit}` (`+dirty`: uncommitted changes to the training code in src/ or conf/)",
+           f"`{commit}`" + (" (`+dirty`: uncommitted changes to the training code in src/ or conf/)"
+                            if commit.endswith("+dirty") else ""),
            f"- Machine: {mach}"]
     cpu_time = sum(float(r.summary.get("elapsed_sec") or 0) for r in all_runs)
     md += [f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
