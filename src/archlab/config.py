@@ -85,6 +85,7 @@ class TrainConfig:
     # divergence: loss NaN/inf, or above factor × initial loss for `patience` steps (0: off)
     divergence_factor: float = 1.5
     divergence_patience: int = 3
+    ckpt_every: Optional[int] = None  # checkpoint every N steps (None: = val_every; 0: never)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class ArchlabConfig:
     seed: int = 0
     name: str = "default"  # experiment / sweep name (W&B group)
     out_dir: str = "outputs"
+    resume: Optional[str] = None  # null | auto (this run dir's last checkpoint) | <run dir>
 
 
 def register_schema() -> None:
@@ -238,6 +240,9 @@ def validate(cfg: ArchlabConfig) -> None:
     _choice(cfg.trainer.accelerator, "trainer.accelerator", {"auto", "cpu", "gpu", "cuda", "mps"})
     if cfg.trainer.threads is not None and cfg.trainer.threads <= 0:
         raise ConfigError(f"trainer.threads={cfg.trainer.threads} must be positive (or null)")
+    from archlab.train.faults import validate_reliability
+
+    validate_reliability(cfg)
 
 
 def to_dataclass(cfg) -> ArchlabConfig:

@@ -23,7 +23,8 @@ class LitLM(L.LightningModule):
         self.val_x, self.val_y = val_data
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
-        self.forward_fn = self.model  # replaced by a compiled wrapper in setup() if asked
+        # not a registered submodule: the state dict holds each weight once, as model.*
+        self.__dict__["forward_fn"] = self.model  # a compiled wrapper in setup() if asked
         self.last_val_loss: float | None = None
         self.last_train_loss: float | None = None
         self.diverged_at_step: int | None = None  # set by callbacks.DivergenceStop
