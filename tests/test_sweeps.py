@@ -74,3 +74,20 @@ def test_tensorboard_logger_writes_event_files(tmp_path):
     acc.Reload()
     steps = [e.step for e in acc.Scalars("train/loss")]
     assert steps == [1, 5, 10, 15, 20]
+
+
+def test_optuna_lr_search_and_slurm_launcher_config(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    r = run_cli("train", "-m", "+experiment=lr_optuna", "hydra.sweeper.n_trials=2", *TINY,
+                "train.max_steps=5", "logger=none", f"out_dir={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "sweeps" / "lr_optuna").glob("*/summary.json"))
+    assert len(runs) == 2
+    best = (tmp_path / "sweeps" / "lr_optuna" / "optimization_results.yaml").read_text()
+    losses = [json.loads(p.read_text())["val_loss"] for p in runs]
+    assert f"best_value: {min(losses)}" in best
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    c = run_cli("train", "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert c.returncode == 0, c.stderr[-2000:]
+    assert "SlurmLauncher" in c.stdout and "max_num_timeout: 3" in c.stdout

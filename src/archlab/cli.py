@@ -19,6 +19,7 @@ CONF_DIR = os.environ.get("ARCHLAB_CONF") or str(Path(__file__).resolve().parent
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
+    "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
 }
 
 
@@ -167,8 +168,9 @@ def _register_resolvers() -> None:
         )
 
 
-def _task(cfg) -> dict | None:
-    """One Hydra job."""
+def _task(cfg) -> float | None:
+    """One Hydra job. Returns the final val loss: the objective for sweepers such as Optuna
+    (+inf for a diverged run, None for a failed one)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -188,7 +190,7 @@ def _task(cfg) -> dict | None:
     done = read_summary(run_dir) if multirun else None
     if done and done.get("status") in ("completed", "diverged"):  # re-run sweep: resume it
         print(f"archlab: skipping {job.name}: already {done['status']} ({run_dir})", flush=True)
-        return done
+        return _objective(done)
     typed = to_dataclass(cfg)
     n_jobs = hc.launcher.get("n_jobs") if multirun else None
     if n_jobs and typed.trainer.threads is None:  # parallel jobs × threads ≤ cores
@@ -207,7 +209,11 @@ def _task(cfg) -> dict | None:
         print(f"archlab train: job {job.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None  # one failing job never aborts the sweep; summary.json says failed
     _report(summary, run_dir)
-    return summary
+    return _objective(summary)
+
+
+def _objective(summary: dict) -> float | None:
+    return float("inf") if summary["status"] == "diverged" else summary.get("val_loss")
 
 
 def _report(s: dict, run_dir: Path) -> None:

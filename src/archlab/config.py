@@ -21,13 +21,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    # knobs (each one is a config group under conf/model/<knob>/)
+    # knobs (each one is a config group under conf/model/<knob>/; docs/knobs.md lists them)
+    arch: str = "none"  # the preset it started from (conf/model/arch/), recorded for group-by
     norm: str = "rmsnorm"  # layernorm | rmsnorm
-    norm_placement: str = "pre"  # pre | post
-    mlp: str = "swiglu"  # gelu | swiglu
-    position: str = "rope"  # learned | rope
+    norm_placement: str = "pre"  # pre | post | double | reordered | none
+    block: str = "serial"  # serial | parallel
+    mlp: str = "swiglu"  # relu | relu2 | gelu | gelu_tanh | swiglu | reglu | geglu | geglu_tanh
+    position: str = "rope"  # learned | sinusoidal | rope | alibi | nope
     qk_norm: str = "none"  # none | rmsnorm | layernorm
     attention: str = "mha"  # mha | gqa | mqa
+    window: str = "full"  # full | sliding | local_global | local_global_nope
+    init: str = "gpt2"  # gpt2 | normal | small
     # shape (conf/model/size/)
     n_layers: int = 4
     d_model: int = 128
@@ -35,15 +39,33 @@ class ModelConfig:
     n_kv_heads: Optional[int] = None  # None: = n_heads (MHA)
     head_dim: Optional[int] = None  # None: d_model // n_heads
     d_ff: Optional[int] = None  # None: param-matched default (4·d, or 8/3·d for gated MLPs)
+    mlp_ratio: Optional[float] = None  # d_ff = round(mlp_ratio · d_model) (instead of d_ff)
     multiple_of: int = 32  # gated d_ff is rounded up to a multiple of this
     block_size: int = 128  # context length (max positions)
     vocab_size: int = 256  # set from the tokenizer
     # details
     norm_eps: float = 1e-5
+    norm_bias: Optional[bool] = None  # LayerNorm bias; None: follows model.bias
+    norm_weight_offset: float = 0.0  # gain = offset + weight (Gemma: 1, weight starts at 0)
+    qk_norm_scope: str = "head"  # head: per head over head_dim | full: over all heads (OLMo 2)
     rope_theta: float = 10000.0
-    bias: bool = False
+    rope_fraction: float = 1.0  # rotate only this fraction of each head's dims (GPT-J: 0.25)
+    sliding_window: int = 32  # tokens a local layer sees, itself included (model/window)
+    global_every: int = 4  # local_global*: layer i is global when (i + 1) % global_every == 0
+    attn_scale: Optional[float] = None  # None: 1/sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-½)
+    attn_softcap: Optional[float] = None  # cap · tanh(scores / cap) (Gemma 2: 50)
+    logit_softcap: Optional[float] = None  # same on the output logits (Gemma 2: 30)
+    logit_scale: float = 1.0  # logits multiplied by this (Cohere: 0.0625)
+    scale_embeddings: bool = False  # embeddings × sqrt(d_model) (Vaswani et al., Gemma)
+    bias: bool = False  # biases in every linear layer (and LayerNorm, see norm_bias)
+    attn_bias: Optional[bool] = None  # q, k, v, o biases; None: follows model.bias
+    mlp_bias: Optional[bool] = None  # MLP biases; None: follows model.bias
+    head_bias: bool = False  # a bias on the output head (GPT-J)
     tie_embeddings: bool = True
     init_std: float = 0.02
+    embed_dropout: float = 0.0
+    attn_dropout: float = 0.0  # on the attention probabilities
+    resid_dropout: float = 0.0  # on each sublayer's output, before the residual add
 
 
 @dataclass
@@ -54,12 +76,33 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "stdlib"  # stdlib | text
+    source: str = "stdlib"  # stdlib | text | hf
     path: Optional[str] = None  # file or glob, for source=text
-    tokenizer: str = "byte"
-    val_fraction: float = 0.02  # stdlib: fraction of files; text: tail of each file
+    # source=hf: a hub dataset (dataset [+ subset]) or local data_files (txt/json/jsonl/parquet/csv)
+    dataset: Optional[str] = None  # hub name, e.g. roneneldan/TinyStories
+    subset: Optional[str] = None  # hub config name, e.g. wikitext-103-raw-v1
+    revision: Optional[str] = None  # hub revision (branch, tag or commit)
+    data_files: Optional[str] = None  # local file or glob (instead of a hub dataset)
+    val_files: Optional[str] = None  # local validation file or glob (optional)
+    split: str = "train"  # training split name
+    val_split: Optional[str] = None  # None: "validation" if the source has it, else split train
+    text_column: str = "text"
+    streaming: bool = False  # iterate the dataset instead of downloading it whole
+    max_docs: Optional[int] = None  # cap on documents read per split (None: all)
+    preset: Optional[str] = None  # set by conf/data/<preset>.yaml (names it in messages)
+    offline_alternative: Optional[str] = None  # what to use instead when the hub is unreachable
+    val_fraction: float = 0.02  # stdlib/hf: fraction of documents; text: tail of each file
     val_windows: int = 32  # fixed validation windows (same for every arm and seed)
+    single_epoch: bool = False  # warn (and record repeats_data) if the run would repeat data
     cache_dir: str = "~/.cache/archlab"
+
+
+@dataclass
+class TokenizerConfig:
+    name: str = "byte"  # byte | char | bpe | pretrained (conf/tokenizer/<name>.yaml)
+    vocab_size: Optional[int] = None  # bpe: target size (trained); others: set by the tokenizer
+    min_frequency: int = 2  # bpe: merges need at least this many occurrences
+    path: Optional[str] = None  # pretrained: a local Hugging Face tokenizer directory
 
 
 @dataclass
@@ -114,6 +157,7 @@ class ArchlabConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -142,15 +186,38 @@ def n_kv_heads(m: ModelConfig) -> int:
 
 
 def d_ff(m: ModelConfig) -> int:
-    """Hidden width of the MLP: param-matched defaults unless ``model.d_ff`` is set."""
+    """Hidden width of the MLP: ``model.d_ff``, else ``mlp_ratio·d``, else param-matched."""
     if m.d_ff is not None:
         return m.d_ff
+    if m.mlp_ratio is not None:
+        return round(m.mlp_ratio * m.d_model)
     from archlab.model.mlp import MLPS
 
     if MLPS[m.mlp].gated:  # 3 matrices: 8/3·d keeps 3·d·d_ff ≈ 8·d² (Shazeer 2020)
         width = int(8 * m.d_model / 3)
         return m.multiple_of * math.ceil(width / m.multiple_of)
     return 4 * m.d_model
+
+
+def _either(value: Optional[bool], default: bool) -> bool:
+    return default if value is None else value
+
+
+def norm_bias(m: ModelConfig) -> bool:
+    return _either(m.norm_bias, m.bias)
+
+
+def attn_bias(m: ModelConfig) -> bool:
+    return _either(m.attn_bias, m.bias)
+
+
+def mlp_bias(m: ModelConfig) -> bool:
+    return _either(m.mlp_bias, m.bias)
+
+
+def rotary_dim(m: ModelConfig) -> int:
+    """Dims of each head that RoPE rotates (all of them unless ``rope_fraction`` < 1)."""
+    return int(round(head_dim(m) * m.rope_fraction))
 
 
 # ---------------------------------------------------------------- validation
@@ -164,19 +231,28 @@ def _choice(value: str, key: str, options) -> None:
 
 
 def validate_model(m: ModelConfig) -> None:
+    """Names, ranges, then the combinations that make no sense (docs/knobs.md lists them)."""
     from archlab.model.attention import ATTENTIONS
+    from archlab.model.block import BLOCKS
+    from archlab.model.init import INITS
     from archlab.model.mlp import MLPS
-    from archlab.model.norm import NORMS, QK_NORMS
+    from archlab.model.norm import NORMS, QK_NORM_SCOPES, QK_NORMS
     from archlab.model.placement import PLACEMENTS
     from archlab.model.position import POSITIONS
+    from archlab.model.window import WINDOWS
 
     _choice(m.norm, "model.norm", NORMS)
     _choice(m.norm_placement, "model.norm_placement", PLACEMENTS)
+    _choice(m.block, "model.block", BLOCKS)
     _choice(m.mlp, "model.mlp", MLPS)
     _choice(m.position, "model.position", POSITIONS)
     _choice(m.qk_norm, "model.qk_norm", QK_NORMS)
+    _choice(m.qk_norm_scope, "model.qk_norm_scope", QK_NORM_SCOPES)
     _choice(m.attention, "model.attention", ATTENTIONS)
-    for key in ("n_layers", "d_model", "n_heads", "block_size", "vocab_size", "multiple_of"):
+    _choice(m.window, "model.window", WINDOWS)
+    _choice(m.init, "model.init", INITS)
+    for key in ("n_layers", "d_model", "n_heads", "block_size", "vocab_size", "multiple_of",
+                "sliding_window", "global_every"):
         if getattr(m, key) <= 0:
             raise ConfigError(f"model.{key}={getattr(m, key)} must be a positive integer")
     for key in ("n_kv_heads", "head_dim", "d_ff"):
@@ -184,19 +260,56 @@ def validate_model(m: ModelConfig) -> None:
             raise ConfigError(
                 f"model.{key}={getattr(m, key)} must be a positive integer (or null for default)"
             )
+    for key in ("mlp_ratio", "attn_scale", "attn_softcap", "logit_softcap"):
+        if getattr(m, key) is not None and not getattr(m, key) > 0:
+            raise ConfigError(f"model.{key}={getattr(m, key)} must be > 0 (or null to turn it off)")
+    for key in ("embed_dropout", "attn_dropout", "resid_dropout"):
+        if not 0 <= getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}={getattr(m, key)} must be in [0, 1)")
+    if m.d_ff is not None and m.mlp_ratio is not None:
+        raise ConfigError(
+            f"model.d_ff={m.d_ff} and model.mlp_ratio={m.mlp_ratio} both set the MLP width: "
+            "keep one of them (set the other to null)"
+        )
     if m.head_dim is None and m.d_model % m.n_heads:
         raise ConfigError(
             f"model.d_model={m.d_model} is not divisible by model.n_heads={m.n_heads}: "
             f"pick d_model as a multiple of n_heads, or set model.head_dim explicitly"
         )
     ATTENTIONS[m.attention].check(m)
-    if m.position == "rope" and head_dim(m) % 2:
+    if m.position == "rope" and not 0 < m.rope_fraction <= 1:
+        raise ConfigError(f"model.rope_fraction={m.rope_fraction} must be in (0, 1]")
+    if m.position == "rope" and (rotary_dim(m) % 2 or rotary_dim(m) == 0):
         raise ConfigError(
-            f"model.position=rope needs an even head dim, got {head_dim(m)} "
-            f"(model.d_model={m.d_model} / model.n_heads={m.n_heads}): change d_model or n_heads"
+            f"model.position=rope rotates pairs of dims, but model.rope_fraction={m.rope_fraction}"
+            f" × head dim {head_dim(m)} = {head_dim(m) * m.rope_fraction:g} is not a positive "
+            "even number: change rope_fraction, d_model or n_heads"
         )
-    if m.norm_eps <= 0 or m.init_std <= 0 or m.rope_theta <= 0:
-        raise ConfigError("model.norm_eps, model.init_std and model.rope_theta must be > 0")
+    if m.position == "sinusoidal" and m.d_model % 2:
+        raise ConfigError(
+            f"model.position=sinusoidal pairs sin/cos dims, so model.d_model={m.d_model} must be "
+            "even"
+        )
+    if m.window == "local_global_nope" and not POSITIONS[m.position].relative:
+        raise ConfigError(
+            f"model.window=local_global_nope removes positions from the global layers' attention,"
+            f" but model.position={m.position} adds them to the embeddings once for all layers: "
+            "use model/position=rope or alibi, or model/window=local_global"
+        )
+    if m.window.startswith("local_global") and m.global_every < 2:
+        raise ConfigError(
+            f"model.window={m.window} needs model.global_every >= 2 (got {m.global_every}): with 1"
+            " every layer is global; use model/window=full"
+        )
+    if m.norm == "rmsnorm" and m.norm_bias:
+        raise ConfigError(
+            "model.norm_bias=true but model.norm=rmsnorm has no bias: use model/norm=layernorm, "
+            "or set model.norm_bias=null"
+        )
+    if m.norm_eps <= 0 or m.init_std <= 0 or m.rope_theta <= 0 or m.logit_scale <= 0:
+        raise ConfigError(
+            "model.norm_eps, model.init_std, model.rope_theta and model.logit_scale must be > 0"
+        )
 
 
 def validate(cfg: ArchlabConfig) -> None:
@@ -211,10 +324,15 @@ def validate(cfg: ArchlabConfig) -> None:
     if cfg.loss.name == "ce" and cfg.loss.z_loss_coef != 0:
         raise ConfigError("loss.z_loss_coef is set but loss=ce: select loss=z_loss")
     from archlab.data.sources import SOURCES
+    from archlab.data.tokenizers import TOKENIZERS
 
     _choice(cfg.data.source, "data.source", SOURCES)
     if cfg.data.source == "text" and not cfg.data.path:
         raise ConfigError("data=text needs data.path=<file or glob>")
+    if cfg.data.max_docs is not None and cfg.data.max_docs <= 0:
+        raise ConfigError(f"data.max_docs={cfg.data.max_docs} must be positive (or null for all)")
+    _choice(cfg.tokenizer.name, "tokenizer.name", TOKENIZERS)
+    TOKENIZERS[cfg.tokenizer.name].check(cfg.tokenizer)
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} must be in (0, 1)")
     for key in ("batch_size", "max_steps", "log_every", "val_every"):

@@ -4,24 +4,22 @@
             machine with Python has them), sorted and split by file: a file goes to val when a
             hash of its relative path falls under ``val_fraction``, so the split is stable.
 ``text``    local text files (a path or a glob); the last ``val_fraction`` of each file is val.
+``hf``      any Hugging Face dataset through ``datasets.load_dataset``: a hub dataset
+            (``data.dataset`` [+ ``data.subset``, ``data.revision``]) or local ``data.data_files``
+            (txt / json / jsonl / parquet / csv), see :mod:`archlab.data.hf`. Presets
+            (``data=tinystories`` …) are just conf/data/*.yaml files filling these fields.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
-
-
-@dataclass
-class Corpus:
-    train: list[bytes]
-    val: list[bytes]
+from archlab.data.corpus import Corpus, find_files
+from archlab.data.hf import HFSource  # stdlib-only; it imports datasets when it loads
 
 
 class StdlibSource:
@@ -60,23 +58,14 @@ class StdlibSource:
         return f"stdlib of Python at {self.root} ({len(self.files)} files)"
 
 
-def _find_files(path: str | None) -> list[str]:
-    pattern = os.path.expanduser(path or "")
-    found = glob.glob(pattern, recursive=True) if glob.has_magic(pattern) else [pattern]
-    files = sorted(f for f in found if os.path.isfile(f))
-    if not files:
-        raise ConfigError(f"data.path={path!r} matches no file: give an existing file or glob")
-    return files
-
-
 class TextSource:
     @staticmethod
     def check(cfg: DataConfig) -> None:
-        _find_files(cfg.path)
+        find_files(cfg.path)
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
-        self.files = _find_files(cfg.path)
+        self.files = find_files(cfg.path)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(b"text\0")
@@ -98,7 +87,7 @@ class TextSource:
         return f"text: {len(self.files)} file(s) from {self.cfg.path}"
 
 
-SOURCES = {"stdlib": StdlibSource, "text": TextSource}
+SOURCES = {"stdlib": StdlibSource, "text": TextSource, "hf": HFSource}
 
 
 def make_source(cfg: DataConfig):

@@ -1,20 +1,24 @@
 """Knob ``model/attention`` (MHA / GQA / MQA) and ``model/qk_norm``: causal self-attention.
 
 GQA shares each key/value head among ``n_heads / n_kv_heads`` query heads (Ainslie et al.
-2023); MQA is the limit of one kv head (Shazeer 2019). The attention product goes through
-``F.scaled_dot_product_attention`` so GPU runs get fused flash kernels.
+2023); MQA is the limit of one kv head (Shazeer 2019). The plain causal case goes through
+``F.scaled_dot_product_attention(is_causal=True)`` (fused kernels on GPU); an explicit mask is
+built only when a sliding window (``model/window``), ALiBi or a KV cache needs one, and
+soft-capped scores (``model.attn_softcap``, Gemma 2) need the explicit attention math.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.model.norm import QK_NORMS
+from archlab.model.norm import make_qk_norm
+from archlab.model.window import layer_window
 
 
 def _mha(m) -> None:
@@ -56,30 +60,63 @@ class AttentionKind:
 ATTENTIONS = {"mha": AttentionKind(_mha), "gqa": AttentionKind(_gqa), "mqa": AttentionKind(_mqa)}
 
 
+def softcap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
+    """cap · tanh(x / cap): smooth clipping to (−cap, cap) (Gemma 2)."""
+    return x if cap is None else cap * torch.tanh(x / cap)
+
+
+def score_bias(qpos, kpos, window: Optional[int], position) -> torch.Tensor:
+    """Additive score mask (1 or H, T, S): −inf where causality / the window forbid, + ALiBi."""
+    dist = qpos[:, None] - kpos[None, :]  # (T, S): how far back key s is from query t
+    allowed = dist >= 0
+    if window is not None:
+        allowed &= dist < window
+    mask = torch.zeros(dist.shape, device=dist.device).masked_fill(~allowed, float("-inf"))
+    alibi = position.bias(dist)
+    return mask[None] if alibi is None else mask + alibi
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, layer: int = 0):
         super().__init__()
-        from archlab.config import head_dim, n_kv_heads
+        from archlab.config import attn_bias, head_dim, n_kv_heads
 
+        self.layer, self.window = layer, layer_window(cfg, layer)
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, n_kv_heads(cfg), head_dim(cfg)
-        self.q = nn.Linear(cfg.d_model, self.n_heads * self.head_dim, bias=cfg.bias)
-        self.k = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=cfg.bias)
-        self.v = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=cfg.bias)
-        self.proj = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=cfg.bias)
-        self.proj.residual_out = True  # scaled init (see Transformer._init_weights)
-        qk_norm = QK_NORMS[cfg.qk_norm]
-        self.q_norm = qk_norm(self.head_dim, eps=cfg.norm_eps) if qk_norm else nn.Identity()
-        self.k_norm = qk_norm(self.head_dim, eps=cfg.norm_eps) if qk_norm else nn.Identity()
+        self.scale = cfg.attn_scale or 1 / math.sqrt(self.head_dim)
+        self.softcap, self.dropout = cfg.attn_softcap, cfg.attn_dropout
+        bias = attn_bias(cfg)
+        self.q = nn.Linear(cfg.d_model, self.n_heads * self.head_dim, bias=bias)
+        self.k = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=bias)
+        self.v = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=bias)
+        self.proj = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=bias)
+        self.proj.residual_out = True  # scaled init (see model/init.py)
+        self.q_norm = make_qk_norm(cfg, self.n_heads, self.head_dim)
+        self.k_norm = make_qk_norm(cfg, self.n_kv_heads, self.head_dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, position) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
-        v = self.v(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self.q_norm(q), self.k_norm(k)
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        q = self.q_norm(self.q(x).view(B, T, H, hd)).transpose(1, 2)  # (B, H, T, hd)
+        k = self.k_norm(self.k(x).view(B, T, Hkv, hd)).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.v(x).view(B, T, Hkv, hd).transpose(1, 2)  # (B, Hkv, T, hd)
         q, k = position.rotate(q, k, pos)
-        if self.n_kv_heads != self.n_heads:  # each kv head serves n_heads / n_kv_heads queries
-            rep = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
-        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        kpos = pos
+        if cache is not None:  # prepend the cached keys/values: (B, Hkv, S, hd), S ≥ T
+            k, v, kpos = cache.update(self.layer, k, v, pos, self.window)
+        if Hkv != H:  # each kv head serves H / Hkv queries
+            k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+        plain = self.window is None and k.shape[2] == T and not position.has_bias
+        mask = None if plain else score_bias(pos, kpos, self.window, position)  # (1|H, T, S)
+        p_drop = self.dropout if self.training else 0.0
+        if self.softcap is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p_drop, scale=self.scale
+            )
+        else:  # explicit math: scale → cap → mask → softmax (Gemma 2 order)
+            scores = softcap((q @ k.transpose(-2, -1)) * self.scale, self.softcap)  # (B, H, T, S)
+            if mask is None:
+                mask = score_bias(pos, kpos, None, position)
+            probs = F.dropout(torch.softmax((scores + mask).float(), dim=-1), p_drop).type_as(q)
+            y = probs @ v
+        return self.proj(y.transpose(1, 2).reshape(B, T, H * hd))  # (B, T, d)

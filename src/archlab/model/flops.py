@@ -1,23 +1,63 @@
-"""Training FLOPs per token (forward + backward = 3 × forward), counting matmuls only."""
+"""Training FLOPs per token (forward + backward = 3 × forward), counting matmuls only; and the
+closed-form parameter count of any config (checked against the built model in the tests)."""
 
 from __future__ import annotations
 
-from archlab.config import ModelConfig, d_ff, head_dim, n_kv_heads
+from archlab.config import ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads, norm_bias
+
+
+def _mean_span(T: int, window: int | None) -> float:
+    """Mean number of keys a causal query sees over positions 0..T-1 (capped by a window)."""
+    if window is None or window >= T:
+        return (T + 1) / 2
+    return (window * (window + 1) / 2 + (T - window) * window) / T
 
 
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    """Matmul FLOPs of one forward pass per token, averaged over a causal window of seq_len."""
+    """Matmul FLOPs of one forward pass per token, averaged over a causal window of seq_len.
+
+    Parallel blocks do the same matmuls as serial ones; an untied head costs the same matmul
+    as a tied one; partial RoPE, soft-caps and norms are elementwise and not counted."""
     from archlab.model.mlp import MLPS
+    from archlab.model.window import layer_window
 
     T = seq_len or cfg.block_size
     d, hd, H, Hkv = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg)
     attn_proj = d * hd * (2 * H + 2 * Hkv)  # q, o and k, v projections
     mlp = d * d_ff(cfg) * (3 if MLPS[cfg.mlp].gated else 2)
-    # q·k and p·v: a causal query at position t attends to t+1 keys; mean (T+1)/2
-    attn_scores = 2 * H * hd * (T + 1) / 2
-    per_layer = 2 * (attn_proj + mlp) + 2 * attn_scores
-    return cfg.n_layers * per_layer + 2 * d * cfg.vocab_size
+    total = 0.0
+    for i in range(cfg.n_layers):
+        # q·k and p·v over the keys each query attends to (sliding-window layers see fewer)
+        attn_scores = 2 * H * hd * _mean_span(T, layer_window(cfg, i))
+        total += 2 * (attn_proj + mlp) + 2 * attn_scores
+    return total + 2 * d * cfg.vocab_size
 
 
 def train_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     return 3 * forward_flops_per_token(cfg, seq_len)
+
+
+def param_count(cfg: ModelConfig) -> int:
+    """Number of parameters, in closed form from the config (a tied head counts once)."""
+    from archlab.model.mlp import MLPS
+    from archlab.model.placement import PLACEMENTS
+
+    d, hd, H, Hkv, ff = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg), d_ff(cfg)
+    attn = d * hd * (2 * H + 2 * Hkv) + attn_bias(cfg) * (hd * (H + 2 * Hkv) + d)
+    n_mats = 3 if MLPS[cfg.mlp].gated else 2
+    mlp = n_mats * d * ff + mlp_bias(cfg) * ((n_mats - 1) * ff + d)
+    norm = d * (2 if cfg.norm == "layernorm" and norm_bias(cfg) else 1)
+    qk = 0
+    if cfg.qk_norm != "none":
+        qk = hd * (H + Hkv) if cfg.qk_norm_scope == "full" else 2 * hd  # gains only, no bias
+    p = PLACEMENTS[cfg.norm_placement]
+    slots = p.norm_in + p.norm_out + p.norm_after
+    if cfg.block == "parallel":  # one shared input norm, an output norm per sublayer
+        norms = p.norm_in + 2 * p.norm_out + p.norm_after
+    else:
+        norms = 2 * slots
+    per_layer = attn + mlp + qk + norms * norm
+    embed = cfg.vocab_size * d + (cfg.block_size * d if cfg.position == "learned" else 0)
+    final = norm if p.final_norm else 0
+    head = (0 if cfg.tie_embeddings else cfg.vocab_size * d) + cfg.head_bias * cfg.vocab_size
+    return cfg.n_layers * per_layer + embed + final + head

@@ -2,16 +2,27 @@
 
 Non-gated:  proj(act(fc(x)))                 2 matrices, d_ff = 4·d by default
 Gated (GLU): proj(act(gate(x)) * fc(x))      3 matrices, d_ff = 8/3·d by default (param-matched)
+
+``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.config.d_ff``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def relu2(x: torch.Tensor) -> torch.Tensor:
+    """Squared ReLU (So et al. 2021, Primer)."""
+    return F.relu(x).square()
+
+
+gelu_tanh = partial(F.gelu, approximate="tanh")  # GPT-2's "gelu_new", Gemma's gelu_pytorch_tanh
 
 
 @dataclass(frozen=True)
@@ -21,25 +32,31 @@ class MLPKind:
 
 
 MLPS: dict[str, MLPKind] = {
-    "gelu": MLPKind(F.gelu, gated=False),  # GPT-2 / BERT
+    "relu": MLPKind(F.relu, gated=False),  # Vaswani et al. 2017
+    "relu2": MLPKind(relu2, gated=False),  # So et al. 2021
+    "gelu": MLPKind(F.gelu, gated=False),  # exact GeLU (Hendrycks & Gimpel 2016); BERT
+    "gelu_tanh": MLPKind(gelu_tanh, gated=False),  # GPT-2, GPT-J
     "swiglu": MLPKind(F.silu, gated=True),  # Shazeer 2020; Llama, PaLM
+    "reglu": MLPKind(F.relu, gated=True),  # Shazeer 2020
+    "geglu": MLPKind(F.gelu, gated=True),  # Shazeer 2020 (exact GeLU)
+    "geglu_tanh": MLPKind(gelu_tanh, gated=True),  # Gemma
 }
 
 
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        from archlab.config import d_ff
+        from archlab.config import d_ff, mlp_bias
 
         kind = MLPS[cfg.mlp]
-        hidden = d_ff(cfg)
+        hidden, bias = d_ff(cfg), mlp_bias(cfg)
         self.act = kind.act
-        self.fc = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
-        self.gate = nn.Linear(cfg.d_model, hidden, bias=cfg.bias) if kind.gated else None
-        self.proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
-        self.proj.residual_out = True  # scaled init (see Transformer._init_weights)
+        self.fc = nn.Linear(cfg.d_model, hidden, bias=bias)
+        self.gate = nn.Linear(cfg.d_model, hidden, bias=bias) if kind.gated else None
+        self.proj = nn.Linear(hidden, cfg.d_model, bias=bias)
+        self.proj.residual_out = True  # scaled init (see model/init.py)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) → (B, T, d)
         if self.gate is None:
             return self.proj(self.act(self.fc(x)))
         return self.proj(self.act(self.gate(x)) * self.fc(x))

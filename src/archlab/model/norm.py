@@ -1,38 +1,79 @@
-"""Knob ``model/norm``: which normalisation layer (also used by ``model/qk_norm``)."""
+"""Knob ``model/norm``: which normalisation layer (also used by ``model/qk_norm``).
+
+Every norm's gain is ``offset + weight`` with ``weight`` starting at ``1 − offset``:
+offset 0 is the usual parametrisation, offset 1 is Gemma's ``(1 + w)`` (``model.norm_weight_offset``).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class RMSNorm(nn.Module):
     """x / rms(x) · g  (Zhang & Sennrich 2019): no mean subtraction, no bias."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False):
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False, offset: float = 0.0):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps, self.offset = eps, offset
+        self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # normalise in fp32 (as Llama does), cast back
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.type_as(x) * self.weight
+        return xf.type_as(x) * (self.weight + self.offset if self.offset else self.weight)
 
 
-class LayerNorm(nn.LayerNorm):
-    """(x − mean) / std · g (+ b)  (Ba et al. 2016); the bias follows ``model.bias``."""
+class LayerNorm(nn.Module):
+    """(x − mean) / std · g (+ b)  (Ba et al. 2016); bias per ``model.norm_bias``."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False):
-        super().__init__(dim, eps=eps, bias=bias)
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False, offset: float = 0.0):
+        super().__init__()
+        self.eps, self.offset = eps, offset
+        self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gain = self.weight + self.offset if self.offset else self.weight
+        return F.layer_norm(x, self.weight.shape, gain, self.bias, self.eps)
 
 
 NORMS: dict[str, type[nn.Module]] = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
 
-# knob ``model/qk_norm``: normalise q and k over the head dim before the dot product
+# knob ``model/qk_norm``: normalise q and k before the dot product
 QK_NORMS: dict[str, type[nn.Module] | None] = {"none": None, **NORMS}
 
 
+class AcrossHeads(nn.Module):
+    """Apply a norm over all heads at once: (B, T, H, hd) seen as (B, T, H·hd) (OLMo 2)."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.flatten(-2)).view_as(x)
+
+
+# ``model.qk_norm_scope``: (norm class, n_heads, head_dim, cfg) → module on (B, T, H, hd)
+QK_NORM_SCOPES = {
+    "head": lambda norm, n, hd, cfg: norm(hd, eps=cfg.norm_eps, offset=cfg.norm_weight_offset),
+    "full": lambda norm, n, hd, cfg: AcrossHeads(
+        norm(n * hd, eps=cfg.norm_eps, offset=cfg.norm_weight_offset)
+    ),
+}
+
+
 def make_norm(cfg, dim: int | None = None) -> nn.Module:
-    return NORMS[cfg.norm](dim or cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
+    from archlab.config import norm_bias
+
+    return NORMS[cfg.norm](
+        dim or cfg.d_model, eps=cfg.norm_eps, bias=norm_bias(cfg), offset=cfg.norm_weight_offset
+    )
+
+
+def make_qk_norm(cfg, n_heads: int, head_dim: int) -> nn.Module:
+    norm = QK_NORMS[cfg.qk_norm]
+    return QK_NORM_SCOPES[cfg.qk_norm_scope](norm, n_heads, head_dim, cfg) if norm else nn.Identity()

@@ -1,18 +1,33 @@
 """Knob ``model/position``: how the model knows where a token is.
 
-Absolute schemes add a vector to the token embedding (``embed``); relative schemes act on
-queries and keys inside attention (``rotate``). ``pos`` is the (T,) tensor of absolute
-positions of the current tokens, so the same code serves training and cached decoding.
+Absolute schemes add a vector to the token embedding (``embed``); relative schemes act inside
+attention, on queries and keys (``rotate``) or as a score bias (``bias``). ``pos`` is the (T,)
+tensor of absolute positions of the current tokens, so the same code serves training and
+cached decoding.
+
+    learned     trained table (GPT-2)                        absolute, ≤ block_size
+    sinusoidal  fixed sin/cos (Vaswani et al. 2017)          absolute
+    rope        rotary (Su et al. 2021), optionally partial  relative (GPT-J: rope_fraction)
+    alibi       linear distance penalty (Press et al. 2022)  relative
+    nope        nothing (Kazemnejad et al. 2023)
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 
 class Position(nn.Module):
-    """Base: no positional information (the identity on both hooks)."""
+    """Base, and ``nope``: no positional information (identity hooks)."""
+
+    relative = True  # acts inside attention (so it can be left out of single layers)
+    has_bias = False  # contributes a score bias (ALiBi): attention then builds a mask
+
+    def __init__(self, cfg=None):
+        super().__init__()
 
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # x: (B, T, d)
         return x
@@ -20,9 +35,14 @@ class Position(nn.Module):
     def rotate(self, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor):  # (B, H, T, hd)
         return q, k
 
+    def bias(self, dist: torch.Tensor) -> torch.Tensor | None:  # dist = q_pos − k_pos (T, S)
+        return None  # or an additive score bias (H, T, S)
+
 
 class Learned(Position):
     """A trained embedding per position (GPT-2)."""
+
+    relative = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -37,22 +57,42 @@ class Learned(Position):
         return x + self.wpe(pos)
 
 
-class RoPE(Position):
-    """Rotary embeddings (Su et al. 2021), half-split layout as in Llama / GPT-NeoX."""
+class Sinusoidal(Position):
+    """PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(…)  (Vaswani et al. 2017)."""
+
+    relative = False
 
     def __init__(self, cfg):
         super().__init__()
-        from archlab.config import head_dim
-
-        dim = head_dim(cfg)
-        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        d = cfg.d_model
+        inv_freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def embed(self, x, pos):
+        angles = pos.float()[:, None] * self.inv_freq  # (T, d/2)
+        pe = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # (T, d) interleaved
+        return x + pe.to(x.dtype)
+
+
+class RoPE(Position):
+    """Rotary embeddings (Su et al. 2021), half-split layout as in Llama / GPT-NeoX.
+
+    With ``model.rope_fraction`` < 1 only the first ``rotary_dim`` dims of each head rotate,
+    the rest pass through (GPT-J, GPT-NeoX)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        from archlab.config import rotary_dim
+
+        self.rot = rotary_dim(cfg)
+        exps = torch.arange(0, self.rot, 2, dtype=torch.float32) / self.rot
+        self.register_buffer("inv_freq", 1.0 / (cfg.rope_theta**exps), persistent=False)
         self._cache_len = 0
         self._build(cfg.block_size)
 
     def _build(self, length: int) -> None:
         t = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
-        freqs = torch.outer(t, self.inv_freq)  # (L, hd/2)
+        freqs = torch.outer(t, self.inv_freq)  # (L, rot/2)
         self.register_buffer("cos", freqs.cos(), persistent=False)
         self.register_buffer("sin", freqs.sin(), persistent=False)
         self._cache_len = length
@@ -60,17 +100,48 @@ class RoPE(Position):
     def rotate(self, q, k, pos):
         if int(pos[-1]) >= self._cache_len:
             self._build(2 * int(pos[-1]) + 1)
-        cos, sin = self.cos[pos], self.sin[pos]  # (T, hd/2)
-        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+        cos, sin = self.cos[pos], self.sin[pos]  # (T, rot/2)
+        return _rotate(q, cos, sin, self.rot), _rotate(k, cos, sin, self.rot)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.float().chunk(2, dim=-1)
-    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-    return out.type_as(x)
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rot: int) -> torch.Tensor:
+    x_rot, x_pass = x[..., :rot], x[..., rot:]  # x_pass is empty unless rope_fraction < 1
+    x1, x2 = x_rot.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
+    return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
 
 
-POSITIONS: dict[str, type[Position]] = {"learned": Learned, "rope": RoPE}
+def alibi_slopes(n_heads: int) -> list[float]:
+    """Head h's slope 2^(−8(h+1)/n); non-powers of two interleave the next power's (Press et al.)."""
+    if math.log2(n_heads).is_integer():
+        return [2 ** (-8 * (h + 1) / n_heads) for h in range(n_heads)]
+    closest = 2 ** math.floor(math.log2(n_heads))
+    return alibi_slopes(closest) + alibi_slopes(2 * closest)[0::2][: n_heads - closest]
+
+
+class ALiBi(Position):
+    """score(q_t, k_s) −= slope_h · (t − s)  (Press et al. 2022)."""
+
+    has_bias = True
+
+    def __init__(self, cfg):
+        super().__init__()
+        slopes = torch.tensor(alibi_slopes(cfg.n_heads), dtype=torch.float32)
+        self.register_buffer("slopes", slopes, persistent=False)
+
+    def bias(self, dist):
+        return -self.slopes[:, None, None] * dist.float()  # (H, T, S)
+
+
+POSITIONS: dict[str, type[Position]] = {
+    "learned": Learned,
+    "sinusoidal": Sinusoidal,
+    "rope": RoPE,
+    "alibi": ALiBi,
+    "nope": Position,
+}
+
+NOPE = Position()  # what global layers of model.window=local_global_nope use
 
 
 def make_position(cfg) -> Position:

@@ -4,8 +4,9 @@ The resolved configs are flattened to dotted keys (``model.mlp``). A key defines
 when its value differs across the runs, except for:
 
 * ``seed`` -- seeds are pooled inside an arm (they are the replicates);
-* bookkeeping that does not change the experiment: ``out_dir``, ``name``, everything
-  under ``logger.`` and ``hydra.``, any key whose last part ends in ``dir`` (``data.cache_dir``,
+* bookkeeping that does not change the experiment: ``out_dir``, ``name``, ``resume``,
+  everything under ``logger.`` and ``hydra.``, ``data_info.`` (facts derived from the data
+  config, e.g. corpus sizes and fingerprint), any key whose last part ends in ``dir`` (``data.cache_dir``,
   ``trainer.default_root_dir``), and the host-speed knobs in ``IGNORED_KEYS``;
 * ``optim.lr`` when it varies: it is then the LR-sweep axis, not an arm key.
 
@@ -26,12 +27,13 @@ IGNORED_KEYS = frozenset(
         "seed",
         "out_dir",
         "name",
+        "resume",
         "trainer.threads",
         "trainer.enable_progress_bar",
         "data.num_workers",
     }
 )
-IGNORED_PREFIXES = ("logger.", "hydra.")
+IGNORED_PREFIXES = ("logger.", "hydra.", "data_info.")
 _MISSING = "<unset>"
 
 

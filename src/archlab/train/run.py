@@ -106,7 +106,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
     try:
         import lightning as L
 
-        from archlab.data.store import load_tokens
+        from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
         from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
         from archlab.train.module import LitLM
@@ -114,14 +114,15 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         _quiet_libraries()
         precision, deterministic = _configure_torch(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        data = load_tokens(cfg.data)
-        cfg.model.vocab_size = data.vocab_size
+        data = load_tokens(cfg.data, cfg.tokenizer)
+        cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
-        config_dict["data_info"] = {"fingerprint": data.fingerprint, "corpus": data.description,
-                                    "train_tokens": int(len(data.train)),
-                                    "val_tokens": int(len(data.val))}
+        config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+        data.save_tokenizer(run_dir)
+        summary.update(data_regime(len(data.train), cfg.train.max_steps, cfg.train.batch_size,
+                                   cfg.model.block_size, cfg.data.single_epoch))
 
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
@@ -139,7 +140,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             strategy=cfg.trainer.strategy, precision=precision, deterministic=deterministic,
             max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-            limit_val_batches=0, log_every_n_steps=cfg.train.log_every,
+            limit_val_batches=0, log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
             enable_progress_bar=_progress_bar_wanted(), callbacks=[*_callbacks(cfg), ckpt],
             default_root_dir=run_dir, use_distributed_sampler=False,
         )
@@ -174,6 +175,8 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
             )
+        if summary.get("train_tokens"):  # epochs of the training split actually seen
+            summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
         summary["elapsed_sec"] = round(time.time() - start, 3)
         for logger in loggers:
             if getattr(logger, "error", None):

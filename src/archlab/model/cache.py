@@ -1,0 +1,32 @@
+"""The KV cache for decoding: per layer, the keys/values of the tokens seen so far.
+
+Keys are stored after rotation (RoPE), so a cached key never needs its position again except
+for masks and ALiBi, which use ``kpos``. Shapes hold ``n_kv_heads`` (GQA/MQA share them):
+k, v (B, n_kv_heads, S, hd). A sliding-window layer keeps only the last ``window − 1`` keys,
+all that any later query can see.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+class KVCache:
+    def __init__(self, n_layers: int):
+        self.k: list[Optional[torch.Tensor]] = [None] * n_layers
+        self.v: list[Optional[torch.Tensor]] = [None] * n_layers
+        self.kpos: list[Optional[torch.Tensor]] = [None] * n_layers
+        self.seen = 0  # tokens processed so far = position of the next token
+
+    def update(self, layer: int, k, v, pos, window: Optional[int]):
+        """Append this step's k, v (B, Hkv, T, hd); return all keys/values to attend to."""
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+            pos = torch.cat([self.kpos[layer], pos])
+        keep = k.shape[2] if window is None else window - 1
+        self.k[layer], self.v[layer] = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
+        self.kpos[layer] = pos[pos.shape[0] - keep:]
+        return k, v, pos
