@@ -63,11 +63,17 @@ def last_step(run_dir: Path) -> int:
 # ----------------------------------------------------------------------------- resume
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    ref, crash = tmp_path / "ref", tmp_path / "crash"
-    r = run_cli("train", *BASE, f"hydra.run.dir={ref}", f"out_dir={tmp_path}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory) -> Path:
+    """The uninterrupted reference run (also the source of a real checkpoint)."""
+    root = tmp_path_factory.mktemp("ref")
+    r = run_cli("train", *BASE, f"hydra.run.dir={root / 'run'}", f"out_dir={root}", cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
+    return root / "run"
 
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, ref):
+    crash = tmp_path / "crash"
     # same config; SIGKILL a few steps after the step-8 checkpoint (mid log interval)
     p = popen_cli("train", *BASE, f"hydra.run.dir={crash}", f"out_dir={tmp_path}", cwd=tmp_path)
     ckpt = crash / "checkpoints" / "last.ckpt"
@@ -79,7 +85,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert 0 < saved < killed_at < 24, (saved, killed_at)
 
     # resume through the CLI, by run dir (reads the run's own overrides)
-    r = run_cli("train", f"resume={crash}", cwd=tmp_path)
+    r = run_cli("train", f"resume={crash}", cwd=tmp_path)  # reads the run's own overrides
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((crash / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 24
@@ -93,6 +99,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert summary["val_loss"] == json.loads((ref / "summary.json").read_text())["val_loss"]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_stops_then_resume_auto_continues(tmp_path):
     run = tmp_path / "run"
     args = [*BASE, "train.max_steps=200", "train.ckpt_every=1000", f"hydra.run.dir={run}",
@@ -116,14 +123,11 @@ def test_sigterm_checkpoints_and_stops_then_resume_auto_continues(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 20  # no duplicated rows
 
 
-def test_checkpoint_is_plain_data_and_bad_files_give_one_line(tmp_path):
-    run = tmp_path / "run"
-    r = run_cli("train", *BASE, "train.max_steps=8", f"hydra.run.dir={run}",
-                f"out_dir={tmp_path}", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_checkpoint_is_plain_data_and_bad_files_give_one_line(tmp_path, ref):
+    run = ref
     path = run / "checkpoints" / "last.ckpt"
     ckpt = torch.load(path, weights_only=True)  # no pickled code
-    assert ckpt["format"] == "archlab-checkpoint" and ckpt["global_step"] == 8
+    assert ckpt["format"] == "archlab-checkpoint" and ckpt["global_step"] == 24
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
     assert ckpt["config"]["model"]["d_model"] == 64 and "data_info" in ckpt["config"]
     assert (run / "checkpoints" / "prev.ckpt").exists()  # the previous one is kept
@@ -135,10 +139,181 @@ def test_checkpoint_is_plain_data_and_bad_files_give_one_line(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, foreign)
     pickled = tmp_path / "pickled.ckpt"
     torch.save({"format": "archlab-checkpoint", "obj": Path("x")}, pickled)  # needs unpickling code
-    for bad, words in ((truncated, "cannot be loaded"), (foreign, "not an archlab checkpoint"),
-                       (pickled, "cannot be loaded")):
-        r = run_cli("train", *BASE, f"resume={bad}", f"out_dir={tmp_path}", cwd=tmp_path)
+    cases = ((truncated, "cannot be loaded"), (foreign, "not an archlab checkpoint"),
+             (pickled, "cannot be loaded"))
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda c: run_cli("train", *BASE, f"resume={c[0]}",
+                                                  f"out_dir={tmp_path}/out", cwd=tmp_path), cases))
+    for (bad, words), r in zip(cases, results):
         assert r.returncode == 2, (bad, r.stderr[-2000:])
+        assert not (tmp_path / "out").exists()
         err = r.stderr.strip()
-        assert err.count("\n") == 0 and words in err and str(bad.name) in err, err
+        assert err.count("\n") == 0 and words in err and f"resume={bad}" in err, err
         assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def tiny_cfg(**train):
+    from archlab.config import ArchlabConfig
+
+    cfg = ArchlabConfig()
+    cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.block_size = 2, 32, 2, 32
+    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = 12, 2, 6, 4
+    cfg.train.ckpt_every = 4
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    cfg.data.val_windows = 4
+    cfg.data.cache_dir = os.environ["ARCHLAB_CACHE"]
+    cfg.logger.kinds = []
+    cfg.trainer.accelerator = "cpu"
+    return cfg
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "metrics"])
+def test_disk_full_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, where):
+    from archlab.runs.record import JsonlLogger
+    from archlab.train.run import Job, train
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    if where == "checkpoint":  # the 2nd checkpoint (step 8) hits a full disk half-way
+        real_save, calls = torch.save, []
+
+        def save(obj, f, *a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                f.write(b"PK\x03\x04 half a file")
+                raise full
+            return real_save(obj, f, *a, **k)
+
+        monkeypatch.setattr(torch, "save", save)
+    else:  # metrics.jsonl cannot grow after step 6
+        real_log = JsonlLogger.log_metrics
+
+        def log_metrics(self, metrics, step=None):
+            if step > 6:
+                full.filename = str(self.path)
+                raise full
+            return real_log(self, metrics, step)
+
+        monkeypatch.setattr(JsonlLogger, "log_metrics", log_metrics)
+    run = tmp_path / "run"
+    with pytest.raises(Exception):
+        train(tiny_cfg(), Job(run))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "disk full (ENOSPC)" in summary["error"]
+    assert "last good checkpoint" in summary["error"] and "last.ckpt" in summary["error"]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert not list((run / "checkpoints").glob(".*tmp*"))  # the half-written file is gone
+
+
+def test_wandb_failing_mid_run_never_stops_training(tmp_path, monkeypatch, caplog):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from archlab.train.run import Job, train
+
+    real_log, calls = WandbLogger.log_metrics, []
+
+    def flaky(self, metrics, step=None):
+        calls.append(step)
+        if len(calls) == 3:
+            raise ConnectionError("wandb service went away")
+        return real_log(self, metrics, step)
+
+    monkeypatch.setattr(WandbLogger, "log_metrics", flaky)
+    cfg = tiny_cfg()
+    cfg.logger.kinds = ["wandb"]
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="archlab"):
+        summary = train(cfg, Job(run, overrides=["seed=0"], group="faults"))
+    assert summary["status"] == "completed" and summary["steps"] == 12
+    assert "wandb service went away" in summary["wandb_error"]
+    assert len(calls) == 3  # disabled after the failure: no retry storm
+    assert sum("W&B failed mid-run" in r.getMessage() for r in caplog.records) == 1
+    train_rows = [r for r in rows(run) if "train/loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 4, 6, 8, 10, 12]  # the record is complete
+    from test_train_cli import wandb_summary
+
+    info = wandb_summary(summary["wandb_dir"])
+    assert info["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_wandb_online_without_network_falls_back_to_offline_quickly(tmp_path):
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "f" * 40,
+           "WANDB_BASE_URL": "http://127.0.0.1:9"}  # a closed local port: no network at all
+    r = run_cli("train", *BASE[:-1], "train.max_steps=3", "logger=wandb", "logger.mode=online",
+                "logger.init_timeout=3", f"hydra.run.dir={tmp_path / 'run'}",
+                f"out_dir={tmp_path}", cwd=tmp_path, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert out.count("W&B online init failed") == 1, out[-3000:]
+    delay = float(out.split("W&B online init failed after ")[1].split(" s")[0])
+    assert delay <= 15, delay
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and "offline-run-" in summary["wandb_dir"]
+    print(f"W&B online→offline fallback after {delay:.1f} s")
+
+
+# ----------------------------------------------------------------------------- config fuzzing
+
+FUZZ = [
+    (["model/normz=rmsnorm"], "model/normz"),                 # unknown group
+    (["model/norm=batchnorm"], "model/norm=batchnorm"),       # unknown option
+    (["optimizer.lr=1e-3"], "optimizer"),                     # unknown top-level key
+    (["optim.learning_rate=1e-3"], "optim.learning_rate"),    # typos in keys
+    (["+train.foo=1"], "train.foo"),
+    (["optim.lr=fast"], "optim.lr"),                          # wrong types
+    (["train.batch_size=1.5"], "train.batch_size"),
+    (["model.bias=maybe"], "model.bias"),
+    (["seed=abc"], "seed"),
+    (["train.max_steps=[1,2]"], "train.max_steps"),
+    (["optim.lr=-1"], "optim.lr"),                            # out of range
+    (["optim.beta2=1.5"], "optim.beta2"),
+    (["optim.min_lr_ratio=2"], "optim.min_lr_ratio"),
+    (["train.batch_size=0"], "train.batch_size"),
+    (["train.ckpt_every=-1"], "train.ckpt_every"),
+    (["data.val_fraction=1.5"], "data.val_fraction"),
+    (["trainer.threads=0"], "trainer.threads"),
+    (["trainer.devices=0"], "trainer.devices"),
+    (["trainer.devices=2", "train.batch_size=7"], "train.batch_size"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator"),
+    (["logger.mode=sometimes"], "logger.mode"),
+    (["model/mlp=gelu,swiglu"], "-m"),                        # sweep syntax without -m
+    (["-m", "seed=range(0,"], "seed"),                        # broken sweep syntax
+    (["-m", "model/mlp=gelu,swiglu", "model.n_heads=3,4"], "model.n_heads"),  # one bad sweep job
+    (["seed=1=2"], "seed"),
+    (["model.d_model=100", "model.n_heads=3"], "model.d_model"),  # conflicting knobs
+    (["model/attention=gqa", "model.n_kv_heads=3"], "model.n_kv_heads"),
+    (["loss.z_loss_coef=0.1"], "loss.z_loss_coef"),
+    (["data=text", "data.path=/nonexistent/corpus.txt"], "data.path"),  # bad paths
+    (["out_dir={tmp}/afile/sub"], "out_dir"),                 # unwritable (under a regular file)
+    (["hydra.run.dir={tmp}/afile/run"], "hydra.run.dir"),
+    (["resume=/nonexistent/last.ckpt"], "resume"),            # resume of a missing checkpoint
+    (["-m", "seed=0,1", "resume={tmp}"], "resume"),           # resume=<dir> in a sweep
+]
+
+
+def test_cli_fuzz_bad_overrides_exit_2_with_one_line_and_no_litter(tmp_path):
+    assert len(FUZZ) >= 30
+    (tmp_path / "afile").write_text("a regular file: nothing can be created under it\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def call(case):
+        args = [a.replace("{tmp}", str(tmp_path)) for a in case[0]]
+        if not any(a.startswith("out_dir=") for a in args):
+            args.append(f"out_dir={tmp_path}/out")
+        return run_cli("train", *args, cwd=tmp_path, timeout=120)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(call, FUZZ))
+    bad = []
+    for (args, key), r in zip(FUZZ, results):
+        err = r.stderr.strip()
+        if not (r.returncode == 2 and err.count("\n") == 0 and key in err
+                and err.startswith("archlab train: error:") and "Traceback" not in err):
+            bad.append((args, r.returncode, err[-500:]))
+    assert not bad, bad
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no outputs/, no run dirs

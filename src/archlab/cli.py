@@ -70,6 +70,10 @@ def _one_line(exc: BaseException) -> str:
     """Hydra's multi-line composition errors (and their causes), folded into one line."""
     import re
 
+    full_key = getattr(exc, "full_key", None)  # OmegaConf: e.g. `+train.foo=1` in the schema merge
+    if full_key and str(exc).startswith("Key '") and " not in " in str(exc):
+        return (f"{full_key} is not a config key ({str(exc).splitlines()[0]}): check the "
+                "spelling, or list all keys with `archlab train --cfg job`")
     chain: list[list[str]] = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]

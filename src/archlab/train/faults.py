@@ -154,7 +154,10 @@ def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[s
     if path.is_file():
         from archlab.train.checkpoint import load
 
-        load(path)  # a truncated / foreign / code-carrying file: one line, before any output dir
+        try:  # a truncated / foreign / code-carrying file: one line, before any output dir
+            load(path)
+        except ConfigError as e:
+            raise ConfigError(f"resume={value}: {e}") from None
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         ckpt = str(path.absolute())
         if not (run_dir / ".hydra" / "overrides.yaml").is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
@@ -96,6 +97,7 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
     if run_id:
         kwargs.update(id=run_id, resume="allow")
     mode = cfg.logger.mode
+    t0 = time.monotonic()
     try:
         logger = ArchlabWandbLogger(
             mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
@@ -104,8 +106,9 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
     except Exception as e:  # noqa: BLE001 - any W&B failure must not kill training
         if mode != "online":
             raise
-        log.warning("W&B online init failed (%s); logging offline instead: sync later with "
-                    "`wandb sync <run_dir>/wandb/offline-run-*`", str(e).splitlines()[0][:200])
+        log.warning("W&B online init failed after %.1f s (%s); logging offline instead: sync "
+                    "later with `wandb sync <run_dir>/wandb/offline-run-*`",
+                    time.monotonic() - t0, (str(e).splitlines() or [type(e).__name__])[0][:200])
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
         logger.experiment  # noqa: B018
     return logger
