@@ -317,3 +317,44 @@ def test_cli_fuzz_bad_overrides_exit_2_with_one_line_and_no_litter(tmp_path):
             bad.append((args, r.returncode, err[-500:]))
     assert not bad, bad
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no outputs/, no run dirs
+
+
+# ----------------------------------------------------------------------------- DDP on CPU
+
+DDP_RUN = ["model/size=tiny", "train.batch_size=8", "data.val_windows=8", "train.max_steps=10",
+           "train.log_every=1", "train.val_every=5", "logger=none"]
+
+
+def test_ddp_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
+    def run(trainer):
+        return run_cli("train", *DDP_RUN, f"trainer={trainer}", f"hydra.run.dir={tmp_path / trainer}",
+                       f"out_dir={tmp_path}", cwd=tmp_path)
+
+    with ThreadPoolExecutor(2) as pool:
+        one, two = pool.map(run, ["cpu", "ddp"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    for key in ("train/loss", "val/loss", "grad_norm", "lr"):
+        a, b = series(tmp_path / "cpu", key), series(tmp_path / "ddp", key)
+        assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 2, key
+        torch.testing.assert_close(torch.tensor([v for _, v in b]), torch.tensor([v for _, v in a]),
+                                   rtol=1e-4, atol=1e-5, msg=key)
+    diff = max(abs(x - y) for (_, x), (_, y) in zip(series(tmp_path / "cpu", "train/loss"),
+                                                    series(tmp_path / "ddp", "train/loss")))
+    print(f"DDP (2 procs) vs 1 proc: max |train/loss diff| = {diff:.2e}")
+    s1, s2 = (json.loads((tmp_path / t / "summary.json").read_text()) for t in ("cpu", "ddp"))
+    assert s2["status"] == "completed" and s2["steps"] == s1["steps"] == 10
+    assert s2["tokens"] == s1["tokens"]  # train.batch_size is the global batch
+    assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt",
+                      weights_only=True)["global_step"] == 10
+
+
+@pytest.mark.slow
+def test_ddp_under_hydra_multirun(tmp_path):
+    r = run_cli("train", "-m", *DDP_RUN, "train.max_steps=4", "trainer=ddp", "seed=0,1",
+                f"out_dir={tmp_path}", "name=ddp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summaries = [json.loads(p.read_text())
+                 for p in (tmp_path / "sweeps" / "ddp").glob("*/summary.json")]
+    assert len(summaries) == 2 and all(s["status"] == "completed" for s in summaries)
+    assert len(list((tmp_path / "sweeps").iterdir())) == 1  # no second sweep folder

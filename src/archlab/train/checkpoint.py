@@ -296,6 +296,7 @@ class Checkpointing(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer, pl_module)
+        self._handoff(trainer, pl_module)
         if self.guard is not None:
             self.guard.trainer = None
 
@@ -307,3 +308,36 @@ class Checkpointing(Callback):
             self.guard.trainer = None
         if isinstance(exception, SIGTERMException):
             self.save(trainer, pl_module)
+            self._handoff(trainer, pl_module)
+            if _in_worker_process(trainer):  # DDP worker: tell the parent by a non-zero exit
+                os._exit(self.guard.exit_code if self.guard is not None else 143)
+
+    # -- multi-process (ddp_spawn / ddp_notebook): rank 0's counters back to the parent --------
+    @property
+    def _handoff_path(self) -> Path:
+        return self.run_dir / CKPT_DIR / ".rank0-state.pt"
+
+    def _handoff(self, trainer, pl_module) -> None:
+        if _in_worker_process(trainer) and trainer.is_global_zero:
+            self._handoff_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"global_step": int(trainer.global_step),
+                        "module": module_state(pl_module)}, self._handoff_path)
+
+    def collect_rank0(self, lit, trainer) -> None:
+        """In the parent process after fit: rank 0's step and counters (summary.json needs them)."""
+        if not self._handoff_path.exists() or trainer is None:
+            return
+        state = torch.load(self._handoff_path, weights_only=True)
+        self._handoff_path.unlink()
+        load_module_state(lit, state["module"])
+        if lit._trainer is None:  # the launcher leaves the parent's module detached
+            lit.trainer = trainer
+        progress = trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress
+        progress.optimizer.step.total.completed = state["global_step"]
+
+
+def _in_worker_process(trainer) -> bool:
+    """True in a worker started by Lightning's multiprocessing launcher (fork / spawn)."""
+    import multiprocessing
+
+    return trainer.world_size > 1 and multiprocessing.parent_process() is not None

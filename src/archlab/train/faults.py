@@ -104,8 +104,15 @@ class SignalGuard:
         self._old.clear()
 
     def _handler(self, signum, frame) -> None:
+        import multiprocessing
+
         first = self.signum is None
         self.signum = self.signum or signum
+        workers = multiprocessing.active_children() if self.trainer is None else []
+        if first and workers:  # the parent of DDP workers: they stop after their step
+            for p in workers:
+                os.kill(p.pid, signum)
+            return
         if first and self.trainer is not None:
             log.warning("archlab: received %s: finishing this step, saving a checkpoint, stopping",
                         signal.Signals(signum).name)

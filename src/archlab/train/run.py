@@ -101,7 +101,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                      "elapsed_sec": None, "run_dir": str(run_dir)}
     start = time.time()
     loggers: list = []
-    lit = ckpt = None
+    lit = ckpt = trainer = None
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
     try:
         import lightning as L
@@ -146,15 +146,18 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         )
         first = min(ckpt.start_step, cfg.train.max_steps)
         trainer.fit(lit, train_dataloaders=train_loader(batches, first, cfg.train.max_steps))
+        ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0's counters to this process
         summary["status"] = "diverged" if lit.diverged_at_step else "completed"
         summary["diverged_at_step"] = lit.diverged_at_step
         if lit.diverged_at_step:
             log.warning("archlab: run diverged at step %d (loss %s); stopped", lit.diverged_at_step,
                         lit.last_train_loss)
-    except (Interrupted, SystemExit) as e:  # SIGTERMException is a SystemExit
+    except BaseException as e:  # record, then let the caller decide (sweeps keep going)
         if guard.signum is None:
             summary["error"] = describe_error(e, run_dir)
             raise
+        if ckpt is not None:  # SIGTERM/SIGINT (SIGTERMException is a SystemExit): clean stop
+            ckpt.collect_rank0(lit, trainer)
         summary["status"] = "interrupted"
         at = lit.global_step if lit is not None else 0
         kept = ckpt.path if ckpt is not None and ckpt.path.exists() else "none"
@@ -162,9 +165,6 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                             f"checkpoint: {kept}; continue with resume=auto")
         log.warning("archlab: %s", summary["error"])
         raise SystemExit(guard.exit_code) from None
-    except BaseException as e:  # record, then let the caller decide (sweeps keep going)
-        summary["error"] = describe_error(e, run_dir)
-        raise
     finally:
         guard.restore()
         if lit is not None:
