@@ -12,7 +12,7 @@ BAD = [
     (["model/attention=gqa", "model.n_kv_heads=3"], "model.n_kv_heads=3"),
     (["model/attention=mqa", "model.n_kv_heads=2"], "model.n_kv_heads=1"),
     (["model.n_kv_heads=2"], "model/attention=gqa"),
-    (["model.d_model=36", "model.n_heads=4"], "even head dim"),
+    (["model.d_model=36", "model.n_heads=4"], "is not a positive even number"),
     (["model/norm=batchnorm"], "model/norm=batchnorm is not an option; choose one of"),
     (["model/mlp=swish"], "model/mlp=swish"),
     (["model.n_layers=-2"], "model.n_layers=-2"),

@@ -40,6 +40,9 @@ class ModelConfig:
     head_dim: Optional[int] = None  # None: d_model // n_heads
     d_ff: Optional[int] = None  # None: param-matched default (4·d, or 8/3·d for gated MLPs)
     mlp_ratio: Optional[float] = None  # d_ff = round(mlp_ratio · d_model) (instead of d_ff)
+    # iso-parameter arms: pick d_ff so the model has as many parameters as the reference
+    # (same config with MHA and a 4·d GeLU MLP), whatever the MLP / attention variant
+    iso_params: bool = False
     multiple_of: int = 32  # gated d_ff is rounded up to a multiple of this
     block_size: int = 128  # context length (max positions)
     vocab_size: int = 256  # set from the tokenizer
@@ -128,6 +131,9 @@ class TrainConfig:
     # divergence: loss NaN/inf, or above factor × initial loss for `patience` steps (0: off)
     divergence_factor: float = 1.5
     divergence_patience: int = 3
+    telemetry_every: int = 50  # stability telemetry interval in steps (0: off)
+    # final val loss also at these multiples of block_size (length extrapolation), e.g. [2, 4]
+    eval_context_multiples: list = field(default_factory=list)
     ckpt_every: Optional[int] = None  # checkpoint every N steps (None: = val_every; 0: never)
 
 
@@ -189,6 +195,10 @@ def d_ff(m: ModelConfig) -> int:
     """Hidden width of the MLP: ``model.d_ff``, else ``mlp_ratio·d``, else param-matched."""
     if m.d_ff is not None:
         return m.d_ff
+    if m.iso_params:
+        from archlab.model.flops import iso_params_d_ff
+
+        return iso_params_d_ff(m)
     if m.mlp_ratio is not None:
         return round(m.mlp_ratio * m.d_model)
     from archlab.model.mlp import MLPS
@@ -266,6 +276,9 @@ def validate_model(m: ModelConfig) -> None:
     for key in ("embed_dropout", "attn_dropout", "resid_dropout"):
         if not 0 <= getattr(m, key) < 1:
             raise ConfigError(f"model.{key}={getattr(m, key)} must be in [0, 1)")
+    if m.iso_params and (m.d_ff is not None or m.mlp_ratio is not None):
+        raise ConfigError("model.iso_params=true chooses d_ff itself: drop model.d_ff / "
+                          "model.mlp_ratio, or set model.iso_params=false")
     if m.d_ff is not None and m.mlp_ratio is not None:
         raise ConfigError(
             f"model.d_ff={m.d_ff} and model.mlp_ratio={m.mlp_ratio} both set the MLP width: "
@@ -338,6 +351,11 @@ def validate(cfg: ArchlabConfig) -> None:
     for key in ("batch_size", "max_steps", "log_every", "val_every"):
         if getattr(cfg.train, key) <= 0:
             raise ConfigError(f"train.{key}={getattr(cfg.train, key)} must be a positive integer")
+    if cfg.train.telemetry_every < 0:
+        raise ConfigError(f"train.telemetry_every={cfg.train.telemetry_every} must be >= 0 (0: off)")
+    if any(not isinstance(k, int) or k < 2 for k in cfg.train.eval_context_multiples):
+        raise ConfigError(f"train.eval_context_multiples={cfg.train.eval_context_multiples} must "
+                          "be whole numbers >= 2, e.g. [2,4]")
     if cfg.train.divergence_factor > 0 and cfg.train.divergence_patience < 1:
         raise ConfigError("train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
                           "to turn divergence stopping off)")

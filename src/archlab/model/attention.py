@@ -65,14 +65,18 @@ def softcap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
     return x if cap is None else cap * torch.tanh(x / cap)
 
 
+def allowed(qpos, kpos, window: Optional[int]) -> torch.Tensor:
+    """(T, S) bool: query t may see key s (causal, and within the sliding window if any)."""
+    dist = qpos[:, None] - kpos[None, :]  # (T, S): how far back key s is from query t
+    ok = dist >= 0
+    return ok if window is None else ok & (dist < window)
+
+
 def score_bias(qpos, kpos, window: Optional[int], position) -> torch.Tensor:
     """Additive score mask (1 or H, T, S): −inf where causality / the window forbid, + ALiBi."""
-    dist = qpos[:, None] - kpos[None, :]  # (T, S): how far back key s is from query t
-    allowed = dist >= 0
-    if window is not None:
-        allowed &= dist < window
-    mask = torch.zeros(dist.shape, device=dist.device).masked_fill(~allowed, float("-inf"))
-    alibi = position.bias(dist)
+    ok = allowed(qpos, kpos, window)
+    mask = torch.zeros(ok.shape, device=ok.device).masked_fill(~ok, float("-inf"))
+    alibi = position.bias(qpos[:, None] - kpos[None, :])
     return mask[None] if alibi is None else mask + alibi
 
 
@@ -94,7 +98,8 @@ class Attention(nn.Module):
         self.q_norm = make_qk_norm(cfg, self.n_heads, self.head_dim)
         self.k_norm = make_qk_norm(cfg, self.n_kv_heads, self.head_dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None) -> torch.Tensor:
+    def project(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None):
+        """q (B, H, T, hd) and keys/values expanded to H heads (B, H, S, hd), with key positions."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         q = self.q_norm(self.q(x).view(B, T, H, hd)).transpose(1, 2)  # (B, H, T, hd)
@@ -106,6 +111,11 @@ class Attention(nn.Module):
             k, v, kpos = cache.update(self.layer, k, v, pos, self.window)
         if Hkv != H:  # each kv head serves H / Hkv queries
             k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+        return q, k, v, kpos
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v, kpos = self.project(x, pos, position, cache)
         plain = self.window is None and k.shape[2] == T and not position.has_bias
         mask = None if plain else score_bias(pos, kpos, self.window, position)  # (1|H, T, S)
         p_drop = self.dropout if self.training else 0.0
@@ -119,4 +129,13 @@ class Attention(nn.Module):
                 mask = score_bias(pos, kpos, None, position)
             probs = F.dropout(torch.softmax((scores + mask).float(), dim=-1), p_drop).type_as(q)
             y = probs @ v
-        return self.proj(y.transpose(1, 2).reshape(B, T, H * hd))  # (B, T, d)
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+    @torch.no_grad()
+    def max_logit(self, x: torch.Tensor, pos: torch.Tensor, position) -> torch.Tensor:
+        """Largest pre-softmax attention logit q·k·scale (before any soft-cap) over the
+        positions each query may attend to: the quantity whose growth signals instability
+        (Dehghani et al. 2023; Wortsman et al. 2023). Telemetry only; not on the training path."""
+        q, k, _, kpos = self.project(x, pos, position)
+        scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, T, S)
+        return scores.masked_fill(~allowed(pos, kpos, self.window), float("-inf")).amax()

@@ -30,3 +30,11 @@ class KVCache:
         self.k[layer], self.v[layer] = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
         self.kpos[layer] = pos[pos.shape[0] - keep:]
         return k, v, pos
+
+
+def kv_bytes_per_token(cfg, bytes_per_value: int = 4) -> int:
+    """KV-cache bytes one token costs: keys and values of every layer, n_kv_heads each
+    (2 · layers · n_kv_heads · head_dim · bytes; fp32 by default). GQA/MQA shrink it."""
+    from archlab.config import head_dim, n_kv_heads
+
+    return 2 * cfg.n_layers * n_kv_heads(cfg) * head_dim(cfg) * bytes_per_value

@@ -49,7 +49,9 @@ class Learned(Position):
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
 
     def embed(self, x, pos):
-        if int(pos[-1]) >= self.wpe.num_embeddings:
+        # the check reads a tensor value: skip it in compiled training (within block_size),
+        # where it would break the graph
+        if not torch.compiler.is_compiling() and int(pos[-1]) >= self.wpe.num_embeddings:
             raise ValueError(
                 f"position {int(pos[-1])} is past model.block_size={self.wpe.num_embeddings} "
                 "(learned positions cannot extrapolate)"
@@ -98,7 +100,9 @@ class RoPE(Position):
         self._cache_len = length
 
     def rotate(self, q, k, pos):
-        if int(pos[-1]) >= self._cache_len:
+        # longer than the table (decoding/evaluating past block_size): extend it. Compiled
+        # training stays within block_size, and reading pos there would break the graph.
+        if not torch.compiler.is_compiling() and int(pos[-1]) >= self._cache_len:
             self._build(2 * int(pos[-1]) + 1)
         cos, sin = self.cos[pos], self.sin[pos]  # (T, rot/2)
         return _rotate(q, cos, sin, self.rot), _rotate(k, cos, sin, self.rot)

@@ -1,7 +1,8 @@
-"""Callbacks: divergence stop (a sweep keeps going, the bad run is marked)."""
+"""Callbacks: divergence stop (a sweep keeps going, the bad run is marked), stability telemetry."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 from lightning.pytorch.callbacks import Callback
@@ -41,3 +42,97 @@ class DivergenceStop(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.initial_loss, self.strikes = state["initial_loss"], state["strikes"]
+
+
+class Telemetry(Callback):
+    """Stability telemetry every ``every`` steps, logged to every logger (W&B, metrics.jsonl):
+
+    attn/max_logit/layer{i}, attn/max_logit  largest pre-softmax q·k logit per layer / overall
+    logits/mean, logits/max, logits/mean_log_z  output-logit drift and the softmax normaliser
+    grad_norm (before clipping), param_norm, update_ratio = ‖θ_t − θ_{t−1}‖ / ‖θ_{t−1}‖
+    loss_spikes  cumulative count of steps whose loss exceeds its running mean by
+                 ``spike_sigma`` running standard deviations
+
+    The logit statistics come from a separate no-grad pass of the *uncompiled* model over the
+    first ``rows`` sequences of the step's batch, so a compiled training step is untouched
+    (and never recompiles).
+    """
+
+    def __init__(self, every: int, rows: int = 4, spike_sigma: float = 4.0):
+        self.every, self.rows, self.spike_sigma = every, rows, spike_sigma
+        self.spikes, self.ema, self.ema_var, self.seen = 0, 0.0, 0.0, 0
+        self._before: list | None = None
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if (trainer.global_step + 1) % self.every == 0:  # the step about to be taken is logged
+            self._before = [p.detach().clone() for p in pl_module.model.parameters()]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._count_spike(outputs["loss"].item())
+        step = trainer.global_step
+        if step % self.every:
+            return
+        row = {**self._logit_stats(pl_module.model, batch[0][: self.rows]),
+               **self._weight_stats(pl_module.model), "loss_spikes": self.spikes}
+        if pl_module._grad_norm is not None:
+            row["grad_norm"] = float(pl_module._grad_norm)
+        pl_module._emit(step, row)
+
+    def _count_spike(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            return
+        self.seen += 1
+        if self.seen > 10 and loss - self.ema > self.spike_sigma * math.sqrt(self.ema_var):
+            self.spikes += 1
+        delta = loss - self.ema if self.seen > 1 else 0.0
+        self.ema = loss if self.seen == 1 else self.ema + 0.1 * delta
+        self.ema_var = 0.9 * (self.ema_var + 0.1 * delta * delta)
+
+    @staticmethod
+    def _logit_stats(model, x) -> dict:
+        import torch
+
+        from archlab.model.attention import Attention
+
+        per_layer: list[float] = []
+
+        def hook(module, args, kwargs):
+            bound = inspect.signature(module.forward).bind(*args, **kwargs)
+            a = bound.arguments
+            per_layer.append(module.max_logit(a["x"], a["pos"], a["position"]).item())
+
+        attns = [m for m in model.modules() if isinstance(m, Attention)]
+        handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in attns]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = model(x).float()
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        row = {f"attn/max_logit/layer{i}": v for i, v in enumerate(per_layer)}
+        row["attn/max_logit"] = max(per_layer) if per_layer else None
+        row.update({"logits/mean": logits.mean().item(), "logits/max": logits.max().item(),
+                    "logits/mean_log_z": torch.logsumexp(logits, -1).mean().item()})
+        return row
+
+    def _weight_stats(self, model) -> dict:
+        params = [p.detach().float() for p in model.parameters()]
+        norm = math.sqrt(sum(p.pow(2).sum().item() for p in params))
+        row = {"param_norm": norm}
+        if self._before is not None:
+            before = [b.float() for b in self._before]
+            diff = math.sqrt(sum((p - b).pow(2).sum().item() for p, b in zip(params, before)))
+            old = math.sqrt(sum(b.pow(2).sum().item() for b in before))
+            row["update_ratio"] = diff / max(old, 1e-12)
+            self._before = None
+        return row
+
+    def state_dict(self) -> dict:
+        return {"spikes": self.spikes, "ema": self.ema, "ema_var": self.ema_var, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.spikes, self.ema, self.ema_var, self.seen = (
+            state["spikes"], state["ema"], state["ema_var"], state["seen"])

@@ -164,6 +164,7 @@ def module_state(lit) -> dict:
     state["_interval_losses"] = [t.detach().cpu() for t in lit._interval_losses]
     state["_parts"] = {k: v.detach().cpu() for k, v in lit._parts.items()}
     state["_grad_norm"] = None if lit._grad_norm is None else lit._grad_norm.detach().cpu()
+    state["val_loss_at"] = dict(getattr(lit, "val_loss_at", {}) or {})
     return state
 
 
@@ -173,6 +174,8 @@ def load_module_state(lit, state: dict) -> None:
     lit._interval_losses = list(state["_interval_losses"])
     lit._parts = dict(state["_parts"])
     lit._grad_norm = state["_grad_norm"]
+    if "val_loss_at" in state:
+        lit.val_loss_at = dict(state["val_loss_at"])
     lit._clock = None
 
 

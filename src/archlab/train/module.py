@@ -16,12 +16,15 @@ from archlab.train.optim import lr_multiplier, make_optimizer
 
 
 class LitLM(L.LightningModule):
-    def __init__(self, cfg: ArchlabConfig, val_data: tuple[torch.Tensor, torch.Tensor]):
+    def __init__(self, cfg: ArchlabConfig, val_data: tuple[torch.Tensor, torch.Tensor],
+                 val_tokens=None):
         super().__init__()
         self.cfg = cfg
         self.model = Transformer(cfg.model)
         self.loss_fn = LOSSES[cfg.loss.name]
         self.val_x, self.val_y = val_data
+        self.val_tokens = val_tokens  # the val split, for evaluation at longer contexts
+        self.val_loss_at: dict[str, float | None] = {}
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
         # not a registered submodule: the state dict holds each weight once, as model.*
@@ -125,7 +128,23 @@ class LitLM(L.LightningModule):
         self.model.train(was_training)
         return total / count
 
+    def evaluate_at_length(self, length: int) -> float | None:
+        """Val loss on fixed windows of ``length`` tokens (past the trained context); None when
+        the position scheme cannot represent those positions (learned embeddings)."""
+        from archlab.data.windows import val_windows
+
+        x, y = val_windows(self.val_tokens, length, self.cfg.data.val_windows)
+        try:
+            return self.evaluate(x, y)
+        except ValueError:  # e.g. learned positions past block_size
+            return None
+
     def _log_val(self, step: int) -> None:
         self.last_val_loss = self.evaluate()
-        self._emit(step, {"val/loss": self.last_val_loss})
+        row = {"val/loss": self.last_val_loss}
+        if step == self.cfg.train.max_steps:
+            for k in self.cfg.train.eval_context_multiples:
+                self.val_loss_at[f"{k}x"] = self.evaluate_at_length(k * self.cfg.model.block_size)
+                row[f"val/loss@{k}x"] = self.val_loss_at[f"{k}x"]
+        self._emit(step, row)
         self.log("val", self.last_val_loss, prog_bar=True, logger=False)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archlab.config import ArchlabConfig, validate
+from archlab.config import ArchlabConfig, d_ff, validate
 
 log = logging.getLogger("archlab")
 
@@ -108,6 +108,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
 
         from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
+        from archlab.model.cache import kv_bytes_per_token
         from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
         from archlab.train.module import LitLM
 
@@ -117,6 +118,11 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         data = load_tokens(cfg.data, cfg.tokenizer)
         cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
+        summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
+        if cfg.model.iso_params:  # and the parameter count it was matched to
+            from archlab.model.flops import iso_params_reference, param_count
+
+            summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
         config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
@@ -126,12 +132,13 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
 
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
-        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows))
+        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
         ckpt = Checkpointing(cfg, run_dir, config_dict, find_resume(run_dir, cfg.resume), guard)
         ckpt.restore_module(lit)  # resume: weights + counters; optimizer etc. at train start
         truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
         summary["resumed_from_step"] = ckpt.start_step or None
-        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token)
+        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token,
+                       kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model))
         loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
         ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
@@ -172,6 +179,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             summary.update(
                 steps=steps, tokens=steps * lit.tokens_per_step,
                 val_loss=lit.last_val_loss, train_loss=lit.last_train_loss,
+                val_loss_at=lit.val_loss_at or None,
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
             )
@@ -195,11 +203,13 @@ def _progress_bar_wanted() -> bool:
 
 
 def _callbacks(cfg: ArchlabConfig) -> list:
-    from archlab.train.callbacks import DivergenceStop
+    from archlab.train.callbacks import DivergenceStop, Telemetry
 
     callbacks = []
     if cfg.train.divergence_factor > 0:
         callbacks.append(DivergenceStop(cfg.train.divergence_factor, cfg.train.divergence_patience))
+    if cfg.train.telemetry_every > 0:
+        callbacks.append(Telemetry(cfg.train.telemetry_every))
     if _progress_bar_wanted():
         from lightning.pytorch.callbacks import RichProgressBar
 
