@@ -280,6 +280,7 @@ FUZZ = [
     (["trainer.devices=0"], "trainer.devices"),
     (["trainer.devices=2", "train.batch_size=7"], "train.batch_size"),
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
+    (["trainer=ddp", "trainer.strategy=ddp"], "trainer.strategy=ddp"),  # argv re-exec under Hydra
     (["logger.mode=sometimes"], "logger.mode"),
     (["model/mlp=gelu,swiglu"], "-m"),                        # sweep syntax without -m
     (["-m", "seed=range(0,"], "seed"),                        # broken sweep syntax
@@ -358,3 +359,28 @@ def test_ddp_under_hydra_multirun(tmp_path):
                  for p in (tmp_path / "sweeps" / "ddp").glob("*/summary.json")]
     assert len(summaries) == 2 and all(s["status"] == "completed" for s in summaries)
     assert len(list((tmp_path / "sweeps").iterdir())) == 1  # no second sweep folder
+
+
+@pytest.mark.slow
+def test_preempted_sweep_stops_and_resume_auto_continues_it(tmp_path):
+    args = ["-m", *BASE, "train.max_steps=60", "train.ckpt_every=1000", "seed=0,1",
+            f"out_dir={tmp_path}", "name=pre"]
+    sweep = tmp_path / "sweeps" / "pre"
+
+    def job(seed: int) -> Path | None:
+        return next((d for d in sweep.glob("*") if f"seed={seed}" in d.name.split(",")), None)
+
+    p = popen_cli("train", *args, cwd=tmp_path)
+    wait_for(lambda: job(0) is not None and last_step(job(0)) >= 4, p)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err[-3000:]
+    assert json.loads((job(0) / "summary.json").read_text())["status"] == "interrupted"
+    assert job(1) is None  # the sweep stopped: no new job after preemption
+
+    r = run_cli("train", *args, "resume=auto", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s0, s1 = (json.loads((job(i) / "summary.json").read_text()) for i in (0, 1))
+    assert s0["status"] == s1["status"] == "completed"
+    assert s0["resumed_from_step"] >= 4 and s1["resumed_from_step"] is None
+    assert len([d for d in sweep.iterdir() if d.is_dir()]) == 2  # resume=auto: same job dirs

@@ -37,6 +37,13 @@ def validate_reliability(cfg) -> None:
         raise ConfigError(f"trainer.devices={devices} must be a positive integer, -1 or 'auto'")
     if isinstance(devices, str) and devices != "auto" and not devices.replace(",", "").isdigit():
         raise ConfigError(f"trainer.devices={devices!r} must be a number, 'auto' or a list of ids")
+    strategy = str(cfg.trainer.strategy)
+    relaunching = strategy.startswith("fsdp") or (
+        strategy.startswith("ddp") and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")))
+    if relaunching and devices != 1:
+        raise ConfigError(f"trainer.strategy={strategy} re-executes the command line once per "
+                          "device, which the archlab CLI (Hydra) does not support: use "
+                          "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md")
     n = devices if isinstance(devices, int) and devices > 0 else 1
     if cfg.train.batch_size % n:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
