@@ -174,6 +174,7 @@ def tiny_cfg(**train):
 @pytest.mark.parametrize("where", ["checkpoint", "metrics"])
 def test_disk_full_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, where):
     from archlab.runs.record import JsonlLogger
+    from archlab.train.checkpoint import DiskFullError
     from archlab.train.run import Job, train
 
     full = OSError(errno.ENOSPC, "No space left on device")
@@ -199,7 +200,7 @@ def test_disk_full_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, mo
 
         monkeypatch.setattr(JsonlLogger, "log_metrics", log_metrics)
     run = tmp_path / "run"
-    with pytest.raises(Exception):
+    with pytest.raises((DiskFullError, OSError)):
         train(tiny_cfg(), Job(run))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "disk full (ENOSPC)" in summary["error"]
@@ -384,3 +385,26 @@ def test_preempted_sweep_stops_and_resume_auto_continues_it(tmp_path):
     assert s0["status"] == s1["status"] == "completed"
     assert s0["resumed_from_step"] >= 4 and s1["resumed_from_step"] is None
     assert len([d for d in sweep.iterdir() if d.is_dir()]) == 2  # resume=auto: same job dirs
+
+
+@pytest.mark.slow
+def test_ddp_preempted_then_resumed_follows_the_one_process_curve(tmp_path):
+    args = [*DDP_RUN, "train.max_steps=12", "train.ckpt_every=1000", f"out_dir={tmp_path}"]
+    run = tmp_path / "ddp"
+    p = popen_cli("train", *args, "trainer=ddp", f"hydra.run.dir={run}", cwd=tmp_path)
+    wait_for(lambda: last_step(run) >= 4, p)
+    p.send_signal(signal.SIGTERM)  # to the parent only: it forwards to the workers
+    _, err = p.communicate(timeout=90)
+    assert p.returncode == 143, err[-3000:]
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["steps"] < 12
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stopped["steps"]
+
+    r = run_cli("train", *args, "trainer=ddp", f"hydra.run.dir={run}", "resume=auto", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one = run_cli("train", *args, "trainer=cpu", f"hydra.run.dir={tmp_path / 'cpu'}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = series(tmp_path / "cpu", "train/loss"), series(run, "train/loss")
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 13))
+    torch.testing.assert_close(torch.tensor([v for _, v in b]), torch.tensor([v for _, v in a]),
+                               rtol=1e-4, atol=1e-5)

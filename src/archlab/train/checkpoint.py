@@ -297,6 +297,12 @@ class Checkpointing(Callback):
         if self.every and step and step % self.every == 0:
             self.save(trainer, pl_module)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.world_size > 1 and self.guard is not None  # stop together after a signal
+                and trainer.strategy.reduce_boolean_decision(self.guard.signum is not None,
+                                                             all=False)):
+            trainer.should_stop = True
+
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer, pl_module)
         self._handoff(trainer, pl_module)
@@ -323,8 +329,9 @@ class Checkpointing(Callback):
     def _handoff(self, trainer, pl_module) -> None:
         if _in_worker_process(trainer) and trainer.is_global_zero:
             self._handoff_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"global_step": int(trainer.global_step),
-                        "module": module_state(pl_module)}, self._handoff_path)
+            torch.save({"global_step": int(trainer.global_step), "module": module_state(pl_module),
+                        "signum": self.guard.signum if self.guard is not None else None},
+                       self._handoff_path)
 
     def collect_rank0(self, lit, trainer) -> None:
         """In the parent process after fit: rank 0's step and counters (summary.json needs them)."""
@@ -333,6 +340,8 @@ class Checkpointing(Callback):
         state = torch.load(self._handoff_path, weights_only=True)
         self._handoff_path.unlink()
         load_module_state(lit, state["module"])
+        if state.get("signum") and self.guard is not None and self.guard.signum is None:
+            self.guard.signum = state["signum"]  # a worker was signalled directly
         if lit._trainer is None:  # the launcher leaves the parent's module detached
             lit.trainer = trainer
         progress = trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress

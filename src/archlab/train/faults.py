@@ -80,21 +80,25 @@ class Interrupted(BaseException):
 class SignalGuard:
     """SIGTERM / SIGINT (SLURM preemption, Ctrl+C) → finish the step, checkpoint, stop cleanly.
 
-    While the training loop runs (a trainer is attached) a signal only raises Lightning's
-    ``received_sigterm`` flag: Lightning ends the current step and raises ``SIGTERMException``
-    (broadcast from rank 0 under DDP), the checkpoint callback saves on it, and ``train`` records
-    ``status: interrupted`` and exits with 128 + signal number (143 / 130). Outside the loop, or
-    on a second signal, :class:`Interrupted` is raised at once.
+    While the training loop runs (a trainer is attached) a signal only asks the trainer to stop
+    after the current step (``trainer.should_stop``; under DDP the decision is all-reduced every
+    step by the checkpoint callback, so every rank stops after the same step). Training then ends
+    normally: the final checkpoint is written, and ``train`` records ``status: interrupted`` and
+    exits with 128 + signal number (143 / 130). The parent of forked/spawned DDP workers forwards
+    the signal to them. Outside the loop, or on a second signal (more than 2 s later: the same
+    signal from the scheduler and a forwarding parent counts once), :class:`Interrupted` is raised
+    at once.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.signum: int | None = None
+        self._first_at = 0.0
         self.trainer = None
         self._old: dict = {}
 
-    def install(self) -> "SignalGuard":
+    def install(self) -> SignalGuard:
         for sig in self.SIGNALS:
             try:
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -112,9 +116,13 @@ class SignalGuard:
 
     def _handler(self, signum, frame) -> None:
         import multiprocessing
+        import time
 
         first = self.signum is None
-        self.signum = self.signum or signum
+        if not first and signum == self.signum and time.monotonic() - self._first_at < 2:
+            return  # the same signal twice (scheduler + forwarding parent): one request
+        if first:
+            self.signum, self._first_at = signum, time.monotonic()
         workers = multiprocessing.active_children() if self.trainer is None else []
         if first and workers:  # the parent of DDP workers: they stop after their step
             for p in workers:
@@ -123,7 +131,10 @@ class SignalGuard:
         if first and self.trainer is not None:
             log.warning("archlab: received %s: finishing this step, saving a checkpoint, stopping",
                         signal.Signals(signum).name)
-            self.trainer._signal_connector.received_sigterm = True
+            # Lightning's own SIGTERM flag would raise mid-teardown in DDP workers: stop normally
+            self.trainer._signal_connector.received_sigterm = False
+            if self.trainer.world_size == 1:
+                self.trainer.should_stop = True
             return
         raise Interrupted(self.signum)
 

@@ -153,7 +153,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         )
         first = min(ckpt.start_step, cfg.train.max_steps)
         trainer.fit(lit, train_dataloaders=train_loader(batches, first, cfg.train.max_steps))
-        ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0's counters to this process
+        ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0 state to this process
+        if guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted, not completed
+            raise Interrupted(guard.signum)
         summary["status"] = "diverged" if lit.diverged_at_step else "completed"
         summary["diverged_at_step"] = lit.diverged_at_step
         if lit.diverged_at_step:
