@@ -71,6 +71,10 @@ def _one_line(exc: BaseException) -> str:
     """Hydra's multi-line composition errors (and their causes), folded into one line."""
     import re
 
+    full_key = getattr(exc, "full_key", None)  # OmegaConf: e.g. `+train.foo=1` in the schema merge
+    if full_key and str(exc).startswith("Key '") and " not in " in str(exc):
+        return (f"{full_key} is not a config key ({str(exc).splitlines()[0]}): check the "
+                "spelling, or list all keys with `archlab train --cfg job`")
     chain: list[list[str]] = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -140,9 +144,17 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
 
 
 def train_main(args: list[str]) -> int:
+    from archlab.train.faults import check_writable, resume_args
+
+    overrides, multirun, inspect = _overrides(args)
+    args = resume_args(args, overrides, multirun)  # resume=<run dir>: that run's overrides
     overrides, multirun, inspect = _overrides(args)
     if not inspect:
         prevalidate(overrides, multirun)
+        for o in overrides:  # an explicit output location must be writable too
+            key, _, value = o.lstrip("+").partition("=")
+            if key in ("hydra.run.dir", "hydra.sweep.dir"):
+                check_writable(value, key)
     _register_resolvers()
     sys.argv = ["archlab train", *args]
     _hydra_entry()
@@ -176,7 +188,7 @@ def _task(cfg) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     job = Job(
         run_dir=run_dir,
-        overrides=[o for o in hc.overrides.task if not o.startswith(("name=", "out_dir="))],
+        overrides=[o for o in hc.overrides.task if not o.startswith(("name=", "out_dir=", "resume="))],
         group=cfg.name,
         choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
     )

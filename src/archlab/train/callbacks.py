@@ -25,7 +25,10 @@ class DivergenceStop(Callback):
         step = trainer.global_step
         if step % self.check_every and step != 1:
             return
-        loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if trainer.world_size > 1:  # every rank must take the same decision
+            loss = trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        loss = float(loss)
         if self.initial_loss is None and math.isfinite(loss):
             self.initial_loss = loss
         too_high = self.initial_loss is not None and loss > self.factor * self.initial_loss

@@ -10,6 +10,7 @@ import torch
 from archlab.config import ArchlabConfig
 from archlab.model import Transformer
 from archlab.model.flops import train_flops_per_token
+from archlab.train.distributed import mean_across_ranks, shard
 from archlab.train.loss import LOSSES
 from archlab.train.optim import lr_multiplier, make_optimizer
 
@@ -26,7 +27,8 @@ class LitLM(L.LightningModule):
         self.val_loss_at: dict[str, float | None] = {}
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
-        self.forward_fn = self.model  # replaced by a compiled wrapper in setup() if asked
+        # not a registered submodule: the state dict holds each weight once, as model.*
+        self.__dict__["forward_fn"] = self.model  # a compiled wrapper in setup() if asked
         self.last_val_loss: float | None = None
         self.last_train_loss: float | None = None
         self.diverged_at_step: int | None = None  # set by callbacks.DivergenceStop
@@ -45,10 +47,10 @@ class LitLM(L.LightningModule):
     # ------------------------------------------------------------------ training
     @property
     def tokens_seen(self) -> int:
-        return self.global_step * self.tokens_per_step * self.trainer.world_size
+        return self.global_step * self.tokens_per_step  # batch_size is the global batch
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = shard(batch, self._trainer)  # this rank's rows of the global batch
         loss, parts = self.loss_fn(self.forward_fn(x), y, self.cfg.loss.z_loss_coef)
         self._interval_losses.append(loss.detach())
         self._parts = {k: v.detach() for k, v in parts.items()}
@@ -83,7 +85,7 @@ class LitLM(L.LightningModule):
 
     def _log_train(self, step: int) -> None:
         n = len(self._interval_losses)
-        loss = torch.stack(self._interval_losses).mean().item()
+        loss = mean_across_ranks(torch.stack(self._interval_losses).mean(), self._trainer).item()
         self._interval_losses.clear()
         self.last_train_loss = loss
         dt, self._train_time_logged = self._train_time - self._train_time_logged, self._train_time
@@ -91,12 +93,13 @@ class LitLM(L.LightningModule):
             "train/loss": loss,
             "lr": self.lr_schedulers().get_last_lr()[0],
             "grad_norm": float(self._grad_norm) if self._grad_norm is not None else None,
-            "tokens_per_sec": n * self.tokens_per_step * self.trainer.world_size / max(dt, 1e-9),
-            **{f"train/{k}": v.item() for k, v in self._parts.items() if k != "ce"},
+            "tokens_per_sec": n * self.tokens_per_step / max(dt, 1e-9),
+            **{f"train/{k}": mean_across_ranks(v, self._trainer).item()
+               for k, v in self._parts.items() if k != "ce"},
         }
         self._emit(step, row)
         self.log("loss", loss, prog_bar=True, logger=False)
-        self.log("tok/s", row["tokens_per_sec"], prog_bar=True, logger=False)
+        self.log("tok/s", float(round(row["tokens_per_sec"])), prog_bar=True, logger=False)
 
     def _emit(self, step: int, row: dict) -> None:
         """One record per step to every logger (W&B, metrics.jsonl, CSV)."""

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archlab.config import ArchlabConfig, validate
+from archlab.config import ArchlabConfig, d_ff, validate
 
 log = logging.getLogger("archlab")
 
@@ -65,14 +65,14 @@ def _configure_torch(cfg: ArchlabConfig):
     return precision, deterministic
 
 
-def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict) -> list:
+def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None) -> list:
     from archlab.runs.record import JsonlLogger
 
     loggers = [JsonlLogger(job.run_dir)]
     if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
         from archlab.train.wandb import make_wandb_logger
 
-        loggers.append(make_wandb_logger(cfg, job, config_dict))
+        loggers.append(make_wandb_logger(cfg, job, config_dict, run_id=wandb_id))
     if "csv" in cfg.logger.kinds:
         from lightning.pytorch.loggers import CSVLogger
 
@@ -90,6 +90,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
     from omegaconf import OmegaConf
 
     from archlab.runs.record import write_json
+    from archlab.train.faults import Interrupted, SignalGuard, describe_error
 
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,13 +101,15 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                      "elapsed_sec": None, "run_dir": str(run_dir)}
     start = time.time()
     loggers: list = []
-    lit = None
+    lit = ckpt = trainer = None
+    guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
     try:
         import lightning as L
 
         from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
         from archlab.model.cache import kv_bytes_per_token
+        from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
         from archlab.train.module import LitLM
 
         _quiet_libraries()
@@ -115,6 +118,11 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         data = load_tokens(cfg.data, cfg.tokenizer)
         cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
+        summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
+        if cfg.model.iso_params:  # and the parameter count it was matched to
+            from archlab.model.flops import iso_params_reference, param_count
+
+            summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
         config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
@@ -125,29 +133,49 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
         lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
+        ckpt = Checkpointing(cfg, run_dir, config_dict, find_resume(run_dir, cfg.resume), guard)
+        ckpt.restore_module(lit)  # resume: weights + counters; optimizer etc. at train start
+        truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
+        summary["resumed_from_step"] = ckpt.start_step or None
         summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token,
                        kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model))
-        loggers = _make_loggers(cfg, job, config_dict)
+        loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
+        ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
             strategy=cfg.trainer.strategy, precision=precision, deterministic=deterministic,
             max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
             limit_val_batches=0, log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
-            enable_progress_bar=_progress_bar_wanted(), callbacks=_callbacks(cfg),
-            default_root_dir=run_dir,
+            enable_progress_bar=_progress_bar_wanted(), callbacks=[*_callbacks(cfg), ckpt],
+            default_root_dir=run_dir, use_distributed_sampler=False,
         )
-        trainer.fit(lit, train_dataloaders=train_loader(batches, 0, cfg.train.max_steps))
+        first = min(ckpt.start_step, cfg.train.max_steps)
+        trainer.fit(lit, train_dataloaders=train_loader(batches, first, cfg.train.max_steps))
+        ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0 state to this process
+        if guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted, not completed
+            raise Interrupted(guard.signum)
         summary["status"] = "diverged" if lit.diverged_at_step else "completed"
         summary["diverged_at_step"] = lit.diverged_at_step
         if lit.diverged_at_step:
             log.warning("archlab: run diverged at step %d (loss %s); stopped", lit.diverged_at_step,
                         lit.last_train_loss)
     except BaseException as e:  # record, then let the caller decide (sweeps keep going)
-        summary["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:2000]
-        raise
+        if guard.signum is None:
+            summary["error"] = describe_error(e, run_dir)
+            raise
+        if ckpt is not None:  # SIGTERM/SIGINT (SIGTERMException is a SystemExit): clean stop
+            ckpt.collect_rank0(lit, trainer)
+        summary["status"] = "interrupted"
+        at = lit.global_step if lit is not None else 0
+        kept = ckpt.path if ckpt is not None and ckpt.path.exists() else "none"
+        summary["error"] = (f"interrupted by {guard.name} at step {at}; "
+                            f"checkpoint: {kept}; continue with resume=auto")
+        log.warning("archlab: %s", summary["error"])
+        raise SystemExit(guard.exit_code) from None
     finally:
+        guard.restore()
         if lit is not None:
             steps = lit.global_step
             summary.update(
@@ -160,6 +188,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         if summary.get("train_tokens"):  # epochs of the training split actually seen
             summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
         summary["elapsed_sec"] = round(time.time() - start, 3)
+        for logger in loggers:
+            if getattr(logger, "error", None):
+                summary["wandb_error"] = logger.error
         for logger in loggers:
             if hasattr(logger, "finish"):
                 logger.finish(summary)

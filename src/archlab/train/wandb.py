@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
@@ -20,11 +21,49 @@ log = logging.getLogger("archlab")
 
 
 class ArchlabWandbLogger(WandbLogger):
+    """W&B faults never kill training: the first exception while logging disables W&B for the
+    rest of the run with one warning (``error`` ends up in summary.json as ``wandb_error``);
+    metrics.jsonl keeps the full record."""
+
+    error: str | None = None
+
     @property
     def run_dir(self) -> str:
         return str(Path(self.experiment.dir).parent)
 
+    @property
+    def run_id(self) -> str:
+        return self.experiment.id
+
+    def log_metrics(self, metrics, step=None) -> None:
+        if self.error is not None:
+            return
+        try:
+            super().log_metrics(metrics, step)
+        except Exception as e:  # noqa: BLE001 - a W&B fault must not stop training
+            self._disable(e)
+
+    def log_hyperparams(self, params) -> None:
+        if self.error is None:
+            try:
+                super().log_hyperparams(params)
+            except Exception as e:  # noqa: BLE001
+                self._disable(e)
+
+    def _disable(self, e: Exception) -> None:
+        self.error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        log.warning("W&B failed mid-run (%s): W&B logging is off for the rest of this run; "
+                    "metrics.jsonl has everything", self.error)
+
     def finish(self, summary: dict) -> None:
+        try:
+            self._finish(summary)
+        except Exception as e:  # noqa: BLE001
+            log.warning("W&B finish failed (%s); the local run files are kept",
+                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        self._experiment = None
+
+    def _finish(self, summary: dict) -> None:
         import wandb
 
         run = self._experiment
@@ -42,7 +81,9 @@ class ArchlabWandbLogger(WandbLogger):
         self._experiment = None
 
 
-def make_wandb_logger(cfg, job, config_dict: dict) -> ArchlabWandbLogger:
+def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) -> ArchlabWandbLogger:
+    """``run_id``: continue that W&B run (resume); offline, the continuation is a second
+    ``offline-run-*`` folder with the same id, and ``wandb sync`` of both gives one run."""
     import wandb
 
     if wandb.run is not None:  # a previous job left a run open (e.g. killed mid-way): close it
@@ -53,7 +94,10 @@ def make_wandb_logger(cfg, job, config_dict: dict) -> ArchlabWandbLogger:
         job_type=job.arm[:64], name=job.name[:128], tags=job.tags, config=config_dict,
         save_dir=str(job.run_dir), reinit="create_new",
     )
+    if run_id:
+        kwargs.update(id=run_id, resume="allow")
     mode = cfg.logger.mode
+    t0 = time.monotonic()
     try:
         logger = ArchlabWandbLogger(
             mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
@@ -62,8 +106,9 @@ def make_wandb_logger(cfg, job, config_dict: dict) -> ArchlabWandbLogger:
     except Exception as e:  # noqa: BLE001 - any W&B failure must not kill training
         if mode != "online":
             raise
-        log.warning("W&B online init failed (%s); logging offline instead: sync later with "
-                    "`wandb sync <run_dir>/wandb/offline-run-*`", str(e).splitlines()[0][:200])
+        log.warning("W&B online init failed after %.1f s (%s); logging offline instead: sync "
+                    "later with `wandb sync <run_dir>/wandb/offline-run-*`",
+                    time.monotonic() - t0, (str(e).splitlines() or [type(e).__name__])[0][:200])
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
         logger.experiment  # noqa: B018
     return logger
