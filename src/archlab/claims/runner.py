@@ -395,7 +395,8 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
         html.unlink()  # too big to commit; report.md + PNGs carry the same content
     summary = {
         "id": claim.id, "title": claim.title, "claim": claim.claim, "verdict": verdict,
-        "smoke": smoke, "commit": commit, "trained_at": trained, "machine": mach, "runs": status_count,
+        "smoke": smoke, "commit": commit, "trained_at": trained,
+        "train_minutes": round(cpu_time / 60, 2), "machine": mach, "runs": status_count,
         "budget": claim.budget, "seeds": n_seeds, "lr_grid": grid,
         "checks": [r.as_dict() for r in results], "benchmarks": bench_results,
         "headline": headline.as_dict() if headline else None,
@@ -441,6 +442,10 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
                           for k in s["checks"] if k["required"])
         rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
                     f"{s['verdict']} | {_effect(s)} | {checks} | {budget} |")
+    done = [json.loads((Path(results_dir) / f"{c.id}.json").read_text()) for c in claims
+            if (Path(results_dir) / f"{c.id}.json").exists()]
+    total_runs = sum(sum(d["runs"].values()) for d in done)
+    total_min = sum(d.get("train_minutes") or 0 for d in done)
     text = [
         "# Lecture claims: reproduced at CPU scale",
         "",
@@ -455,6 +460,11 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "| # | claim | statement | verdict | headline effect [95% CI] | required checks (✓ pass, ✗ fail, ? unknown) | budget |",
         "|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        f"In total {total_runs} runs, {total_min:.0f} minutes of training wall time on a shared 2-core",
+        "CPU (tiny models: 2–8 layers, d_model 32–64, 64-token context; 150–600 steps of 16×64",
+        "tokens from the Python standard library, a single-epoch regime). Verdicts hold for this",
+        "scale only; each result's scale note says what the literature needs scale for.",
         "",
         "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
         "every claim (2 steps, 1 seed, nothing written here): `archlab reproduce all --smoke`.",
