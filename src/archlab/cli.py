@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from archlab.config import ConfigError
@@ -20,10 +21,12 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
+    "bench": ("archlab.bench:main", "measure throughput, MFU, start-up and decode speed"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("ARCHLAB_T0", repr(time.time()))  # summary.json startup_sec
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: archlab <command> [args]\n\ncommands:")

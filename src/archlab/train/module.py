@@ -36,6 +36,7 @@ class LitLM(L.LightningModule):
         self._clock: float | None = None
         self._train_time = 0.0  # seconds spent in training steps (excludes validation)
         self._train_time_logged = 0.0
+        self.first_step_wall: float | None = None  # time.time() after the first optimizer step
 
     def setup(self, stage: str) -> None:
         if self.cfg.trainer.compile and self.forward_fn is self.model:
@@ -71,6 +72,8 @@ class LitLM(L.LightningModule):
             self._clock = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.first_step_wall is None:
+            self.first_step_wall = time.time()
         step, t = self.global_step, self.cfg.train
         now = time.perf_counter()
         self._train_time += now - self._clock

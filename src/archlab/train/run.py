@@ -99,6 +99,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                      "diverged_at_step": None, "error": None, "flops_per_token": None,
                      "elapsed_sec": None, "run_dir": str(run_dir)}
     start = time.time()
+    t0 = float(os.environ.pop("ARCHLAB_T0", start))  # `archlab` start; later jobs: train() start
     loggers: list = []
     lit = None
     try:
@@ -156,6 +157,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 val_loss_at=lit.val_loss_at or None,
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
+                startup_sec=round(lit.first_step_wall - t0, 3) if lit.first_step_wall else None,
             )
         if summary.get("train_tokens"):  # epochs of the training split actually seen
             summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
