@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from archlab.config import ConfigError
@@ -26,7 +25,6 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("ARCHLAB_T0", repr(time.time()))  # summary.json startup_sec
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: archlab <command> [args]\n\ncommands:")

@@ -99,7 +99,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                      "diverged_at_step": None, "error": None, "flops_per_token": None,
                      "elapsed_sec": None, "run_dir": str(run_dir)}
     start = time.time()
-    t0 = float(os.environ.pop("ARCHLAB_T0", start))  # `archlab` start; later jobs: train() start
+    t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
     loggers: list = []
     lit = None
     try:
@@ -169,6 +169,17 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 logger.finalize("success" if summary["status"] == "completed" else "failed")
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+_FIRST_JOB = [True]
+
+
+def _process_start(now: float) -> float:
+    """The process start for the first job in this process (start-up cost), then train()'s."""
+    from archlab.startup import process_start_time
+
+    first, _FIRST_JOB[0] = _FIRST_JOB[0], False
+    return (process_start_time() or now) if first else now
 
 
 def _progress_bar_wanted() -> bool:

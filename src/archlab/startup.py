@@ -1,4 +1,5 @@
-"""Keep torchmetrics' optional integrations off the training path (start-up time).
+"""Start-up: when this process started, and keeping torchmetrics' optional integrations off the
+training path.
 
 ``import lightning`` imports ``torchmetrics`` (for ``Metric``), whose ``__init__`` imports *every*
 metric family: BERTScore/InfoLM pull in ``transformers`` (and through it ``tokenizers``),
@@ -31,6 +32,19 @@ _FLAGS_OFF = ("_TRANSFORMERS_AVAILABLE", "_TRANSFORMERS_GREATER_EQUAL_4_4",
               "_TRANSFORMERS_GREATER_EQUAL_4_10", "_MATPLOTLIB_AVAILABLE",
               "_SCIENCEPLOT_AVAILABLE",
               "_SCIPI_AVAILABLE")  # (sic) only gates the audio modules' scipy.signal patch
+
+
+def process_start_time() -> float | None:
+    """Wall-clock time (``time.time()`` scale) this process was started, from /proc (Linux,
+    10 ms resolution); None elsewhere. Start-up = first optimizer step − this."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/stat") as f:
+            btime = next(int(ln.split()[1]) for ln in f if ln.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 class _TorchmetricsLoader(importlib.abc.Loader):
