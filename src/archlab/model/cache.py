@@ -26,9 +26,10 @@ class KVCache:
             k = torch.cat([self.k[layer], k], dim=2)
             v = torch.cat([self.v[layer], v], dim=2)
             pos = torch.cat([self.kpos[layer], pos])
-        keep = k.shape[2] if window is None else window - 1
-        self.k[layer], self.v[layer] = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
-        self.kpos[layer] = pos[pos.shape[0] - keep:]
+        # fewer keys than the window so far: keep them all (a negative start would wrap)
+        drop = 0 if window is None else max(0, k.shape[2] - (window - 1))
+        self.k[layer], self.v[layer] = k[:, :, drop:], v[:, :, drop:]
+        self.kpos[layer] = pos[drop:]
         return k, v, pos
 
 
