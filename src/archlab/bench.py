@@ -180,7 +180,7 @@ def train_throughput(size: str, arch: str, rounds: int, steps: int, threads: int
     tokens = B * T
     model_flops = train_flops_per_token(m, T)  # causal: what the MFU counts
     executed = train_flops_per_token(m, T, attention="dense")
-    ours, hand, loads, mfus = [], [], [], {"archlab": [], "hand": []}
+    ours, hand, loads, mfus, ratios = [], [], [], {"archlab": [], "hand": []}, []
     for r in range(rounds):  # alternate, so load changes hit both paths
         torch.set_num_threads(threads)
         a = archlab_round(cfg, steps, work / f"{size}-{arch}-{r}")
@@ -190,6 +190,7 @@ def train_throughput(size: str, arch: str, rounds: int, steps: int, threads: int
         p = matmul_peak("float32", (512,), 3)["flops"]
         for name, times in (("archlab", a), ("hand", h)):
             mfus[name].append(model_flops * tokens / statistics.median(times) / p)
+        ratios.append(statistics.median(h) / statistics.median(a))
         ours, hand = ours + a, hand + h
         loads.append(load()[0] if load() else None)
     t_ours, t_hand = statistics.median(ours), statistics.median(hand)
@@ -198,7 +199,10 @@ def train_throughput(size: str, arch: str, rounds: int, steps: int, threads: int
         "d_model": m.d_model, "batch": B, "seq_len": T, "threads": threads,
         "flops_per_token": model_flops, "executed_flops_per_token": executed,
         "archlab_tok_s": tokens / t_ours, "hand_tok_s": tokens / t_hand,
-        "ratio": t_hand / t_ours,  # archlab throughput ÷ hand-written throughput
+        # archlab throughput ÷ hand-written throughput: median over rounds of the per-round
+        # ratio (both paths of a round ran back to back, so a load change cancels out)
+        "ratio": statistics.median(ratios), "ratio_rounds": ratios,
+        "gap_ms_per_step": 1e3 * (t_ours - t_hand),
         # median over rounds of (model FLOP/s ÷ that round's fp32 peak), clamped to ≤ 1 (flagged)
         "archlab_mfu": min(1.0, statistics.median(mfus["archlab"])),
         "hand_mfu": min(1.0, statistics.median(mfus["hand"])),
@@ -273,8 +277,11 @@ def decode(d_model: int, n_layers: int, checkpoints: list[int], threads: int,
     return {
         "d_model": d_model, "n_layers": n_layers, "prompt": prompt, "same_tokens":
             bool(torch.equal(out_c, out_r)), "load1": load()[0] if load() else None,
+        # speedup: total time to generate c tokens; marginal: tokens since the previous checkpoint
         "points": [{"generated": c, "cached_tok_s": c / t_c[c], "recompute_tok_s": c / t_r[c],
-                    "speedup": t_r[c] / t_c[c]} for c in checkpoints],
+                    "speedup": t_r[c] / t_c[c],
+                    "marginal_speedup": (t_r[c] - t_r.get(p, 0.0)) / (t_c[c] - t_c.get(p, 0.0))}
+                   for p, c in zip([0, *checkpoints], checkpoints)],
     }
 
 
@@ -335,12 +342,13 @@ def table(res: dict) -> str:
     p = res["peak"]
     lines.append(f"matmul peak fp32 {p['float32']['flops'] / 1e9:.1f} GFLOP/s (n={p['float32']['best_n']})"
                  + (f" · bf16 {p['bfloat16']['flops'] / 1e9:.1f} GFLOP/s" if "bfloat16" in p else ""))
-    lines += ["", "| size | arch | params | B×T | archlab tok/s | hand tok/s | ratio | archlab MFU | hand MFU | load1 |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines += ["", "| size | arch | params | B×T | archlab tok/s | hand tok/s | ratio | gap ms/step | "
+              "archlab MFU | hand MFU | load1 |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["train"]:
         lines.append(
             f"| {r['size']} | {r['arch']} | {r['params'] / 1e6:.2f}M | {r['batch']}×{r['seq_len']} | "
             f"{r['archlab_tok_s']:,.0f} | {r['hand_tok_s']:,.0f} | {r['ratio']:.3f} | "
+            f"{r['gap_ms_per_step']:+.1f} | "
             f"{100 * r['archlab_mfu']:.1f}% | {100 * r['hand_mfu']:.1f}% | "
             f"{'/'.join(str(x) for x in r['load1'])} |")
     if res.get("startup"):
@@ -352,9 +360,10 @@ def table(res: dict) -> str:
         d = res["decode"]
         lines += ["", f"decode (d={d['d_model']}, {d['n_layers']} layers, prompt {d['prompt']}, "
                   f"greedy, same tokens: {d['same_tokens']}, load1 {d['load1']}):",
-                  "| generated | KV cache tok/s | recompute tok/s | speedup |", "|---:|---:|---:|---:|"]
+                  "| generated | KV cache tok/s | recompute tok/s | speedup (total) | "
+                  "speedup (tokens since previous row) |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {p['generated']} | {p['cached_tok_s']:,.0f} | {p['recompute_tok_s']:,.0f} | "
-                  f"{p['speedup']:.1f}× |" for p in d["points"]]
+                  f"{p['speedup']:.1f}× | {p['marginal_speedup']:.1f}× |" for p in d["points"]]
     if res.get("kv_bytes"):
         lines += ["", "KV bytes/token: " + ", ".join(
             f"{r['attention']} (kv heads {r['n_kv_heads']}) {r['formula']} formula / "
