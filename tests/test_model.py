@@ -125,3 +125,26 @@ def test_init_scales_residual_projections():
     assert model.head.weight is model.embed.weight
     untied = Transformer(dataclasses.replace(c, tie_embeddings=False))
     assert untied.head.weight is not untied.embed.weight
+
+
+@pytest.mark.parametrize("kw", [
+    {"mlp": "swiglu"}, {"mlp": "gelu", "attention": "mqa", "n_kv_heads": 1},
+    {"mlp": "swiglu", "attention": "mqa", "n_kv_heads": 1}, {"mlp": "gelu"},
+])
+def test_iso_params_matches_the_reference_count(kw):
+    from archlab.model.flops import iso_params_reference, param_count
+
+    c = tiny(d_model=64, n_heads=4, iso_params=True, **kw)
+    target = param_count(iso_params_reference(c))
+    got = Transformer(c).num_params()
+    assert abs(got - target) <= 3 * c.d_model // 2 * c.n_layers  # within half a hidden unit
+    plain = Transformer(dataclasses.replace(c, iso_params=False)).num_params()
+    if kw != {"mlp": "gelu"}:  # the variants differ from the reference without iso_params
+        assert abs(plain - target) > abs(got - target)
+
+
+def test_iso_params_rejects_an_explicit_width():
+    from archlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="iso_params"):
+        tiny(iso_params=True, d_ff=100)

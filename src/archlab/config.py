@@ -40,6 +40,9 @@ class ModelConfig:
     head_dim: Optional[int] = None  # None: d_model // n_heads
     d_ff: Optional[int] = None  # None: param-matched default (4·d, or 8/3·d for gated MLPs)
     mlp_ratio: Optional[float] = None  # d_ff = round(mlp_ratio · d_model) (instead of d_ff)
+    # iso-parameter arms: pick d_ff so the model has as many parameters as the reference
+    # (same config with MHA and a 4·d GeLU MLP), whatever the MLP / attention variant
+    iso_params: bool = False
     multiple_of: int = 32  # gated d_ff is rounded up to a multiple of this
     block_size: int = 128  # context length (max positions)
     vocab_size: int = 256  # set from the tokenizer
@@ -190,6 +193,10 @@ def d_ff(m: ModelConfig) -> int:
     """Hidden width of the MLP: ``model.d_ff``, else ``mlp_ratio·d``, else param-matched."""
     if m.d_ff is not None:
         return m.d_ff
+    if m.iso_params:
+        from archlab.model.flops import iso_params_d_ff
+
+        return iso_params_d_ff(m)
     if m.mlp_ratio is not None:
         return round(m.mlp_ratio * m.d_model)
     from archlab.model.mlp import MLPS
@@ -267,6 +274,9 @@ def validate_model(m: ModelConfig) -> None:
     for key in ("embed_dropout", "attn_dropout", "resid_dropout"):
         if not 0 <= getattr(m, key) < 1:
             raise ConfigError(f"model.{key}={getattr(m, key)} must be in [0, 1)")
+    if m.iso_params and (m.d_ff is not None or m.mlp_ratio is not None):
+        raise ConfigError("model.iso_params=true chooses d_ff itself: drop model.d_ff / "
+                          "model.mlp_ratio, or set model.iso_params=false")
     if m.d_ff is not None and m.mlp_ratio is not None:
         raise ConfigError(
             f"model.d_ff={m.d_ff} and model.mlp_ratio={m.mlp_ratio} both set the MLP width: "

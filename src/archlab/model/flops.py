@@ -17,6 +17,8 @@ measures the peak as the best of several sizes and clamps/flags MFU > 1 regardle
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from archlab.config import ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads, norm_bias
 
 
@@ -108,3 +110,22 @@ def param_count(cfg: ModelConfig) -> int:
     final = norm if p.final_norm else 0
     head = (0 if cfg.tie_embeddings else cfg.vocab_size * d) + cfg.head_bias * cfg.vocab_size
     return cfg.n_layers * per_layer + embed + final + head
+
+
+def iso_params_reference(cfg: ModelConfig) -> ModelConfig:
+    """The architecture iso-parameter arms are matched to: MHA with a 4·d GeLU MLP."""
+    return replace(cfg, mlp="gelu", attention="mha", n_kv_heads=None, d_ff=None, mlp_ratio=None,
+                   iso_params=False)
+
+
+def iso_params_d_ff(cfg: ModelConfig) -> int:
+    """The d_ff that brings ``cfg``'s parameter count closest to the reference's.
+
+    The count is affine in d_ff (each hidden unit adds one column per MLP matrix, plus
+    biases), so two evaluations give its slope; the residual is under one unit's worth
+    (≤ 3·d_model + 2 parameters per layer)."""
+    target = param_count(iso_params_reference(cfg))
+    free = replace(cfg, iso_params=False, mlp_ratio=None)
+    one, two = param_count(replace(free, d_ff=1)), param_count(replace(free, d_ff=2))
+    per_unit = two - one
+    return max(1, round((target - (one - per_unit)) / per_unit))

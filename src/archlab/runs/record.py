@@ -38,8 +38,8 @@ class JsonlLogger(Logger):
         return "jsonl"
 
     @property
-    def version(self) -> str:
-        return "0"
+    def version(self) -> None:
+        return None  # one run per directory (and no "v_num" in the progress bar)
 
     @property
     @rank_zero_experiment

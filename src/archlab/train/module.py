@@ -100,7 +100,7 @@ class LitLM(L.LightningModule):
         }
         self._emit(step, row)
         self.log("loss", loss, prog_bar=True, logger=False)
-        self.log("tok/s", row["tokens_per_sec"], prog_bar=True, logger=False)
+        self.log("tok/s", float(round(row["tokens_per_sec"])), prog_bar=True, logger=False)
 
     def _emit(self, step: int, row: dict) -> None:
         """One record per step to every logger (W&B, metrics.jsonl, CSV)."""

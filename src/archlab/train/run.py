@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archlab.config import ArchlabConfig, validate
+from archlab.config import ArchlabConfig, d_ff, validate
 
 log = logging.getLogger("archlab")
 
@@ -116,6 +116,11 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         data = load_tokens(cfg.data, cfg.tokenizer)
         cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
+        summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
+        if cfg.model.iso_params:  # and the parameter count it was matched to
+            from archlab.model.flops import iso_params_reference, param_count
+
+            summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
         config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
