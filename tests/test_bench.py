@@ -133,3 +133,30 @@ def test_unmasked_single_token_decode_matches_recompute_past_the_window(kw):
         cache = KVCache(cfg.n_layers)
         steps = [model(idx[:, :3], cache)] + [model(idx[:, t:t + 1], cache) for t in range(3, 20)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_cache_buffers_grow_and_match_recompute():
+    """Full-attention layers append into preallocated buffers (doubling without a capacity):
+    same logits as recomputation, and k/v are exactly the used part."""
+    import torch
+
+    from archlab.config import ModelConfig
+    from archlab.model import Transformer
+    from archlab.model.cache import KVCache
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, block_size=64, vocab_size=64,
+                      attention="gqa", n_kv_heads=2, window="local_global", sliding_window=4,
+                      global_every=2)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, 64, (2, 40))
+    for capacity in (None, 40, 7):
+        with torch.no_grad():
+            full = model(idx)
+            cache = KVCache(cfg.n_layers, capacity=capacity)
+            steps = [model(idx[:, :5], cache)] + [model(idx[:, t:t + 1], cache)
+                                                   for t in range(5, 30)]
+            steps.append(model(idx[:, 30:], cache))
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
+        assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)
+        assert cache.allocated_bytes() >= sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v))

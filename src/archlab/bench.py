@@ -262,7 +262,7 @@ def decode(d_model: int, n_layers: int, checkpoints: list[int], threads: int,
         seq, marks = idx, []
         t = time.perf_counter()
         with torch.no_grad():
-            cache = KVCache(n_layers) if cached else None
+            cache = KVCache(n_layers, capacity=prompt + n) if cached else None
             logits = model(seq, cache)[:, -1]
             for i in range(n):
                 nxt = logits.argmax(-1, keepdim=True)
@@ -298,14 +298,14 @@ def kv_bytes(d_model: int = 256, n_layers: int = 4, n_heads: int = 8, tokens: in
         cfg = ModelConfig(n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=kv,
                           attention=name, block_size=tokens, vocab_size=256)
         model = Transformer(cfg).eval()
-        cache = KVCache(n_layers)
+        cache = KVCache(n_layers, capacity=tokens)
         with torch.no_grad():
             model(torch.randint(0, 256, (1, tokens // 2)), cache)
             for _ in range(tokens - tokens // 2):
                 model(torch.randint(0, 256, (1, 1)), cache)
         measured = sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v)) / cache.seen
         rows.append({"attention": name, "n_kv_heads": kv, "formula": kv_bytes_per_token(cfg),
-                     "measured": measured})
+                     "measured": measured, "allocated": cache.allocated_bytes() / cache.seen})
     return rows
 
 
