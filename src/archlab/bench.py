@@ -367,7 +367,8 @@ def table(res: dict) -> str:
     if res.get("kv_bytes"):
         lines += ["", "KV bytes/token: " + ", ".join(
             f"{r['attention']} (kv heads {r['n_kv_heads']}) {r['formula']} formula / "
-            f"{r['measured']:.0f} measured" for r in res["kv_bytes"])]
+            f"{r['measured']:.0f} measured ({r.get('allocated', 0):.0f} allocated)"
+            for r in res["kv_bytes"])]
     if res.get("compile"):
         c = res["compile"]
         lines += ["", f"trainer.compile=true (tiny): step {c['compiled']['step_s'] * 1e3:.1f} ms vs "
