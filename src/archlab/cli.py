@@ -21,6 +21,7 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
     "reproduce": ("archlab.claims:main", "run a lecture claim's sweep and write its verdict"),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
+    "bench": ("archlab.bench:main", "measure throughput, MFU, start-up and decode speed"),
 }
 
 

@@ -117,11 +117,15 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         q, k, v, kpos = self.project(x, pos, position, cache)
         plain = self.window is None and k.shape[2] == T and not position.has_bias
-        mask = None if plain else score_bias(pos, kpos, self.window, position)  # (1|H, T, S)
+        # one new token (KV-cache decode) may see every key the cache returns: the cache keeps
+        # only the last window − 1 keys of a sliding layer, so no mask is needed
+        one_query = T == 1 and not position.has_bias
+        mask = None if plain or one_query else score_bias(pos, kpos, self.window, position)
         p_drop = self.dropout if self.training else 0.0
         if self.softcap is None:
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p_drop, scale=self.scale
+                q, k, v, attn_mask=mask, is_causal=mask is None and not one_query,
+                dropout_p=p_drop, scale=self.scale,
             )
         else:  # explicit math: scale → cap → mask → softmax (Gemma 2 order)
             scores = softcap((q @ k.transpose(-2, -1)) * self.scale, self.softcap)  # (B, H, T, S)

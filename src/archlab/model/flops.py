@@ -1,5 +1,19 @@
 """Training FLOPs per token (forward + backward = 3 × forward), counting matmuls only; and the
-closed-form parameter count of any config (checked against the built model in the tests)."""
+closed-form parameter count of any config (checked against the built model in the tests).
+
+Two ways to count attention's q·k and p·v products (``attention=``):
+
+* ``"causal"`` (default; used for MFU and the FLOPs axis of comparisons): the *model* FLOPs,
+  each query paying only for the keys it may see — the mean causal span, capped by a layer's
+  sliding window. This is what an ideal kernel must do, whatever the implementation.
+* ``"dense"``: the full T × T score matrix of every layer, as the kernels that run on CPU
+  actually compute it (masked entries included) and as ``torch.utils.flop_counter`` counts
+  it. The tests check ``dense`` against :func:`executed_flops` exactly for every preset.
+
+``causal ≤ dense`` term by term, so model FLOPs never exceed the FLOPs executed: MFU can
+exceed 100% only if the measured matmul peak underestimates the machine (``archlab bench``
+measures the peak as the best of several sizes and clamps/flags MFU > 1 regardless).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +29,18 @@ def _mean_span(T: int, window: int | None) -> float:
     return (window * (window + 1) / 2 + (T - window) * window) / T
 
 
-def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    """Matmul FLOPs of one forward pass per token, averaged over a causal window of seq_len.
+def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
+                            attention: str = "causal") -> float:
+    """Matmul FLOPs of one forward pass per token, averaged over a causal window of seq_len
+    (``attention="dense"``: every query pays for all seq_len keys, see the module docstring).
 
     Parallel blocks do the same matmuls as serial ones; an untied head costs the same matmul
     as a tied one; partial RoPE, soft-caps and norms are elementwise and not counted."""
     from archlab.model.mlp import MLPS
     from archlab.model.window import layer_window
 
+    if attention not in ("causal", "dense"):
+        raise ValueError(f"attention={attention!r}: use 'causal' or 'dense'")
     T = seq_len or cfg.block_size
     d, hd, H, Hkv = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg)
     attn_proj = d * hd * (2 * H + 2 * Hkv)  # q, o and k, v projections
@@ -30,13 +48,42 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> flo
     total = 0.0
     for i in range(cfg.n_layers):
         # q·k and p·v over the keys each query attends to (sliding-window layers see fewer)
-        attn_scores = 2 * H * hd * _mean_span(T, layer_window(cfg, i))
+        span = T if attention == "dense" else _mean_span(T, layer_window(cfg, i))
+        attn_scores = 2 * H * hd * span
         total += 2 * (attn_proj + mlp) + 2 * attn_scores
     return total + 2 * d * cfg.vocab_size
 
 
-def train_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
-    return 3 * forward_flops_per_token(cfg, seq_len)
+def train_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
+                          attention: str = "causal") -> float:
+    """Forward + backward: the backward pass does two matmuls (input and weight gradients)
+    per forward matmul, so 3 × forward."""
+    return 3 * forward_flops_per_token(cfg, seq_len, attention)
+
+
+def executed_flops(model, idx, backward: bool = True) -> int:
+    """Matmul FLOPs one forward (+ backward of ``logits.sum()``) of ``model`` on ``idx`` really
+    executes, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    torch's counter knows no formula for the fused CPU attention kernel
+    (``_scaled_dot_product_flash_attention_for_cpu`` and its backward), so it would count
+    plain causal attention as 0 FLOPs on CPU; we register the same dense formula torch uses
+    for the GPU kernels (full T × S, no causal savings)."""
+    import torch
+    from torch.utils import flop_counter as fcm
+
+    aten = torch.ops.aten
+    custom = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        custom[aten._scaled_dot_product_flash_attention_for_cpu] = (
+            lambda q, k, v, *_, out_shape=None, **__: fcm.sdpa_flop_count(q, k, v))
+        custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
+            lambda g, q, k, v, *_, out_shape=None, **__: fcm.sdpa_backward_flop_count(g, q, k, v))
+    with fcm.FlopCounterMode(display=False, custom_mapping=custom) as counter:
+        out = model(idx)
+        if backward:
+            out.float().sum().backward()
+    return counter.get_total_flops()
 
 
 def param_count(cfg: ModelConfig) -> int:

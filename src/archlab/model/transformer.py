@@ -65,7 +65,7 @@ class Transformer(nn.Module):
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Sample max_new_tokens after idx (B, T) with a KV cache; returns (B, T + new)."""
-        cache = KVCache(self.cfg.n_layers)
+        cache = KVCache(self.cfg.n_layers, capacity=idx.shape[1] + max_new_tokens)
         logits = self(idx, cache)[:, -1]  # prefill: (B, vocab)
         out = [idx]
         for i in range(max_new_tokens):

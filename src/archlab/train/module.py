@@ -38,6 +38,7 @@ class LitLM(L.LightningModule):
         self._clock: float | None = None
         self._train_time = 0.0  # seconds spent in training steps (excludes validation)
         self._train_time_logged = 0.0
+        self.first_step_wall: float | None = None  # time.time() after the first optimizer step
 
     def setup(self, stage: str) -> None:
         if self.cfg.trainer.compile and self.forward_fn is self.model:
@@ -62,7 +63,8 @@ class LitLM(L.LightningModule):
         self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
 
     def configure_optimizers(self):
-        opt = make_optimizer(self.model, self.cfg.optim, fused=self.device.type == "cuda")
+        # fused AdamW: one kernel for all parameters (CPU too: 4-5x faster than the per-tensor loop)
+        opt = make_optimizer(self.model, self.cfg.optim, fused=self.device.type in ("cuda", "cpu"))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: lr_multiplier(step, self.cfg.optim, self.cfg.train.max_steps)
         )
@@ -73,6 +75,8 @@ class LitLM(L.LightningModule):
             self._clock = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.first_step_wall is None:
+            self.first_step_wall = time.time()
         step, t = self.global_step, self.cfg.train
         now = time.perf_counter()
         self._train_time += now - self._clock

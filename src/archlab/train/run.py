@@ -100,6 +100,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                      "diverged_at_step": None, "error": None, "flops_per_token": None,
                      "elapsed_sec": None, "run_dir": str(run_dir)}
     start = time.time()
+    t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
     loggers: list = []
     lit = ckpt = trainer = None
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
@@ -184,6 +185,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 val_loss_at=lit.val_loss_at or None,
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
                 if lit._train_time > 0 else None,
+                startup_sec=round(lit.first_step_wall - t0, 3) if lit.first_step_wall else None,
             )
         if summary.get("train_tokens"):  # epochs of the training split actually seen
             summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
@@ -198,6 +200,17 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 logger.finalize("success" if summary["status"] == "completed" else "failed")
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+_FIRST_JOB = [True]
+
+
+def _process_start(now: float) -> float:
+    """The process start for the first job in this process (start-up cost), then train()'s."""
+    from archlab.startup import process_start_time
+
+    first, _FIRST_JOB[0] = _FIRST_JOB[0], False
+    return (process_start_time() or now) if first else now
 
 
 def _progress_bar_wanted() -> bool:

@@ -1,0 +1,162 @@
+"""``archlab bench`` runs and writes sane JSON at a tiny size; the plain training path stays
+lean (no transformers / datasets / matplotlib / scipy / wandb); start-up is recorded.
+
+No timing assertions: performance numbers live in the benchmark output (docs/bench.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+
+HEAVY = ("transformers", "datasets", "matplotlib", "scipy", "tokenizers", "wandb", "pandas")
+
+
+def test_bench_quick_writes_valid_json(tmp_path, monkeypatch):
+    from archlab import bench
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--no-startup", "--rounds", "1", "--steps", "3", "--threads", "1",
+                       "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["peak"]["float32"]["flops"] > 0 and res["machine"]["cores"] >= 1
+    (row,) = res["train"]
+    assert (row["size"], row["arch"]) == ("tiny", "default")
+    assert row["archlab_tok_s"] > 0 and row["hand_tok_s"] > 0 and row["ratio"] > 0
+    assert 0 < row["archlab_mfu"] <= 1 and 0 < row["hand_mfu"] <= 1
+    assert row["flops_per_token"] <= row["executed_flops_per_token"]
+    assert len(row["archlab_step_s"]) == 2 and len(row["hand_step_s"]) == 2  # steps 2..3
+    assert res["decode"]["same_tokens"] is True
+    kv = {r["attention"]: r for r in res["kv_bytes"]}
+    for r in kv.values():
+        assert r["formula"] == r["measured"]
+        assert r["formula"] * kv["mha"]["n_kv_heads"] == kv["mha"]["formula"] * r["n_kv_heads"]
+    assert "| tiny | default |" in res["table"]
+
+
+def test_bench_rejects_unknown_size(tmp_path):
+    from archlab import bench
+
+    with pytest.raises(SystemExit, match="unknown size"):
+        bench.main(["--sizes", "huge", "--out", str(tmp_path / "b.json")])
+
+
+def test_plain_training_path_imports_nothing_heavy(tmp_path):
+    """train() with logger=none, in a fresh interpreter: the heavy optional packages that
+    Lightning → torchmetrics would drag in are never imported."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from hydra import compose, initialize_config_dir
+        from archlab.config import register_schema, to_dataclass
+        from archlab.train.run import Job, train
+        register_schema()
+        with initialize_config_dir(config_dir={str(REPO / 'conf')!r}, version_base="1.3"):
+            cfg = to_dataclass(compose(config_name="train", overrides={[*TINY, 'logger=none',
+                                                                       'train.max_steps=2']!r}))
+        s = train(cfg, Job(run_dir={str(tmp_path / 'run')!r}))
+        print(json.dumps({{"status": s["status"], "startup": s["startup_sec"],
+                          "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ,
+                                           "PYTHONPATH": str(REPO / "src")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["status"] == "completed" and res["startup"] > 0
+    assert res["heavy"] == []
+
+
+def test_lean_imports_keep_torchmetrics_working():
+    code = textwrap.dedent("""
+        import sys, torch
+        import archlab, lightning
+        from torchmetrics import Metric, MetricCollection
+        from torchmetrics.classification import BinaryAccuracy
+        assert float(BinaryAccuracy()(torch.tensor([0.9, 0.1]), torch.tensor([1, 0]))) == 1.0
+        from lightning_utilities.core.imports import package_available
+        assert package_available("scipy")  # the probe is not left poisoned
+        print(sorted(m for m in ("transformers", "matplotlib", "scipy") if m in sys.modules))
+    """)
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "src")}
+    lean = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert lean.returncode == 0, lean.stderr[-2000:]
+    assert lean.stdout.strip() == "[]"
+    stock = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**env, "ARCHLAB_LEAN_IMPORTS": "0"}, timeout=300)
+    assert stock.returncode == 0, stock.stderr[-2000:]
+
+
+def test_cli_run_records_startup_sec(tmp_path):
+    r = run_cli("train", *TINY, "logger=none", "train.max_steps=2", f"hydra.run.dir={tmp_path}/r",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert 0 < summary["startup_sec"] < summary["elapsed_sec"] + 60
+
+
+@pytest.mark.slow
+def test_compile_on_cpu_trains(tmp_path):
+    """trainer.compile=true works on CPU through archlab's training path (30–60 s to compile)."""
+    from archlab import bench
+
+    res = bench.compile_speedup(threads=1, steps=6, work=tmp_path)
+    assert res["speedup"] > 0
+
+
+@pytest.mark.parametrize("kw", [dict(window="sliding", sliding_window=4),
+                                dict(window="local_global", sliding_window=3, global_every=2),
+                                dict(window="sliding", sliding_window=5, attn_softcap=5.0),
+                                dict(attention="gqa", n_kv_heads=2, window="sliding",
+                                     sliding_window=4)])
+def test_unmasked_single_token_decode_matches_recompute_past_the_window(kw):
+    """The decode fast path (one query, no mask) is exact also once the cache has rolled past a
+    sliding window (the knob tests decode within the window only)."""
+    import torch
+
+    from archlab.config import ModelConfig
+    from archlab.model import Transformer
+    from archlab.model.cache import KVCache
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, block_size=32, vocab_size=64, **kw)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, 64, (2, 20))
+    with torch.no_grad():
+        full = model(idx)
+        cache = KVCache(cfg.n_layers)
+        steps = [model(idx[:, :3], cache)] + [model(idx[:, t:t + 1], cache) for t in range(3, 20)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_cache_buffers_grow_and_match_recompute():
+    """Full-attention layers append into preallocated buffers (doubling without a capacity):
+    same logits as recomputation, and k/v are exactly the used part."""
+    import torch
+
+    from archlab.config import ModelConfig
+    from archlab.model import Transformer
+    from archlab.model.cache import KVCache
+
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, block_size=64, vocab_size=64,
+                      attention="gqa", n_kv_heads=2, window="local_global", sliding_window=4,
+                      global_every=2)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, 64, (2, 40))
+    for capacity in (None, 40, 7):
+        with torch.no_grad():
+            full = model(idx)
+            cache = KVCache(cfg.n_layers, capacity=capacity)
+            steps = [model(idx[:, :5], cache)] + [model(idx[:, t:t + 1], cache)
+                                                   for t in range(5, 30)]
+            steps.append(model(idx[:, 30:], cache))
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
+        assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)
+        assert cache.allocated_bytes() >= sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v))
