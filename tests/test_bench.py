@@ -75,7 +75,7 @@ def test_plain_training_path_imports_nothing_heavy(tmp_path):
 def test_lean_imports_keep_torchmetrics_working():
     code = textwrap.dedent("""
         import sys, torch
-        import archlab, lightning
+        import archlab.train.run, lightning  # the training path installs the lean-import hook
         from torchmetrics import Metric, MetricCollection
         from torchmetrics.classification import BinaryAccuracy
         assert float(BinaryAccuracy()(torch.tensor([0.9, 0.1]), torch.tensor([1, 0]))) == 1.0

@@ -26,6 +26,9 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from archlab.startup import install
+
+    install()  # keep torchmetrics' optional integrations off start-up (archlab/startup.py)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: archlab <command> [args]\n\ncommands:")

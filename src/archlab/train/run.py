@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archlab.config import ArchlabConfig, d_ff, validate
+from archlab.startup import install as _lean_imports
+
+_lean_imports()  # the training path: before Lightning imports torchmetrics (archlab/startup.py)
 
 log = logging.getLogger("archlab")
 
