@@ -18,8 +18,12 @@ import torch
 
 from archlab.config import ModelConfig, head_dim, validate_model
 from archlab.model import Transformer
-from archlab.model.flops import (_mean_span, executed_flops, forward_flops_per_token,
-                                 train_flops_per_token)
+from archlab.model.flops import (
+    _mean_span,
+    executed_flops,
+    forward_flops_per_token,
+    train_flops_per_token,
+)
 from archlab.model.window import layer_window
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "conf")

@@ -84,7 +84,8 @@ def matmul_peak(dtype_name: str = "float32", sizes=(256, 512, 1024), reps: int =
 # ---------------------------------------------------------------------- configs
 
 def compose(overrides: list[str]):
-    from hydra import compose as hcompose, initialize_config_dir
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
 
     from archlab.cli import CONF_DIR
     from archlab.config import register_schema, to_dataclass

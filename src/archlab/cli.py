@@ -104,13 +104,13 @@ def _one_line(exc: BaseException) -> str:
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of every job this command would launch (for up-front validation)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
-    except Exception as e:  # noqa: BLE001 - OverrideParseException and friends
+    except Exception as e:
         raise ConfigError(f"cannot parse the overrides {' '.join(overrides)!r}: {_one_line(e)}") from None
     if not multirun:
         for p in parsed:
@@ -140,7 +140,7 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
                 cfg = to_dataclass(compose(config_name="train", overrides=list(job)))
             except ConfigError:
                 raise
-            except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors
+            except Exception as e:
                 raise ConfigError(_one_line(e)) from None
             validate(cfg)
             SOURCES[cfg.data.source].check(cfg.data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -36,10 +36,10 @@ class ModelConfig:
     n_layers: int = 4
     d_model: int = 128
     n_heads: int = 4
-    n_kv_heads: Optional[int] = None  # None: = n_heads (MHA)
-    head_dim: Optional[int] = None  # None: d_model // n_heads
-    d_ff: Optional[int] = None  # None: param-matched default (4·d, or 8/3·d for gated MLPs)
-    mlp_ratio: Optional[float] = None  # d_ff = round(mlp_ratio · d_model) (instead of d_ff)
+    n_kv_heads: int | None = None  # None: = n_heads (MHA)
+    head_dim: int | None = None  # None: d_model // n_heads
+    d_ff: int | None = None  # None: param-matched default (4·d, or 8/3·d for gated MLPs)
+    mlp_ratio: float | None = None  # d_ff = round(mlp_ratio · d_model) (instead of d_ff)
     # iso-parameter arms: pick d_ff so the model has as many parameters as the reference
     # (same config with MHA and a 4·d GeLU MLP), whatever the MLP / attention variant
     iso_params: bool = False
@@ -48,21 +48,21 @@ class ModelConfig:
     vocab_size: int = 256  # set from the tokenizer
     # details
     norm_eps: float = 1e-5
-    norm_bias: Optional[bool] = None  # LayerNorm bias; None: follows model.bias
+    norm_bias: bool | None = None  # LayerNorm bias; None: follows model.bias
     norm_weight_offset: float = 0.0  # gain = offset + weight (Gemma: 1, weight starts at 0)
     qk_norm_scope: str = "head"  # head: per head over head_dim | full: over all heads (OLMo 2)
     rope_theta: float = 10000.0
     rope_fraction: float = 1.0  # rotate only this fraction of each head's dims (GPT-J: 0.25)
     sliding_window: int = 32  # tokens a local layer sees, itself included (model/window)
     global_every: int = 4  # local_global*: layer i is global when (i + 1) % global_every == 0
-    attn_scale: Optional[float] = None  # None: 1/sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-½)
-    attn_softcap: Optional[float] = None  # cap · tanh(scores / cap) (Gemma 2: 50)
-    logit_softcap: Optional[float] = None  # same on the output logits (Gemma 2: 30)
+    attn_scale: float | None = None  # None: 1/sqrt(head_dim) (Gemma 2: query_pre_attn_scalar^-½)
+    attn_softcap: float | None = None  # cap · tanh(scores / cap) (Gemma 2: 50)
+    logit_softcap: float | None = None  # same on the output logits (Gemma 2: 30)
     logit_scale: float = 1.0  # logits multiplied by this (Cohere: 0.0625)
     scale_embeddings: bool = False  # embeddings × sqrt(d_model) (Vaswani et al., Gemma)
     bias: bool = False  # biases in every linear layer (and LayerNorm, see norm_bias)
-    attn_bias: Optional[bool] = None  # q, k, v, o biases; None: follows model.bias
-    mlp_bias: Optional[bool] = None  # MLP biases; None: follows model.bias
+    attn_bias: bool | None = None  # q, k, v, o biases; None: follows model.bias
+    mlp_bias: bool | None = None  # MLP biases; None: follows model.bias
     head_bias: bool = False  # a bias on the output head (GPT-J)
     tie_embeddings: bool = True
     init_std: float = 0.02
@@ -80,20 +80,20 @@ class LossConfig:
 @dataclass
 class DataConfig:
     source: str = "stdlib"  # stdlib | text | hf
-    path: Optional[str] = None  # file or glob, for source=text
+    path: str | None = None  # file or glob, for source=text
     # source=hf: a hub dataset (dataset [+ subset]) or local data_files (txt/json/jsonl/parquet/csv)
-    dataset: Optional[str] = None  # hub name, e.g. roneneldan/TinyStories
-    subset: Optional[str] = None  # hub config name, e.g. wikitext-103-raw-v1
-    revision: Optional[str] = None  # hub revision (branch, tag or commit)
-    data_files: Optional[str] = None  # local file or glob (instead of a hub dataset)
-    val_files: Optional[str] = None  # local validation file or glob (optional)
+    dataset: str | None = None  # hub name, e.g. roneneldan/TinyStories
+    subset: str | None = None  # hub config name, e.g. wikitext-103-raw-v1
+    revision: str | None = None  # hub revision (branch, tag or commit)
+    data_files: str | None = None  # local file or glob (instead of a hub dataset)
+    val_files: str | None = None  # local validation file or glob (optional)
     split: str = "train"  # training split name
-    val_split: Optional[str] = None  # None: "validation" if the source has it, else split train
+    val_split: str | None = None  # None: "validation" if the source has it, else split train
     text_column: str = "text"
     streaming: bool = False  # iterate the dataset instead of downloading it whole
-    max_docs: Optional[int] = None  # cap on documents read per split (None: all)
-    preset: Optional[str] = None  # set by conf/data/<preset>.yaml (names it in messages)
-    offline_alternative: Optional[str] = None  # what to use instead when the hub is unreachable
+    max_docs: int | None = None  # cap on documents read per split (None: all)
+    preset: str | None = None  # set by conf/data/<preset>.yaml (names it in messages)
+    offline_alternative: str | None = None  # what to use instead when the hub is unreachable
     val_fraction: float = 0.02  # stdlib/hf: fraction of documents; text: tail of each file
     val_windows: int = 32  # fixed validation windows (same for every arm and seed)
     single_epoch: bool = False  # warn (and record repeats_data) if the run would repeat data
@@ -103,9 +103,9 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     name: str = "byte"  # byte | char | bpe | pretrained (conf/tokenizer/<name>.yaml)
-    vocab_size: Optional[int] = None  # bpe: target size (trained); others: set by the tokenizer
+    vocab_size: int | None = None  # bpe: target size (trained); others: set by the tokenizer
     min_frequency: int = 2  # bpe: merges need at least this many occurrences
-    path: Optional[str] = None  # pretrained: a local Hugging Face tokenizer directory
+    path: str | None = None  # pretrained: a local Hugging Face tokenizer directory
 
 
 @dataclass
@@ -134,15 +134,15 @@ class TrainConfig:
     telemetry_every: int = 50  # stability telemetry interval in steps (0: off)
     # final val loss also at these multiples of block_size (length extrapolation), e.g. [2, 4]
     eval_context_multiples: list = field(default_factory=list)
-    ckpt_every: Optional[int] = None  # checkpoint every N steps (None: = val_every; 0: never)
+    ckpt_every: int | None = None  # checkpoint every N steps (None: = val_every; 0: never)
 
 
 @dataclass
 class LoggerConfig:
     kinds: list = field(default_factory=lambda: ["wandb"])  # any of: wandb, csv, tensorboard
     project: str = "archlab"
-    entity: Optional[str] = None
-    group: Optional[str] = None  # default: the sweep / experiment name
+    entity: str | None = None
+    group: str | None = None  # default: the sweep / experiment name
     mode: str = "offline"  # W&B mode: offline | online | disabled
     init_timeout: float = 10.0
 
@@ -152,10 +152,10 @@ class TrainerConfig:
     accelerator: str = "auto"  # auto | cpu | gpu
     devices: Any = 1
     strategy: str = "auto"
-    precision: Optional[str] = None  # None: bf16-mixed on GPU, 32-true on CPU
+    precision: str | None = None  # None: bf16-mixed on GPU, 32-true on CPU
     compile: bool = False
-    threads: Optional[int] = None  # CPU threads (None: all cores)
-    deterministic: Optional[bool] = None  # None: True on CPU
+    threads: int | None = None  # CPU threads (None: all cores)
+    deterministic: bool | None = None  # None: True on CPU
 
 
 @dataclass
@@ -171,7 +171,7 @@ class ArchlabConfig:
     seed: int = 0
     name: str = "default"  # experiment / sweep name (W&B group)
     out_dir: str = "outputs"
-    resume: Optional[str] = None  # null | auto (this run dir's last checkpoint) | <run dir>
+    resume: str | None = None  # null | auto (this run dir's last checkpoint) | <run dir>
 
 
 def register_schema() -> None:
@@ -209,7 +209,7 @@ def d_ff(m: ModelConfig) -> int:
     return 4 * m.d_model
 
 
-def _either(value: Optional[bool], default: bool) -> bool:
+def _either(value: bool | None, default: bool) -> bool:
     return default if value is None else value
 
 

@@ -15,8 +15,8 @@ split GPT-2's fused c_attn. Tests: tests/test_hf.py (logit parity at fp32).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

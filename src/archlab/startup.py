@@ -73,7 +73,7 @@ def _clear_probe_cache() -> None:
         from lightning_utilities.core.imports import package_available
 
         package_available.cache_clear()
-    except Exception:  # noqa: BLE001 - best effort
+    except Exception:
         pass
 
 
@@ -88,7 +88,7 @@ def _preload_flags(package) -> None:
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
-    except Exception:  # noqa: BLE001 - unknown layout: import torchmetrics normally
+    except Exception:
         sys.modules.pop(name, None)
         return
     for flag in _FLAGS_OFF:

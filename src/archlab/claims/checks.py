@@ -30,11 +30,12 @@ Verdict: **reproduced** when every required check passes, **not reproduced** whe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from archlab.runs.load import RunRecord
 from archlab.runs import stats
+from archlab.runs.load import RunRecord
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.claims import checks as C
-from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, merge, signature
+from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
 RESULTS_DIR = REPO / "experiments" / "results"
@@ -73,7 +73,7 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
                             cfg = to_dataclass(compose(config_name="train", overrides=list(overrides)))
                         except ConfigError:
                             raise
-                        except Exception as e:  # noqa: BLE001 - Hydra composition errors
+                        except Exception as e:
                             raise ConfigError(_one_line(e)) from None
                         validate(cfg)
                         key = repr(cfg.data)
@@ -149,7 +149,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
             start = time.time()
             try:
                 summary = train(typed, job)
-            except Exception as err:  # noqa: BLE001 - recorded in summary.json; keep going
+            except Exception as err:
                 counts["failed"] += 1
                 log(f"{tag}: failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 continue

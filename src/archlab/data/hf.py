@@ -240,7 +240,7 @@ class HFSource:
             splits = self._load_dict()
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001 - unreadable files, hub errors, bad configs
+        except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             if self.files:
                 raise ConfigError(

@@ -277,7 +277,7 @@ class PretrainedTokenizer(_HFTokenizer):
             return AutoTokenizer.from_pretrained(str(d), local_files_only=True).backend_tokenizer
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001 - any library error is a bad directory
+        except Exception as e:
             raise ConfigError(
                 f"tokenizer.path={self.tcfg.path!r} could not be loaded as a Hugging Face "
                 f"tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"

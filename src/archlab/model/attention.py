@@ -10,8 +10,8 @@ soft-capped scores (``model.attn_softcap``, Gemma 2) need the explicit attention
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,19 +60,19 @@ class AttentionKind:
 ATTENTIONS = {"mha": AttentionKind(_mha), "gqa": AttentionKind(_gqa), "mqa": AttentionKind(_mqa)}
 
 
-def softcap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
+def softcap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
     """cap · tanh(x / cap): smooth clipping to (−cap, cap) (Gemma 2)."""
     return x if cap is None else cap * torch.tanh(x / cap)
 
 
-def allowed(qpos, kpos, window: Optional[int]) -> torch.Tensor:
+def allowed(qpos, kpos, window: int | None) -> torch.Tensor:
     """(T, S) bool: query t may see key s (causal, and within the sliding window if any)."""
     dist = qpos[:, None] - kpos[None, :]  # (T, S): how far back key s is from query t
     ok = dist >= 0
     return ok if window is None else ok & (dist < window)
 
 
-def score_bias(qpos, kpos, window: Optional[int], position) -> torch.Tensor:
+def score_bias(qpos, kpos, window: int | None, position) -> torch.Tensor:
     """Additive score mask (1 or H, T, S): −inf where causality / the window forbid, + ALiBi."""
     ok = allowed(qpos, kpos, window)
     mask = torch.zeros(ok.shape, device=ok.device).masked_fill(~ok, float("-inf"))

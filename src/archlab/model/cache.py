@@ -13,21 +13,19 @@ whole history (which was ~46% of decode time at 500 cached tokens).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 
 class KVCache:
-    def __init__(self, n_layers: int, capacity: Optional[int] = None):
-        self.k: list[Optional[torch.Tensor]] = [None] * n_layers
-        self.v: list[Optional[torch.Tensor]] = [None] * n_layers
-        self.kpos: list[Optional[torch.Tensor]] = [None] * n_layers
+    def __init__(self, n_layers: int, capacity: int | None = None):
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+        self.kpos: list[torch.Tensor | None] = [None] * n_layers
         self.seen = 0  # tokens processed so far = position of the next token
         self.capacity = capacity  # expected total tokens (None: grow by doubling)
-        self._buf: list[Optional[tuple]] = [None] * n_layers  # full layers: (k, v, pos) buffers
+        self._buf: list[tuple | None] = [None] * n_layers  # full layers: (k, v, pos) buffers
 
-    def update(self, layer: int, k, v, pos, window: Optional[int]):
+    def update(self, layer: int, k, v, pos, window: int | None):
         """Append this step's k, v (B, Hkv, T, hd); return all keys/values to attend to."""
         if window is None:
             return self._append(layer, k, v, pos)

@@ -8,9 +8,9 @@ Gated (GLU): proj(act(gate(x)) * fc(x))      3 matrices, d_ff = 8/3·d by defaul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import nn
@@ -43,7 +42,7 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
 
-    def forward(self, idx: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx: (B, T) token ids → logits (B, T, vocab). With a cache, idx continues it."""
         start = cache.seen if cache is not None else 0
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
@@ -62,8 +61,8 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample max_new_tokens after idx (B, T) with a KV cache; returns (B, T + new)."""
         cache = KVCache(self.cfg.n_layers, capacity=idx.shape[1] + max_new_tokens)
         logits = self(idx, cache)[:, -1]  # prefill: (B, vocab)
@@ -86,8 +85,8 @@ class Transformer(nn.Module):
         return n
 
 
-def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
-           top_p: Optional[float] = None, generator: Optional[torch.Generator] = None):
+def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, generator: torch.Generator | None = None):
     """One token per row from logits (B, vocab): greedy at temperature 0, else top-k / top-p."""
     if temperature <= 0:
         return logits.argmax(-1, keepdim=True)

@@ -12,8 +12,8 @@ A window of W lets query t see keys s with t − W < s ≤ t (itself included), 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ WINDOWS: dict[str, Layout] = {
 }
 
 
-def layer_window(cfg, i: int) -> Optional[int]:
+def layer_window(cfg, i: int) -> int | None:
     """The sliding window of layer i, or None for full attention."""
     return cfg.sliding_window if WINDOWS[cfg.window].is_local(i, cfg) else None
 

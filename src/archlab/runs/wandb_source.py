@@ -64,7 +64,7 @@ def load_wandb_runs(path: str, api: Any = None) -> list[RunRecord]:
             api = wandb.Api(timeout=15)
         runs = list(api.runs(f"{entity}/{project}", filters={"group": group}))
         records = [record_from_wandb_run(r) for r in runs]
-    except Exception as err:  # noqa: BLE001 - network/auth errors of any wandb version
+    except Exception as err:
         msg = (str(err).strip().splitlines() or [""])[0]
         raise WandbSourceError(
             f"cannot read W&B runs of {path}: {type(err).__name__}: {msg}"

@@ -90,7 +90,7 @@ def load(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # noqa: BLE001 - truncated zip, pickle refused, not a torch file …
+    except Exception as e:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
                           f"a plain-data checkpoint: {reason})") from None

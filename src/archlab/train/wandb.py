@@ -40,14 +40,14 @@ class ArchlabWandbLogger(WandbLogger):
             return
         try:
             super().log_metrics(metrics, step)
-        except Exception as e:  # noqa: BLE001 - a W&B fault must not stop training
+        except Exception as e:
             self._disable(e)
 
     def log_hyperparams(self, params) -> None:
         if self.error is None:
             try:
                 super().log_hyperparams(params)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._disable(e)
 
     def _disable(self, e: Exception) -> None:
@@ -58,7 +58,7 @@ class ArchlabWandbLogger(WandbLogger):
     def finish(self, summary: dict) -> None:
         try:
             self._finish(summary)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.warning("W&B finish failed (%s); the local run files are kept",
                         str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
         self._experiment = None
@@ -102,13 +102,13 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
         logger = ArchlabWandbLogger(
             mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
         )
-        logger.experiment  # noqa: B018 - create the run now, not lazily inside fit
-    except Exception as e:  # noqa: BLE001 - any W&B failure must not kill training
+        logger.experiment
+    except Exception as e:
         if mode != "online":
             raise
         log.warning("W&B online init failed after %.1f s (%s); logging offline instead: sync "
                     "later with `wandb sync <run_dir>/wandb/offline-run-*`",
                     time.monotonic() - t0, (str(e).splitlines() or [type(e).__name__])[0][:200])
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
-        logger.experiment  # noqa: B018
+        logger.experiment
     return logger
