@@ -27,6 +27,11 @@ class ArchlabWandbLogger(WandbLogger):
 
     error: str | None = None
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Lightning always passes anonymous=None, which wandb warns about on every init
+        self._wandb_init.pop("anonymous", None)
+
     @property
     def run_dir(self) -> str:
         return str(Path(self.experiment.dir).parent)
