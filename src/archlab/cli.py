@@ -1,4 +1,4 @@
-"""``archlab <command>``: train | compare (more commands plug into COMMANDS).
+"""``archlab <command>``: train | compare | reproduce | generate | bench (see COMMANDS).
 
 ``archlab train [hydra overrides…]`` composes ``conf/train.yaml`` with Hydra, validates every
 job of the (multi)run up front — a mistake exits 2 with one line before any output directory
