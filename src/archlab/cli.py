@@ -14,7 +14,8 @@ from pathlib import Path
 
 from archlab.config import ConfigError
 
-CONF_DIR = os.environ.get("ARCHLAB_CONF") or str(Path(__file__).resolve().parents[2] / "conf")
+# the top-level conf/ (src/archlab/conf links to it; an installed wheel holds a copy)
+CONF_DIR = os.environ.get("ARCHLAB_CONF") or str((Path(__file__).parent / "conf").resolve())
 
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
