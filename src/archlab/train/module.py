@@ -115,16 +115,18 @@ class LitLM(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
-        """Mean cross-entropy over the fixed validation windows."""
+    def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                 fn=None) -> float:
+        """Mean cross-entropy over the fixed validation windows (``fn``: the forward to use)."""
         x = self.val_x if x is None else x
         y = self.val_y if y is None else y
+        fn = fn or self.forward_fn
         was_training = self.model.training
         self.model.eval()
         total, count, bs = 0.0, 0, self.cfg.train.batch_size
         for i in range(0, len(x), bs):
             xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
-            logits = self.forward_fn(xb)
+            logits = fn(xb)
             ce = torch.nn.functional.cross_entropy(
                 logits.float().view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum"
             )
@@ -138,8 +140,8 @@ class LitLM(L.LightningModule):
         from archlab.data.windows import val_windows
 
         x, y = val_windows(self.val_tokens, length, self.cfg.data.val_windows)
-        try:
-            return self.evaluate(x, y)
+        try:  # eager model: a new length would recompile, and compiled graphs skip the
+            return self.evaluate(x, y, fn=self.model)  # position-range checks
         except ValueError:  # e.g. learned positions past block_size
             return None
 
