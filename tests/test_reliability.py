@@ -74,10 +74,13 @@ def ref(tmp_path_factory) -> Path:
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, ref):
     crash = tmp_path / "crash"
-    # same config; SIGKILL a few steps after the step-8 checkpoint (mid log interval)
+    # same config; SIGKILL between checkpoints. Rows are logged every 3 steps, checkpoints
+    # every 4: once a row past step 12 exists, the run dies at a logged step 15, 18 or 21,
+    # always after its latest checkpoint (12, 16, 20), so rows after it must be dropped on
+    # resume. (Waiting for step 12 itself raced the step-12 checkpoint.)
     p = popen_cli("train", *BASE, f"hydra.run.dir={crash}", f"out_dir={tmp_path}", cwd=tmp_path)
     ckpt = crash / "checkpoints" / "last.ckpt"
-    wait_for(lambda: ckpt.exists() and last_step(crash) >= 10, p)
+    wait_for(lambda: ckpt.exists() and last_step(crash) >= 13, p)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     killed_at = last_step(crash)
