@@ -22,8 +22,23 @@ def test_bench_quick_writes_valid_json(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--no-startup", "--rounds", "1", "--steps", "3", "--threads", "1",
-                       "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--quick",
+                "--no-startup",
+                "--rounds",
+                "1",
+                "--steps",
+                "3",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["peak"]["float32"]["flops"] > 0 and res["machine"]["cores"] >= 1
     (row,) = res["train"]
@@ -56,16 +71,21 @@ def test_plain_training_path_imports_nothing_heavy(tmp_path):
         from archlab.config import register_schema, to_dataclass
         from archlab.train.run import Job, train
         register_schema()
-        with initialize_config_dir(config_dir={str(REPO / 'conf')!r}, version_base="1.3"):
-            cfg = to_dataclass(compose(config_name="train", overrides={[*TINY, 'logger=none',
-                                                                       'train.max_steps=2']!r}))
-        s = train(cfg, Job(run_dir={str(tmp_path / 'run')!r}))
+        with initialize_config_dir(config_dir={str(REPO / "conf")!r}, version_base="1.3"):
+            cfg = to_dataclass(compose(config_name="train", overrides={
+        [*TINY, "logger=none", "train.max_steps=2"]!r
+    }))
+        s = train(cfg, Job(run_dir={str(tmp_path / "run")!r}))
         print(json.dumps({{"status": s["status"], "startup": s["startup_sec"],
                           "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, env={**__import__("os").environ,
-                                           "PYTHONPATH": str(REPO / "src")})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["status"] == "completed" and res["startup"] > 0
@@ -84,18 +104,30 @@ def test_lean_imports_keep_torchmetrics_working():
         print(sorted(m for m in ("transformers", "matplotlib", "scipy") if m in sys.modules))
     """)
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "src")}
-    lean = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=300)
+    lean = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert lean.returncode == 0, lean.stderr[-2000:]
     assert lean.stdout.strip() == "[]"
-    stock = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={**env, "ARCHLAB_LEAN_IMPORTS": "0"}, timeout=300)
+    stock = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "ARCHLAB_LEAN_IMPORTS": "0"},
+        timeout=300,
+    )
     assert stock.returncode == 0, stock.stderr[-2000:]
 
 
 def test_cli_run_records_startup_sec(tmp_path):
-    r = run_cli("train", *TINY, "logger=none", "train.max_steps=2", f"hydra.run.dir={tmp_path}/r",
-                cwd=tmp_path)
+    r = run_cli(
+        "train",
+        *TINY,
+        "logger=none",
+        "train.max_steps=2",
+        f"hydra.run.dir={tmp_path}/r",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert 0 < summary["startup_sec"] < summary["elapsed_sec"] + 60
@@ -110,11 +142,15 @@ def test_compile_on_cpu_trains(tmp_path):
     assert res["speedup"] > 0
 
 
-@pytest.mark.parametrize("kw", [dict(window="sliding", sliding_window=4),
-                                dict(window="local_global", sliding_window=3, global_every=2),
-                                dict(window="sliding", sliding_window=5, attn_softcap=5.0),
-                                dict(attention="gqa", n_kv_heads=2, window="sliding",
-                                     sliding_window=4)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(window="sliding", sliding_window=4),
+        dict(window="local_global", sliding_window=3, global_every=2),
+        dict(window="sliding", sliding_window=5, attn_softcap=5.0),
+        dict(attention="gqa", n_kv_heads=2, window="sliding", sliding_window=4),
+    ],
+)
 def test_unmasked_single_token_decode_matches_recompute_past_the_window(kw):
     """The decode fast path (one query, no mask) is exact also once the cache has rolled past a
     sliding window (the knob tests decode within the window only)."""
@@ -131,7 +167,7 @@ def test_unmasked_single_token_decode_matches_recompute_past_the_window(kw):
     with torch.no_grad():
         full = model(idx)
         cache = KVCache(cfg.n_layers)
-        steps = [model(idx[:, :3], cache)] + [model(idx[:, t:t + 1], cache) for t in range(3, 20)]
+        steps = [model(idx[:, :3], cache)] + [model(idx[:, t : t + 1], cache) for t in range(3, 20)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
 
 
@@ -144,9 +180,18 @@ def test_cache_buffers_grow_and_match_recompute():
     from archlab.model import Transformer
     from archlab.model.cache import KVCache
 
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, block_size=64, vocab_size=64,
-                      attention="gqa", n_kv_heads=2, window="local_global", sliding_window=4,
-                      global_every=2)
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        block_size=64,
+        vocab_size=64,
+        attention="gqa",
+        n_kv_heads=2,
+        window="local_global",
+        sliding_window=4,
+        global_every=2,
+    )
     torch.manual_seed(0)
     model = Transformer(cfg).eval()
     idx = torch.randint(0, 64, (2, 40))
@@ -154,8 +199,9 @@ def test_cache_buffers_grow_and_match_recompute():
         with torch.no_grad():
             full = model(idx)
             cache = KVCache(cfg.n_layers, capacity=capacity)
-            steps = [model(idx[:, :5], cache)] + [model(idx[:, t:t + 1], cache)
-                                                   for t in range(5, 30)]
+            steps = [model(idx[:, :5], cache)] + [
+                model(idx[:, t : t + 1], cache) for t in range(5, 30)
+            ]
             steps.append(model(idx[:, 30:], cache))
         torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
         assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)

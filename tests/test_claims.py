@@ -35,25 +35,33 @@ RULE_LOWER = [{"check": "lower", "arm": "b", "metric": "val_loss", "margin": 0.0
 
 def test_clear_win_is_reproduced(tmp_path):
     base = noise(1)
-    arms = {"a": arm_data(tmp_path, "a", base),
-            "b": arm_data(tmp_path, "b", {s: v - 0.2 + 0.001 * s for s, v in base.items()})}
+    arms = {
+        "a": arm_data(tmp_path, "a", base),
+        "b": arm_data(tmp_path, "b", {s: v - 0.2 + 0.001 * s for s, v in base.items()}),
+    }
     results, verdict = C.evaluate(RULE_LOWER, arms, "a")
     assert results[0].status == C.PASS and verdict == C.REPRODUCED
-    assert results[0].numbers["test"] == "paired" and results[0].numbers["diff"] == pytest.approx(-0.1975, abs=1e-3)
+    assert results[0].numbers["test"] == "paired" and results[0].numbers["diff"] == pytest.approx(
+        -0.1975, abs=1e-3
+    )
     assert results[0].headline
 
 
 def test_pure_noise_is_inconclusive(tmp_path):
-    arms = {"a": arm_data(tmp_path, "a", noise(1, n=3, sd=0.05)),
-            "b": arm_data(tmp_path, "b", noise(2, n=3, sd=0.05))}
+    arms = {
+        "a": arm_data(tmp_path, "a", noise(1, n=3, sd=0.05)),
+        "b": arm_data(tmp_path, "b", noise(2, n=3, sd=0.05)),
+    }
     results, verdict = C.evaluate(RULE_LOWER, arms, "a")
     assert results[0].status == C.UNKNOWN and verdict == C.INCONCLUSIVE
 
 
 def test_opposite_significant_effect_is_not_reproduced(tmp_path):
     base = noise(3)
-    arms = {"a": arm_data(tmp_path, "a", base),
-            "b": arm_data(tmp_path, "b", {s: v + 0.1 + 0.002 * s for s, v in base.items()})}
+    arms = {
+        "a": arm_data(tmp_path, "a", base),
+        "b": arm_data(tmp_path, "b", {s: v + 0.1 + 0.002 * s for s, v in base.items()}),
+    }
     results, verdict = C.evaluate(RULE_LOWER, arms, "a")
     assert results[0].status == C.FAIL and "opposite" in results[0].evidence
     assert verdict == C.NOT_REPRODUCED
@@ -73,7 +81,10 @@ def test_demonstrated_no_effect(tmp_path):
     # a big significant difference is not equivalent
     far = {s: v + 0.1 + 0.001 * s for s, v in base.items()}
     arms["c"] = arm_data(tmp_path, "c", far)
-    assert C.evaluate_check({"check": "equivalent", "arm": "c", "margin": "1%"}, arms, "a").status == C.FAIL
+    assert (
+        C.evaluate_check({"check": "equivalent", "arm": "c", "margin": "1%"}, arms, "a").status
+        == C.FAIL
+    )
     # margin from the measured seed std
     std = C.resolve_margin("2std", list(base.values()))
     assert std == pytest.approx(2 * __import__("statistics").stdev(base.values()))
@@ -83,29 +94,61 @@ def test_small_cost_faster_ratio_and_below(tmp_path):
     base = noise(5)
     arms = {
         "a": arm_data(tmp_path, "a", base, tokens_per_sec=10_000.0),
-        "b": arm_data(tmp_path, "b", {s: v + 0.01 + 0.0005 * s for s, v in base.items()},
-                      tokens_per_sec=12_000.0),
+        "b": arm_data(
+            tmp_path,
+            "b",
+            {s: v + 0.01 + 0.0005 * s for s, v in base.items()},
+            tokens_per_sec=12_000.0,
+        ),
     }
-    assert C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": "2%"}, arms, "a").status == C.PASS
-    assert C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": 0.001}, arms, "a").status == C.FAIL
+    assert (
+        C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": "2%"}, arms, "a").status
+        == C.PASS
+    )
+    assert (
+        C.evaluate_check({"check": "small_cost", "arm": "b", "max_cost": 0.001}, arms, "a").status
+        == C.FAIL
+    )
     fast = C.evaluate_check({"check": "faster", "arm": "b"}, arms, "a")
     # identical tokens/s per seed: a deterministic difference counts as exact
     assert fast.status == C.PASS and fast.numbers["ratio"] == pytest.approx(1.2)
-    ratio = C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec",
-                              "expected": 1.2}, arms, "a")
+    ratio = C.evaluate_check(
+        {"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec", "expected": 1.2},
+        arms,
+        "a",
+    )
     assert ratio.status == C.PASS
-    assert C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec",
-                             "expected": 0.5}, arms, "a").status == C.FAIL
+    assert (
+        C.evaluate_check(
+            {"check": "ratio_equals", "arm": "b", "metric": "tokens_per_sec", "expected": 0.5},
+            arms,
+            "a",
+        ).status
+        == C.FAIL
+    )
     below = C.evaluate_check({"check": "below", "arm": "b", "threshold": 5.0}, arms, "a")
     assert below.status == C.PASS
 
 
 def test_missing_metric_is_unknown(tmp_path):
     arms = {"a": arm_data(tmp_path, "a", noise(6)), "b": arm_data(tmp_path, "b", noise(7))}
-    r = C.evaluate_check({"check": "lower", "arm": "b", "metric": "max:attn/max_logit_missing"}, arms, "a")
+    r = C.evaluate_check(
+        {"check": "lower", "arm": "b", "metric": "max:attn/max_logit_missing"}, arms, "a"
+    )
     assert r.status == C.UNKNOWN and "not recorded" in r.evidence
-    assert C.evaluate_check({"check": "ratio_equals", "arm": "b", "metric": "kv_cache_bytes_per_token",
-                             "expected": 0.5}, arms, "a").status == C.UNKNOWN
+    assert (
+        C.evaluate_check(
+            {
+                "check": "ratio_equals",
+                "arm": "b",
+                "metric": "kv_cache_bytes_per_token",
+                "expected": 0.5,
+            },
+            arms,
+            "a",
+        ).status
+        == C.UNKNOWN
+    )
 
 
 def test_metric_specs(tmp_path):
@@ -115,20 +158,31 @@ def test_metric_specs(tmp_path):
     assert C.metric_value(run, "params") == 800_000
     assert C.metric_value(run, "first:train/loss") == pytest.approx(4.2)
     assert C.metric_value(run, "val_minus_train") == pytest.approx(
-        2.5 - C.metric_value(run, "last3:train/loss"))
+        2.5 - C.metric_value(run, "last3:train/loss")
+    )
     run.summary["val_loss_at"] = {"2x": 2.7, "4x": None}
-    assert C.metric_value(run, "val_loss_at.2x") == 2.7 and C.metric_value(run, "val_loss_at.4x") is None
+    assert (
+        C.metric_value(run, "val_loss_at.2x") == 2.7
+        and C.metric_value(run, "val_loss_at.4x") is None
+    )
 
 
 def test_lr_sensitivity_per_seed(tmp_path):
     """Arm b diverges at the high LR on every seed: higher sensitivity than a, paired by seed."""
+
     def sweep(name, high_lr_status):
         for seed in range(4):
             for lr, final in ((1e-3, 3.1), (1e-2, 3.0), (1e-1, 3.05)):
                 diverged = high_lr_status == "diverged" and lr == 1e-1
-                make_run(tmp_path / name, f"s{seed}_lr{lr}", seed=seed, final=final + 0.01 * seed,
-                         status="diverged" if diverged else "completed",
-                         diverged_at=20 if diverged else None, overrides={"optim.lr": lr})
+                make_run(
+                    tmp_path / name,
+                    f"s{seed}_lr{lr}",
+                    seed=seed,
+                    final=final + 0.01 * seed,
+                    status="diverged" if diverged else "completed",
+                    diverged_at=20 if diverged else None,
+                    overrides={"optim.lr": lr},
+                )
         return C.ArmData(name, find_runs([tmp_path / name], warn=lambda m: None))
 
     arms = {"post": sweep("post", "diverged"), "pre": sweep("pre", "completed")}
@@ -136,8 +190,11 @@ def test_lr_sensitivity_per_seed(tmp_path):
     assert len(sens) == 4 and all(v > 0.3 for v in sens.values())
     C.assign_lrs(arms, [1e-3, 1e-2, 1e-1])
     assert arms["pre"].lr == pytest.approx(1e-2)
-    r, verdict = C.evaluate([{"check": "lr_sensitivity_lower", "arm": "pre", "baseline": "post",
-                              "margin": 0.01}], arms, "post")
+    r, verdict = C.evaluate(
+        [{"check": "lr_sensitivity_lower", "arm": "pre", "baseline": "post", "margin": 0.01}],
+        arms,
+        "post",
+    )
     assert r[0].status == C.PASS and verdict == C.REPRODUCED
 
 
@@ -154,10 +211,19 @@ def test_norm_ops_benchmark():
 
 
 def _minimal(**over) -> dict:
-    d = {"id": "x", "claim": "c", "sources": ["s"], "base": ["model/size=tiny"],
-         "arms": {"a": ["model/mlp=gelu"], "b": ["model/mlp=swiglu"]}, "baseline": "a",
-         "seeds": 2, "budget": {"steps": 2}, "metrics": ["val_loss"],
-         "rule": [{"check": "lower", "arm": "b"}], "scale_note": "n"}
+    d = {
+        "id": "x",
+        "claim": "c",
+        "sources": ["s"],
+        "base": ["model/size=tiny"],
+        "arms": {"a": ["model/mlp=gelu"], "b": ["model/mlp=swiglu"]},
+        "baseline": "a",
+        "seeds": 2,
+        "budget": {"steps": 2},
+        "metrics": ["val_loss"],
+        "rule": [{"check": "lower", "arm": "b"}],
+        "scale_note": "n",
+    }
     d.update(over)
     return d
 
@@ -169,9 +235,13 @@ def test_registry_validation(tmp_path):
     jobs = claim.jobs()
     assert [a for a, _ in jobs] == ["a", "b", "a", "b"]  # seed-major, arms interleaved
     assert jobs[0][1] == ["model/size=tiny", "model/mlp=gelu", "seed=0"]
-    for bad, msg in [({"baseline": "z"}, "baseline"), ({"rule": [{"check": "nope", "arm": "b"}]}, "check"),
-                     ({"arms": {"a": [], "b": []}}, "same overrides"), ({"extra": 1}, "unknown keys"),
-                     ({"rule": [{"check": "lr_sensitivity_lower", "arm": "b"}]}, "lr_grid")]:
+    for bad, msg in [
+        ({"baseline": "z"}, "baseline"),
+        ({"rule": [{"check": "nope", "arm": "b"}]}, "check"),
+        ({"arms": {"a": [], "b": []}}, "same overrides"),
+        ({"extra": 1}, "unknown keys"),
+        ({"rule": [{"check": "lr_sensitivity_lower", "arm": "b"}]}, "lr_grid"),
+    ]:
         path.write_text(yaml.safe_dump(_minimal(**bad)))
         with pytest.raises(ClaimError, match=msg):
             load_claim(path)
@@ -203,7 +273,10 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert (out / "results" / "bias" / "compare.json").exists()
     # resumable: a second call trains nothing
     again = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=tmp_path, timeout=240)
-    assert again.returncode == 0 and "trained 0, skipped 2" in (out / "results" / "bias.md").read_text()
+    assert (
+        again.returncode == 0
+        and "trained 0, skipped 2" in (out / "results" / "bias.md").read_text()
+    )
     bad = run_cli("reproduce", "no_such_claim", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown claim" in bad.stderr
 

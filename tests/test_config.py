@@ -48,10 +48,31 @@ def test_every_job_of_a_sweep_is_validated_up_front():
 
 def test_good_configs_compose():
     assert prevalidate([], multirun=False) == 1
-    assert prevalidate(["model/norm=layernorm", "model/norm_placement=post", "model/mlp=gelu",
-                        "model/position=learned"], multirun=False) == 1
-    assert prevalidate(["model/attention=gqa", "model.n_kv_heads=2", "model/qk_norm=rmsnorm",
-                        "loss=z_loss", "loss.z_loss_coef=1e-4"], multirun=False) == 1
+    assert (
+        prevalidate(
+            [
+                "model/norm=layernorm",
+                "model/norm_placement=post",
+                "model/mlp=gelu",
+                "model/position=learned",
+            ],
+            multirun=False,
+        )
+        == 1
+    )
+    assert (
+        prevalidate(
+            [
+                "model/attention=gqa",
+                "model.n_kv_heads=2",
+                "model/qk_norm=rmsnorm",
+                "loss=z_loss",
+                "loss.z_loss_coef=1e-4",
+            ],
+            multirun=False,
+        )
+        == 1
+    )
 
 
 def test_knobs_are_plain_values_in_the_resolved_config():
@@ -62,8 +83,17 @@ def test_knobs_are_plain_values_in_the_resolved_config():
 
     register_schema()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = to_dataclass(compose("train", overrides=["model/attention=gqa", "model.n_kv_heads=2",
-                                                      "model/qk_norm=layernorm", "loss=z_loss"]))
+        cfg = to_dataclass(
+            compose(
+                "train",
+                overrides=[
+                    "model/attention=gqa",
+                    "model.n_kv_heads=2",
+                    "model/qk_norm=layernorm",
+                    "loss=z_loss",
+                ],
+            )
+        )
     assert (cfg.model.attention, cfg.model.n_kv_heads, cfg.model.qk_norm) == ("gqa", 2, "layernorm")
     assert (cfg.loss.name, cfg.loss.z_loss_coef) == ("z_loss", 1e-4)
     assert (cfg.model.norm, cfg.model.mlp, cfg.model.position) == ("rmsnorm", "swiglu", "rope")

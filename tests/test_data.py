@@ -28,15 +28,36 @@ from archlab.data.tokenizers import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
-needs_shakespeare = pytest.mark.skipif(not SHAKESPEARE.exists(),
-                                       reason="../shared/data/tinyshakespeare.txt not present")
+needs_shakespeare = pytest.mark.skipif(
+    not SHAKESPEARE.exists(), reason="../shared/data/tinyshakespeare.txt not present"
+)
 HF_LIBS = ("datasets", "tokenizers", "transformers")
 
 
 def _lexicon() -> list[str]:
     rng = np.random.default_rng(12345)
-    syllables = ["ka", "lo", "mi", "ten", "sha", "ru", "vel", "dor", "qui", "an", "es", "ob",
-                 "pra", "tis", "ul", "gen", "fa", "rho", "zen", "wy"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ten",
+        "sha",
+        "ru",
+        "vel",
+        "dor",
+        "qui",
+        "an",
+        "es",
+        "ob",
+        "pra",
+        "tis",
+        "ul",
+        "gen",
+        "fa",
+        "rho",
+        "zen",
+        "wy",
+    ]
     return ["".join(rng.choice(syllables, size=rng.integers(1, 5))) for _ in range(10000)]
 
 
@@ -49,7 +70,7 @@ def words_text(n_words: int, seed: int = 0) -> str:
     lexicon = LEXICON
     ranks = np.minimum(rng.zipf(1.1, size=n_words), len(lexicon)) - 1
     words = [lexicon[r] for r in ranks]
-    lines = [" ".join(words[i:i + 12]).capitalize() + "." for i in range(0, n_words, 12)]
+    lines = [" ".join(words[i : i + 12]).capitalize() + "." for i in range(0, n_words, 12)]
     return "\n".join(lines) + "\n"
 
 
@@ -104,15 +125,16 @@ from archlab.config import DataConfig
 from archlab.data.store import load_tokens
 assert prevalidate(["data=text", "data.path={corpus}"], False) == 1
 d = load_tokens(DataConfig(source="text", path="{corpus}", val_fraction=0.1,
-                           cache_dir="{tmp_path / 'c'}"))
+                           cache_dir="{tmp_path / "c"}"))
 assert (d.train.astype("uint8").tobytes() + d.val.astype("uint8").tobytes()
         == open("{corpus}", "rb").read())
 assert (d.vocab_size, d.model_vocab_size, d.train.dtype.name) == (256, 256, "uint16")
 print(sorted(m for m in {HF_LIBS!r} if m in sys.modules))
 """
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "ARCHLAB_CONF": str(REPO / "conf")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -123,8 +145,10 @@ print(sorted(m for m in {HF_LIBS!r} if m in sys.modules))
 def test_char_vocab_comes_from_train_and_unseen_chars_become_unk(tmp_path, cache):
     f = tmp_path / "c.txt"
     f.write_text("abcab cab\n" * 50 + "xyz€")  # the tail (val) has 4 characters train lacks
-    d = load_tokens(DataConfig(source="text", path=str(f), val_fraction=0.01, cache_dir=str(cache)),
-                    TokenizerConfig(name="char"))
+    d = load_tokens(
+        DataConfig(source="text", path=str(f), val_fraction=0.01, cache_dir=str(cache)),
+        TokenizerConfig(name="char"),
+    )
     tok = d.tokenizer
     assert tok.chars == ["\n", " ", "a", "b", "c"] and d.vocab_size == 6
     assert d.model_vocab_size == 64
@@ -137,8 +161,10 @@ def test_char_rejects_non_utf8_and_leaves_no_cache(tmp_path, cache):
     f = tmp_path / "latin1.txt"
     f.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 20)
     with pytest.raises(ConfigError, match=r"tokenizer=char needs UTF-8.*0xe9.*tokenizer=byte"):
-        load_tokens(DataConfig(source="text", path=str(f), cache_dir=str(cache)),
-                    TokenizerConfig(name="char"))
+        load_tokens(
+            DataConfig(source="text", path=str(f), cache_dir=str(cache)),
+            TokenizerConfig(name="char"),
+        )
     assert store_dirs(cache) == []  # no store, no .build-* temp dir
     # the same file is fine with the byte tokenizer
     assert len(load_tokens(DataConfig(source="text", path=str(f), cache_dir=str(cache))).train)
@@ -156,7 +182,9 @@ def test_bpe_trains_to_vocab_size_deterministically_and_is_reused(tmp_path, monk
     b = load_tokens(DataConfig(**{**data.__dict__, "cache_dir": str(tmp_path / "c2")}), tcfg)
     assert a.vocab_size == 1000 and a.model_vocab_size == 1024
     assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
-    assert (a.store_dir / "tokenizer.json").read_text() == (b.store_dir / "tokenizer.json").read_text()
+    assert (a.store_dir / "tokenizer.json").read_text() == (
+        b.store_dir / "tokenizer.json"
+    ).read_text()
     assert len(a.train) < 0.5 * f.stat().st_size  # it actually merges
     text = "Kalo mi tenrho."
     assert a.tokenizer.decode(a.tokenizer.encode(text)) == text
@@ -165,8 +193,10 @@ def test_bpe_trains_to_vocab_size_deterministically_and_is_reused(tmp_path, monk
     c = load_tokens(DataConfig(**{**data.__dict__, "cache_dir": str(tmp_path / "c1")}), tcfg)
     assert np.array_equal(c.train, a.train) and c.tokenizer.vocab_size == 1000
     # other training params are another store
-    load_tokens(DataConfig(**{**data.__dict__, "cache_dir": str(tmp_path / "c1")}),
-                TokenizerConfig(name="byte"))
+    load_tokens(
+        DataConfig(**{**data.__dict__, "cache_dir": str(tmp_path / "c1")}),
+        TokenizerConfig(name="byte"),
+    )
     assert len(store_dirs(tmp_path / "c1")) == 2
 
 
@@ -175,7 +205,8 @@ def test_bpe_config_mistakes_are_one_line(tmp_path):
         BPETokenizer.check(TokenizerConfig(name="bpe", vocab_size=100))
     with pytest.raises(ConfigError, match="only for tokenizer=bpe"):
         make_tokenizer(TokenizerConfig(name="char", vocab_size=100)).check(
-            TokenizerConfig(name="char", vocab_size=100))
+            TokenizerConfig(name="char", vocab_size=100)
+        )
 
 
 # ------------------------------------------------------------------ pretrained
@@ -215,11 +246,20 @@ def test_pretrained_slow_format_directory_via_transformers(tmp_path, cache):
     tok_dir = tmp_path / "gpt2-like"
     tok_dir.mkdir()
     bpe.tok.model.save(str(tok_dir))  # vocab.json + merges.txt
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>",
-         "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}))
-    d = load_tokens(DataConfig(source="text", path=str(f), cache_dir=str(cache)),
-                    TokenizerConfig(name="pretrained", path=str(tok_dir)))
+    (tok_dir / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "GPT2Tokenizer",
+                "eos_token": "<|endoftext|>",
+                "bos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+            }
+        )
+    )
+    d = load_tokens(
+        DataConfig(source="text", path=str(f), cache_dir=str(cache)),
+        TokenizerConfig(name="pretrained", path=str(tok_dir)),
+    )
     assert d.vocab_size == 400
     text = f.read_text()[:200]
     assert d.tokenizer.decode(d.tokenizer.encode(text)) == text
@@ -264,8 +304,15 @@ def test_hf_local_files_every_format_same_documents(tmp_path, cache):
         d = load_tokens(hf_cfg(cache, data_files=str(path), text_column="body", val_fraction=0.2))
         seen[kind] = (raw(d.train), raw(d.val), d.meta["train_docs"], d.meta["val_docs"])
     assert seen["jsonl"] == seen["csv"] == seen["parquet"]
-    streamed = load_tokens(hf_cfg(tmp_path / "other-cache", data_files=str(paths["parquet"]),
-                                  text_column="body", val_fraction=0.2, streaming=True))
+    streamed = load_tokens(
+        hf_cfg(
+            tmp_path / "other-cache",
+            data_files=str(paths["parquet"]),
+            text_column="body",
+            val_fraction=0.2,
+            streaming=True,
+        )
+    )
     assert (raw(streamed.train), raw(streamed.val)) == seen["jsonl"][:2]
     train, val, n_train, n_val = seen["jsonl"]
     assert n_train + n_val == 60 and n_val > 0  # hashed split: no validation split given
@@ -333,11 +380,18 @@ def test_corpus_shorter_than_one_window(tmp_path, cache):
 
 
 def test_hub_preset_with_hub_offline_fails_at_once_naming_the_alternative(monkeypatch):
-    cfg = DataConfig(source="hf", preset="tinyshakespeare", dataset="karpathy/tiny_shakespeare",
-                     offline_alternative="data=text data.path=../shared/data/tinyshakespeare.txt")
+    cfg = DataConfig(
+        source="hf",
+        preset="tinyshakespeare",
+        dataset="karpathy/tiny_shakespeare",
+        offline_alternative="data=text data.path=../shared/data/tinyshakespeare.txt",
+    )
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"^data=tinyshakespeare needs the Hugging Face hub .* "
-                                          r"offline, use data=text data.path=\.\./shared"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^data=tinyshakespeare needs the Hugging Face hub .* "
+        r"offline, use data=text data.path=\.\./shared",
+    ):
         HFSource.check(cfg)
     assert time.perf_counter() - start < 1
 
@@ -350,7 +404,9 @@ def test_hub_probe_against_a_local_fake_hub(monkeypatch):
 
     class FakeHub(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            code = {"/api/datasets/org/there": 200, "/api/datasets/org/down": 503}.get(self.path, 404)
+            code = {"/api/datasets/org/there": 200, "/api/datasets/org/down": 503}.get(
+                self.path, 404
+            )
             self.send_response(code)
             self.end_headers()
             self.wfile.write(b"{}")
@@ -368,7 +424,9 @@ def test_hub_probe_against_a_local_fake_hub(monkeypatch):
         HFSource.check(DataConfig(source="hf", dataset="org/there"))
         with pytest.raises(ConfigError, match="the Hugging Face hub has no dataset 'org/typo'"):
             HFSource.check(DataConfig(source="hf", dataset="org/typo"))
-        with pytest.raises(ConfigError, match=r"answered HTTP 503: offline, use data=hf data.data_files"):
+        with pytest.raises(
+            ConfigError, match=r"answered HTTP 503: offline, use data=hf data.data_files"
+        ):
             HFSource.check(DataConfig(source="hf", dataset="org/down"))
     finally:
         server.shutdown()
@@ -405,18 +463,27 @@ def test_parallel_jobs_build_the_store_once(tmp_path, cache):
 
 
 def test_epoch_accounting_and_single_epoch_warning(capsys):
-    r = data_regime(train_tokens=10_000, max_steps=10, batch_size=4, block_size=64,
-                    single_epoch=True)
-    assert r == {"train_tokens": 10_000, "planned_tokens": 2560, "planned_epochs": 0.256,
-                 "repeats_data": False}
+    r = data_regime(
+        train_tokens=10_000, max_steps=10, batch_size=4, block_size=64, single_epoch=True
+    )
+    assert r == {
+        "train_tokens": 10_000,
+        "planned_tokens": 2560,
+        "planned_epochs": 0.256,
+        "repeats_data": False,
+    }
     assert capsys.readouterr().err == ""
-    r = data_regime(train_tokens=10_000, max_steps=100, batch_size=4, block_size=64,
-                    single_epoch=True)
+    r = data_regime(
+        train_tokens=10_000, max_steps=100, batch_size=4, block_size=64, single_epoch=True
+    )
     assert r["repeats_data"] and r["planned_epochs"] == 2.56
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "warning: data.single_epoch=true" in err and "2.56 epochs" in err
-    r = data_regime(train_tokens=10_000, max_steps=100, batch_size=4, block_size=64,
-                    single_epoch=False)
+    assert (
+        err.count("\n") == 1 and "warning: data.single_epoch=true" in err and "2.56 epochs" in err
+    )
+    r = data_regime(
+        train_tokens=10_000, max_steps=100, batch_size=4, block_size=64, single_epoch=False
+    )
     assert r["repeats_data"] and capsys.readouterr().err == ""  # recorded, not warned
 
 
@@ -424,19 +491,34 @@ def test_epoch_accounting_and_single_epoch_warning(capsys):
 
 
 def _cli(tmp_path, *args, extra_env=None, timeout=120):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "ARCHLAB_CONF": str(REPO / "conf"),
-           "ARCHLAB_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "ARCHLAB_CONF": str(REPO / "conf"),
+        "ARCHLAB_CACHE": str(tmp_path / "cache"),
+        "WANDB_MODE": "disabled",
+        **(extra_env or {}),
+    }
     env.pop("CI", None)
-    return subprocess.run([sys.executable, "-m", "archlab", "train", *args,
-                           f"out_dir={tmp_path / 'out'}"],
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "archlab", "train", *args, f"out_dir={tmp_path / 'out'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
 
 
 # one thread: under CPU contention (parallel jobs) 2 OpenMP threads on 2 cores crawl
-TINY = ["model/size=tiny", "train.max_steps=5", "train.val_every=5", "logger=none",
-        "trainer.threads=1"]
+TINY = [
+    "model/size=tiny",
+    "train.max_steps=5",
+    "train.val_every=5",
+    "logger=none",
+    "trainer.threads=1",
+]
 
 
 def _run_dir(tmp_path) -> Path:
@@ -461,8 +543,14 @@ def test_hub_preset_fails_fast_when_the_hub_is_unreachable(tmp_path):
 def test_e2e_hf_jsonl_with_bpe_2048(tmp_path):
     docs = [words_text(150, seed=i) for i in range(400)]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", docs)
-    out = _cli(tmp_path, "data=hf", f"data.data_files={corpus}", "tokenizer=bpe",
-               "tokenizer.vocab_size=2048", *TINY)
+    out = _cli(
+        tmp_path,
+        "data=hf",
+        f"data.data_files={corpus}",
+        "tokenizer=bpe",
+        "tokenizer.vocab_size=2048",
+        *TINY,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = _run_dir(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -481,8 +569,14 @@ def test_e2e_hf_jsonl_with_bpe_2048(tmp_path):
 
 @needs_shakespeare
 def test_e2e_text_tinyshakespeare_with_char(tmp_path):
-    out = _cli(tmp_path, "data=text", "data.path=../shared/data/tinyshakespeare.txt",
-               "tokenizer=char", "data.single_epoch=true", *TINY)
+    out = _cli(
+        tmp_path,
+        "data=text",
+        "data.path=../shared/data/tinyshakespeare.txt",
+        "tokenizer=char",
+        "data.single_epoch=true",
+        *TINY,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "warning" not in out.stderr  # 5 steps are far from one epoch
     run_dir = _run_dir(tmp_path)

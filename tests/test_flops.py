@@ -54,8 +54,9 @@ def _expected_executed(cfg: ModelConfig, T: int) -> float:
 
 
 def _check(cfg: ModelConfig, T: int | None = None) -> None:
-    cfg = dataclasses.replace(cfg, vocab_size=VOCAB, embed_dropout=0.0, attn_dropout=0.0,
-                              resid_dropout=0.0)
+    cfg = dataclasses.replace(
+        cfg, vocab_size=VOCAB, embed_dropout=0.0, attn_dropout=0.0, resid_dropout=0.0
+    )
     validate_model(cfg)
     T = T or cfg.block_size
     torch.manual_seed(0)
@@ -72,19 +73,29 @@ def test_every_preset_matches_flop_counter(arch):
     _check(_compose([f"model/arch={arch}", "model/size=tiny"]))
 
 
-@pytest.mark.parametrize("overrides", [
-    ["model/attention=gqa", "model.n_kv_heads=2"],
-    ["model/attention=mqa", "model.n_kv_heads=1"],
-    ["model/window=sliding", "model.sliding_window=16"],
-    ["model/window=local_global", "model.sliding_window=8", "model.global_every=2"],
-    ["model/window=local_global_nope", "model.n_layers=4", "model.global_every=2"],
-    ["model.tie_embeddings=false"],
-    ["model/mlp=gelu"], ["model/mlp=geglu", "model.d_ff=100"], ["model/mlp=relu2",
-                                                                  "model.mlp_ratio=3.0"],
-    ["model.head_dim=24"], ["model.head_dim=8", "model/attention=gqa", "model.n_kv_heads=2"],
-    ["model/block=parallel"], ["model/position=alibi"], ["model/position=learned"],
-    ["model.attn_softcap=20.0"], ["model/qk_norm=rmsnorm"], ["model/norm_placement=post"],
-], ids=lambda o: ",".join(o))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model/attention=gqa", "model.n_kv_heads=2"],
+        ["model/attention=mqa", "model.n_kv_heads=1"],
+        ["model/window=sliding", "model.sliding_window=16"],
+        ["model/window=local_global", "model.sliding_window=8", "model.global_every=2"],
+        ["model/window=local_global_nope", "model.n_layers=4", "model.global_every=2"],
+        ["model.tie_embeddings=false"],
+        ["model/mlp=gelu"],
+        ["model/mlp=geglu", "model.d_ff=100"],
+        ["model/mlp=relu2", "model.mlp_ratio=3.0"],
+        ["model.head_dim=24"],
+        ["model.head_dim=8", "model/attention=gqa", "model.n_kv_heads=2"],
+        ["model/block=parallel"],
+        ["model/position=alibi"],
+        ["model/position=learned"],
+        ["model.attn_softcap=20.0"],
+        ["model/qk_norm=rmsnorm"],
+        ["model/norm_placement=post"],
+    ],
+    ids=lambda o: ",".join(o),
+)
 def test_knob_variants_match_flop_counter(overrides):
     _check(_compose(["model/size=tiny", *overrides]))
 
@@ -111,6 +122,7 @@ def test_sliding_window_cheaper_and_untied_head_same_matmul():
     slid = dataclasses.replace(base, window="sliding", sliding_window=32)
     assert forward_flops_per_token(slid) < forward_flops_per_token(base)
     assert forward_flops_per_token(slid, attention="dense") == forward_flops_per_token(
-        base, attention="dense")  # masked kernels still compute every score
+        base, attention="dense"
+    )  # masked kernels still compute every score
     untied = dataclasses.replace(base, tie_embeddings=False)
     assert forward_flops_per_token(untied) == forward_flops_per_token(base)

@@ -15,8 +15,16 @@ from archlab.model import Transformer
 
 @pytest.fixture
 def run_dir(tmp_path):
-    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, block_size=32, position="alibi",
-                      window="local_global", global_every=2, sliding_window=6)
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        block_size=32,
+        position="alibi",
+        window="local_global",
+        global_every=2,
+        sliding_window=6,
+    )
     torch.manual_seed(0)
     model = Transformer(cfg)
     ckpt_dir = tmp_path / "checkpoints"
@@ -30,16 +38,29 @@ def run_dir(tmp_path):
 
 def test_generate_from_run_dir_is_seeded_and_uses_the_weights(run_dir, capsys):
     path, model = run_dir
-    args = ["generate", f"ckpt={path}", "prompt=def f(x):", "max_tokens=12", "seed=1",
-            "temperature=0"]
+    args = [
+        "generate",
+        f"ckpt={path}",
+        "prompt=def f(x):",
+        "max_tokens=12",
+        "seed=1",
+        "temperature=0",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("def f(x):")
     prompt = torch.tensor([list(b"def f(x):")])
     expected = model.eval().generate(prompt, 12, temperature=0)[0].tolist()
     assert out.rstrip("\n") == bytes(expected).decode("utf-8", errors="replace")
-    sampled = ["generate", f"ckpt={path / 'checkpoints' / 'last.ckpt'}", "prompt=ab",
-               "max_tokens=20", "top_k=5", "top_p=0.9", "seed=4"]
+    sampled = [
+        "generate",
+        f"ckpt={path / 'checkpoints' / 'last.ckpt'}",
+        "prompt=ab",
+        "max_tokens=20",
+        "top_k=5",
+        "top_p=0.9",
+        "seed=4",
+    ]
     assert main(sampled) == 0
     first = capsys.readouterr().out
     assert main(sampled) == 0

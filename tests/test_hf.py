@@ -13,36 +13,106 @@ transformers = pytest.importorskip("transformers")
 from archlab.hf import from_hf, to_hf
 
 V, T = 101, 24
-LLAMA = dict(vocab_size=V, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
-             num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-6,
-             rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+LLAMA = dict(
+    vocab_size=V,
+    hidden_size=48,
+    intermediate_size=80,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-6,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+)
 
 # (id, transformers class, config kwargs, atol): every preset transformers implements
 CASES = [
-    ("gpt2", "GPT2LMHeadModel", dict(vocab_size=V, n_positions=64, n_embd=48, n_layer=2, n_head=4), 1e-5),
-    ("gpt2-untied-inner", "GPT2LMHeadModel",
-     dict(vocab_size=V, n_positions=64, n_embd=48, n_layer=2, n_head=4, n_inner=72,
-          tie_word_embeddings=False), 1e-5),
-    ("gptj", "GPTJForCausalLM",
-     dict(vocab_size=V, n_positions=64, n_embd=64, n_layer=2, n_head=4, rotary_dim=4), 1e-5),
+    (
+        "gpt2",
+        "GPT2LMHeadModel",
+        dict(vocab_size=V, n_positions=64, n_embd=48, n_layer=2, n_head=4),
+        1e-5,
+    ),
+    (
+        "gpt2-untied-inner",
+        "GPT2LMHeadModel",
+        dict(
+            vocab_size=V,
+            n_positions=64,
+            n_embd=48,
+            n_layer=2,
+            n_head=4,
+            n_inner=72,
+            tie_word_embeddings=False,
+        ),
+        1e-5,
+    ),
+    (
+        "gptj",
+        "GPTJForCausalLM",
+        dict(vocab_size=V, n_positions=64, n_embd=64, n_layer=2, n_head=4, rotary_dim=4),
+        1e-5,
+    ),
     ("llama", "LlamaForCausalLM", LLAMA, 1e-5),
-    ("llama-gqa-bias", "LlamaForCausalLM",
-     {**LLAMA, "num_key_value_heads": 2, "attention_bias": True, "mlp_bias": True,
-      "tie_word_embeddings": True}, 1e-5),
+    (
+        "llama-gqa-bias",
+        "LlamaForCausalLM",
+        {
+            **LLAMA,
+            "num_key_value_heads": 2,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": True,
+        },
+        1e-5,
+    ),
     ("llama-mqa", "LlamaForCausalLM", {**LLAMA, "num_key_value_heads": 1}, 1e-5),
-    ("mistral-swa", "MistralForCausalLM", {**LLAMA, "num_key_value_heads": 2, "sliding_window": 7}, 1e-5),
+    (
+        "mistral-swa",
+        "MistralForCausalLM",
+        {**LLAMA, "num_key_value_heads": 2, "sliding_window": 7},
+        1e-5,
+    ),
     ("qwen3", "Qwen3ForCausalLM", {**LLAMA, "num_key_value_heads": 2, "head_dim": 16}, 1e-5),
-    ("qwen3-swa", "Qwen3ForCausalLM",
-     {**LLAMA, "num_key_value_heads": 2, "use_sliding_window": True, "sliding_window": 6,
-      "max_window_layers": 0}, 1e-5),
+    (
+        "qwen3-swa",
+        "Qwen3ForCausalLM",
+        {
+            **LLAMA,
+            "num_key_value_heads": 2,
+            "use_sliding_window": True,
+            "sliding_window": 6,
+            "max_window_layers": 0,
+        },
+        1e-5,
+    ),
     ("olmo2", "Olmo2ForCausalLM", {**LLAMA, "num_key_value_heads": 2}, 1e-5),
-    ("gemma2", "Gemma2ForCausalLM",
-     {**LLAMA, "num_key_value_heads": 2, "head_dim": 16, "query_pre_attn_scalar": 20,
-      "sliding_window": 6, "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0,
-      "hidden_activation": "gelu_pytorch_tanh"}, 1e-5),
-    ("cohere2", "Cohere2ForCausalLM",
-     {**{k: v for k, v in LLAMA.items() if k != "rms_norm_eps"}, "num_hidden_layers": 4,
-      "num_key_value_heads": 2, "sliding_window": 6, "logit_scale": 0.5}, 1e-5),
+    (
+        "gemma2",
+        "Gemma2ForCausalLM",
+        {
+            **LLAMA,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 20,
+            "sliding_window": 6,
+            "attn_logit_softcapping": 5.0,
+            "final_logit_softcapping": 3.0,
+            "hidden_activation": "gelu_pytorch_tanh",
+        },
+        1e-5,
+    ),
+    (
+        "cohere2",
+        "Cohere2ForCausalLM",
+        {
+            **{k: v for k, v in LLAMA.items() if k != "rms_norm_eps"},
+            "num_hidden_layers": 4,
+            "num_key_value_heads": 2,
+            "sliding_window": 6,
+            "logit_scale": 0.5,
+        },
+        1e-5,
+    ),
 ]
 
 
@@ -98,8 +168,10 @@ def test_unsupported_model_type_is_one_line_error():
 GPT2_DIR = os.environ.get("ARCHLAB_GPT2_DIR", "")
 
 
-@pytest.mark.skipif(not (GPT2_DIR and Path(GPT2_DIR, "config.json").is_file()),
-                    reason="set ARCHLAB_GPT2_DIR to a local Hugging Face gpt2 checkpoint")
+@pytest.mark.skipif(
+    not (GPT2_DIR and Path(GPT2_DIR, "config.json").is_file()),
+    reason="set ARCHLAB_GPT2_DIR to a local Hugging Face gpt2 checkpoint",
+)
 def test_real_gpt2_weights_from_local_dir():
     hf = transformers.AutoModelForCausalLM.from_pretrained(GPT2_DIR, dtype=torch.float32).eval()
     ours = from_hf(GPT2_DIR)

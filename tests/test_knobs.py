@@ -24,8 +24,15 @@ from archlab.model.placement import PLACEMENTS
 from archlab.model.position import POSITIONS
 from archlab.model.window import WINDOWS
 
-TINY = dict(n_layers=4, d_model=32, n_heads=4, block_size=32, vocab_size=64, sliding_window=5,
-            global_every=2)
+TINY = dict(
+    n_layers=4,
+    d_model=32,
+    n_heads=4,
+    block_size=32,
+    vocab_size=64,
+    sliding_window=5,
+    global_every=2,
+)
 KV = {"mha": None, "gqa": 2, "mqa": 1}
 
 # every option of every knob group (norm and qk_norm as their option files set them)
@@ -35,19 +42,28 @@ FACTORS = {
     "block": [dict(block=b) for b in BLOCKS],
     "mlp": [dict(mlp=m) for m in MLPS],
     "position": [dict(position=p) for p in POSITIONS] + [dict(position="rope", rope_fraction=0.5)],
-    "qk_norm": [dict(qk_norm="none"), dict(qk_norm="rmsnorm"), dict(qk_norm="layernorm"),
-                dict(qk_norm="rmsnorm", qk_norm_scope="full")],
+    "qk_norm": [
+        dict(qk_norm="none"),
+        dict(qk_norm="rmsnorm"),
+        dict(qk_norm="layernorm"),
+        dict(qk_norm="rmsnorm", qk_norm_scope="full"),
+    ],
     "attention": [dict(attention=a, n_kv_heads=KV[a]) for a in ATTENTIONS],
     "window": [dict(window=w) for w in WINDOWS],
     "init": [dict(init=i) for i in INITS],
-    "extras": [dict(), dict(bias=True, tie_embeddings=False, head_bias=True),
-               dict(attn_softcap=20.0, logit_softcap=10.0, scale_embeddings=True),
-               dict(mlp_ratio=2.0, norm_weight_offset=1.0, logit_scale=0.5),
-               dict(embed_dropout=0.1, attn_dropout=0.1, resid_dropout=0.1)],
+    "extras": [
+        dict(),
+        dict(bias=True, tie_embeddings=False, head_bias=True),
+        dict(attn_softcap=20.0, logit_softcap=10.0, scale_embeddings=True),
+        dict(mlp_ratio=2.0, norm_weight_offset=1.0, logit_scale=0.5),
+        dict(embed_dropout=0.1, attn_dropout=0.1, resid_dropout=0.1),
+    ],
 }
 # pairs no valid config contains: the documented rejections (docs/knobs.md)
-REJECTED_PAIRS = {(("position", "learned"), ("window", "local_global_nope")),
-                  (("position", "sinusoidal"), ("window", "local_global_nope"))}
+REJECTED_PAIRS = {
+    (("position", "learned"), ("window", "local_global_nope")),
+    (("position", "sinusoidal"), ("window", "local_global_nope")),
+}
 
 
 def make(choice: dict[str, int]) -> ModelConfig:
@@ -69,8 +85,12 @@ def all_pairs() -> list[dict[str, int]]:
     """A greedy pairwise covering set of valid configs (seeded, so the same every run)."""
     rng = random.Random(0)
     names = list(FACTORS)
-    todo = {((a, i), (b, j)) for a, b in itertools.combinations(names, 2)
-            for i in range(len(FACTORS[a])) for j in range(len(FACTORS[b]))}
+    todo = {
+        ((a, i), (b, j))
+        for a, b in itertools.combinations(names, 2)
+        for i in range(len(FACTORS[a]))
+        for j in range(len(FACTORS[b]))
+    }
     chosen = []
     while todo:
         (a, i), (b, j) = min(todo)  # seed each config with an uncovered pair, fill greedily
@@ -79,8 +99,10 @@ def all_pairs() -> list[dict[str, int]]:
             choice = {n: rng.randrange(len(FACTORS[n])) for n in names} | {a: i, b: j}
             if not _valid(choice):
                 continue
-            gain = sum(((x, choice[x]), (y, choice[y])) in todo
-                       for x, y in itertools.combinations(names, 2))
+            gain = sum(
+                ((x, choice[x]), (y, choice[y])) in todo
+                for x, y in itertools.combinations(names, 2)
+            )
             if gain > best_gain:
                 best, best_gain = choice, gain
         if best is None:  # no valid config holds this pair: it must be a documented rejection
@@ -139,8 +161,13 @@ VARIANTS = {
 @pytest.mark.parametrize("position", POSITIONS)
 def test_cached_decoding_matches_full_recompute(position, attention):
     for variant, kw in VARIANTS.items():
-        cfg = ModelConfig(**{**TINY, "n_layers": 2}, position=position, attention=attention,
-                          n_kv_heads=KV[attention], **kw)
+        cfg = ModelConfig(
+            **{**TINY, "n_layers": 2},
+            position=position,
+            attention=attention,
+            n_kv_heads=KV[attention],
+            **kw,
+        )
         try:
             validate_model(cfg)
         except ConfigError:
@@ -155,8 +182,13 @@ def test_cached_decoding_matches_full_recompute(position, attention):
             steps = [model(idx[:, :7], cache)]  # prefill
             steps += [model(idx[:, t : t + 1], cache) for t in range(7, 12)]  # token by token
             steps.append(model(idx[:, 12:], cache))  # a chunk after decoding
-        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5,
-                                   msg=lambda m, v=variant: f"{v}: {m}")
+        torch.testing.assert_close(
+            torch.cat(steps, dim=1),
+            full,
+            atol=2e-5,
+            rtol=1e-5,
+            msg=lambda m, v=variant: f"{v}: {m}",
+        )
         assert cache.seen == 20
         kv = KV[attention] or cfg.n_heads
         for layer, k in enumerate(cache.k):
@@ -168,11 +200,17 @@ def test_cached_decoding_matches_full_recompute(position, attention):
 def test_generate_is_seeded_and_greedy_equals_top1():
     model = Transformer(ModelConfig(**TINY)).eval()
     idx = torch.randint(0, 64, (2, 5))
-    a = model.generate(idx, 8, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(3))
-    b = model.generate(idx, 8, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(3))
+    a = model.generate(
+        idx, 8, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(3)
+    )
+    b = model.generate(
+        idx, 8, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(a, b) and a.shape == (2, 13) and torch.equal(a[:, :5], idx)
     greedy = model.generate(idx, 8, temperature=0)
-    top1 = model.generate(idx, 8, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(9))
+    top1 = model.generate(
+        idx, 8, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(9)
+    )
     assert torch.equal(greedy, top1)
     with torch.no_grad():  # greedy with the cache = argmax of full recomputation at each step
         seq = idx
@@ -221,7 +259,12 @@ def test_window_spans_and_flops():
     mixed = forward_flops_per_token(dataclasses.replace(base, window="local_global"), 64)
     assert sliding < mixed < full
     # the parallel block and an untied head do the same matmuls
-    assert forward_flops_per_token(dataclasses.replace(base, block="parallel", tie_embeddings=False), 64) == full
+    assert (
+        forward_flops_per_token(
+            dataclasses.replace(base, block="parallel", tie_embeddings=False), 64
+        )
+        == full
+    )
 
 
 # ------------------------------------------------------------------ presets (Hydra)
@@ -257,9 +300,20 @@ def test_presets_compose_with_tiny_and_cli_overrides_win():
         assert cfg.model.arch == arch and cfg.model.n_layers == 2 and cfg.model.d_model == 64
         model = Transformer(dataclasses.replace(cfg.model, vocab_size=64))
         assert model(torch.randint(0, 64, (1, 8))).shape == (1, 8, 64)
-    cfg = _compose(["model/arch=gemma2", "model/norm_placement=pre", "model.attn_softcap=null",
-                    "model.n_layers=3"]).model
-    assert (cfg.norm_placement, cfg.attn_softcap, cfg.n_layers, cfg.logit_softcap) == ("pre", None, 3, 30.0)
+    cfg = _compose(
+        [
+            "model/arch=gemma2",
+            "model/norm_placement=pre",
+            "model.attn_softcap=null",
+            "model.n_layers=3",
+        ]
+    ).model
+    assert (cfg.norm_placement, cfg.attn_softcap, cfg.n_layers, cfg.logit_softcap) == (
+        "pre",
+        None,
+        3,
+        30.0,
+    )
     assert _compose([]).model == ModelConfig()  # the default run is unchanged
     gpt2 = _compose(["model/arch=gpt2", "model/norm=rmsnorm"]).model
     assert (gpt2.norm, gpt2.mlp, gpt2.position) == ("rmsnorm", "gelu_tanh", "learned")

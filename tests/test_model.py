@@ -26,8 +26,13 @@ def tiny(**kw) -> ModelConfig:
 
 
 def knob_options():
-    for knob, registry in [("norm", NORMS), ("norm_placement", PLACEMENTS), ("mlp", MLPS),
-                           ("position", POSITIONS), ("qk_norm", QK_NORMS)]:
+    for knob, registry in [
+        ("norm", NORMS),
+        ("norm_placement", PLACEMENTS),
+        ("mlp", MLPS),
+        ("position", POSITIONS),
+        ("qk_norm", QK_NORMS),
+    ]:
         for option in registry:
             yield {knob: option}
     for option in ATTENTIONS:
@@ -68,11 +73,15 @@ def expected_params(c: ModelConfig) -> int:
     return c.n_layers * per_layer + final + c.vocab_size * c.d_model + pos + head
 
 
-@pytest.mark.parametrize("kw", [
-    {}, {"mlp": "gelu", "position": "learned", "norm": "layernorm"},
-    {"attention": "gqa", "n_kv_heads": 2, "qk_norm": "rmsnorm"},
-    {"attention": "mqa", "n_kv_heads": 1, "tie_embeddings": False, "norm_placement": "post"},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"mlp": "gelu", "position": "learned", "norm": "layernorm"},
+        {"attention": "gqa", "n_kv_heads": 2, "qk_norm": "rmsnorm"},
+        {"attention": "mqa", "n_kv_heads": 1, "tie_embeddings": False, "norm_placement": "post"},
+    ],
+)
 def test_num_params_is_exact(kw):
     c = tiny(**kw)
     model = Transformer(c)
@@ -127,10 +136,15 @@ def test_init_scales_residual_projections():
     assert untied.head.weight is not untied.embed.weight
 
 
-@pytest.mark.parametrize("kw", [
-    {"mlp": "swiglu"}, {"mlp": "gelu", "attention": "mqa", "n_kv_heads": 1},
-    {"mlp": "swiglu", "attention": "mqa", "n_kv_heads": 1}, {"mlp": "gelu"},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"mlp": "swiglu"},
+        {"mlp": "gelu", "attention": "mqa", "n_kv_heads": 1},
+        {"mlp": "swiglu", "attention": "mqa", "n_kv_heads": 1},
+        {"mlp": "gelu"},
+    ],
+)
 def test_iso_params_matches_the_reference_count(kw):
     from archlab.model.flops import iso_params_reference, param_count
 

@@ -19,9 +19,17 @@ import torch
 from conftest import REPO, run_cli
 
 # tiny, fast, checkpoint every 4 steps, log every 3: a checkpoint often falls mid-interval
-BASE = ["model/size=tiny", "train.batch_size=8", "data.val_windows=8", "train.max_steps=24",
-        "train.log_every=3", "train.val_every=6", "train.ckpt_every=4", "optim.warmup_steps=5",
-        "logger=none"]
+BASE = [
+    "model/size=tiny",
+    "train.batch_size=8",
+    "data.val_windows=8",
+    "train.max_steps=24",
+    "train.log_every=3",
+    "train.val_every=6",
+    "train.ckpt_every=4",
+    "optim.warmup_steps=5",
+    "logger=none",
+]
 WALL_CLOCK = {"time", "tokens_per_sec"}
 
 
@@ -39,8 +47,14 @@ def series(run_dir: Path, key: str) -> list[tuple[int, float]]:
 
 def popen_cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen([sys.executable, "-m", "archlab", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "archlab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(pred, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -53,9 +67,14 @@ def wait_for(pred, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def last_step(run_dir: Path) -> int:
     try:
-        return max((json.loads(ln)["step"] for ln in
-                    (run_dir / "metrics.jsonl").read_text().splitlines() if ln.endswith("}")),
-                   default=0)
+        return max(
+            (
+                json.loads(ln)["step"]
+                for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+                if ln.endswith("}")
+            ),
+            default=0,
+        )
     except (OSError, ValueError):
         return 0
 
@@ -105,8 +124,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, ref):
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_stops_then_resume_auto_continues(tmp_path):
     run = tmp_path / "run"
-    args = [*BASE, "train.max_steps=200", "train.ckpt_every=1000", f"hydra.run.dir={run}",
-            f"out_dir={tmp_path}"]
+    args = [
+        *BASE,
+        "train.max_steps=200",
+        "train.ckpt_every=1000",
+        f"hydra.run.dir={run}",
+        f"out_dir={tmp_path}",
+    ]
     p = popen_cli("train", *args, cwd=tmp_path)
     wait_for(lambda: last_step(run) >= 4, p)
     p.send_signal(signal.SIGTERM)
@@ -142,11 +166,20 @@ def test_checkpoint_is_plain_data_and_bad_files_give_one_line(tmp_path, ref):
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, foreign)
     pickled = tmp_path / "pickled.ckpt"
     torch.save({"format": "archlab-checkpoint", "obj": Path("x")}, pickled)  # needs unpickling code
-    cases = ((truncated, "cannot be loaded"), (foreign, "not an archlab checkpoint"),
-             (pickled, "cannot be loaded"))
+    cases = (
+        (truncated, "cannot be loaded"),
+        (foreign, "not an archlab checkpoint"),
+        (pickled, "cannot be loaded"),
+    )
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda c: run_cli("train", *BASE, f"resume={c[0]}",
-                                                  f"out_dir={tmp_path}/out", cwd=tmp_path), cases))
+        results = list(
+            pool.map(
+                lambda c: run_cli(
+                    "train", *BASE, f"resume={c[0]}", f"out_dir={tmp_path}/out", cwd=tmp_path
+                ),
+                cases,
+            )
+        )
     for (bad, words), r in zip(cases, results):
         assert r.returncode == 2, (bad, r.stderr[-2000:])
         assert not (tmp_path / "out").exists()
@@ -163,7 +196,12 @@ def tiny_cfg(**train):
 
     cfg = ArchlabConfig()
     cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.block_size = 2, 32, 2, 32
-    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = 12, 2, 6, 4
+    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = (
+        12,
+        2,
+        6,
+        4,
+    )
     cfg.train.ckpt_every = 4
     for k, v in train.items():
         setattr(cfg.train, k, v)
@@ -246,11 +284,24 @@ def test_wandb_failing_mid_run_never_stops_training(tmp_path, monkeypatch, caplo
 
 @pytest.mark.slow
 def test_wandb_online_without_network_falls_back_to_offline_quickly(tmp_path):
-    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "f" * 40,
-           "WANDB_BASE_URL": "http://127.0.0.1:9"}  # a closed local port: no network at all
-    r = run_cli("train", *BASE[:-1], "train.max_steps=3", "logger=wandb", "logger.mode=online",
-                "logger.init_timeout=3", f"hydra.run.dir={tmp_path / 'run'}",
-                f"out_dir={tmp_path}", cwd=tmp_path, env=env, timeout=180)
+    env = {
+        "WANDB_MODE": "online",
+        "WANDB_API_KEY": "f" * 40,
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+    }  # a closed local port: no network at all
+    r = run_cli(
+        "train",
+        *BASE[:-1],
+        "train.max_steps=3",
+        "logger=wandb",
+        "logger.mode=online",
+        "logger.init_timeout=3",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"out_dir={tmp_path}",
+        cwd=tmp_path,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert out.count("W&B online init failed") == 1, out[-3000:]
@@ -264,17 +315,17 @@ def test_wandb_online_without_network_falls_back_to_offline_quickly(tmp_path):
 # ----------------------------------------------------------------------------- config fuzzing
 
 FUZZ = [
-    (["model/normz=rmsnorm"], "model/normz"),                 # unknown group
-    (["model/norm=batchnorm"], "model/norm=batchnorm"),       # unknown option
-    (["optimizer.lr=1e-3"], "optimizer"),                     # unknown top-level key
-    (["optim.learning_rate=1e-3"], "optim.learning_rate"),    # typos in keys
+    (["model/normz=rmsnorm"], "model/normz"),  # unknown group
+    (["model/norm=batchnorm"], "model/norm=batchnorm"),  # unknown option
+    (["optimizer.lr=1e-3"], "optimizer"),  # unknown top-level key
+    (["optim.learning_rate=1e-3"], "optim.learning_rate"),  # typos in keys
     (["+train.foo=1"], "train.foo"),
-    (["optim.lr=fast"], "optim.lr"),                          # wrong types
+    (["optim.lr=fast"], "optim.lr"),  # wrong types
     (["train.batch_size=1.5"], "train.batch_size"),
     (["model.bias=maybe"], "model.bias"),
     (["seed=abc"], "seed"),
     (["train.max_steps=[1,2]"], "train.max_steps"),
-    (["optim.lr=-1"], "optim.lr"),                            # out of range
+    (["optim.lr=-1"], "optim.lr"),  # out of range
     (["optim.beta2=1.5"], "optim.beta2"),
     (["optim.min_lr_ratio=2"], "optim.min_lr_ratio"),
     (["train.batch_size=0"], "train.batch_size"),
@@ -286,18 +337,18 @@ FUZZ = [
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
     (["trainer=ddp", "trainer.strategy=ddp"], "trainer.strategy=ddp"),  # argv re-exec under Hydra
     (["logger.mode=sometimes"], "logger.mode"),
-    (["model/mlp=gelu,swiglu"], "-m"),                        # sweep syntax without -m
-    (["-m", "seed=range(0,"], "seed"),                        # broken sweep syntax
+    (["model/mlp=gelu,swiglu"], "-m"),  # sweep syntax without -m
+    (["-m", "seed=range(0,"], "seed"),  # broken sweep syntax
     (["-m", "model/mlp=gelu,swiglu", "model.n_heads=3,4"], "model.n_heads"),  # one bad sweep job
     (["seed=1=2"], "seed"),
     (["model.d_model=100", "model.n_heads=3"], "model.d_model"),  # conflicting knobs
     (["model/attention=gqa", "model.n_kv_heads=3"], "model.n_kv_heads"),
     (["loss.z_loss_coef=0.1"], "loss.z_loss_coef"),
     (["data=text", "data.path=/nonexistent/corpus.txt"], "data.path"),  # bad paths
-    (["out_dir={tmp}/afile/sub"], "out_dir"),                 # unwritable (under a regular file)
+    (["out_dir={tmp}/afile/sub"], "out_dir"),  # unwritable (under a regular file)
     (["hydra.run.dir={tmp}/afile/run"], "hydra.run.dir"),
-    (["resume=/nonexistent/last.ckpt"], "resume"),            # resume of a missing checkpoint
-    (["-m", "seed=0,1", "resume={tmp}"], "resume"),           # resume=<dir> in a sweep
+    (["resume=/nonexistent/last.ckpt"], "resume"),  # resume of a missing checkpoint
+    (["-m", "seed=0,1", "resume={tmp}"], "resume"),  # resume=<dir> in a sweep
 ]
 
 
@@ -317,8 +368,13 @@ def test_cli_fuzz_bad_overrides_exit_2_with_one_line_and_no_litter(tmp_path):
     bad = []
     for (args, key), r in zip(FUZZ, results):
         err = r.stderr.strip()
-        if not (r.returncode == 2 and err.count("\n") == 0 and key in err
-                and err.startswith("archlab train: error:") and "Traceback" not in err):
+        if not (
+            r.returncode == 2
+            and err.count("\n") == 0
+            and key in err
+            and err.startswith("archlab train: error:")
+            and "Traceback" not in err
+        ):
             bad.append((args, r.returncode, err[-500:]))
     assert not bad, bad
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no outputs/, no run dirs
@@ -326,14 +382,27 @@ def test_cli_fuzz_bad_overrides_exit_2_with_one_line_and_no_litter(tmp_path):
 
 # ----------------------------------------------------------------------------- DDP on CPU
 
-DDP_RUN = ["model/size=tiny", "train.batch_size=8", "data.val_windows=8", "train.max_steps=10",
-           "train.log_every=1", "train.val_every=5", "logger=none"]
+DDP_RUN = [
+    "model/size=tiny",
+    "train.batch_size=8",
+    "data.val_windows=8",
+    "train.max_steps=10",
+    "train.log_every=1",
+    "train.val_every=5",
+    "logger=none",
+]
 
 
 def test_ddp_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
     def run(trainer):
-        return run_cli("train", *DDP_RUN, f"trainer={trainer}", f"hydra.run.dir={tmp_path / trainer}",
-                       f"out_dir={tmp_path}", cwd=tmp_path)
+        return run_cli(
+            "train",
+            *DDP_RUN,
+            f"trainer={trainer}",
+            f"hydra.run.dir={tmp_path / trainer}",
+            f"out_dir={tmp_path}",
+            cwd=tmp_path,
+        )
 
     with ThreadPoolExecutor(2) as pool:
         one, two = pool.map(run, ["cpu", "ddp"])
@@ -342,33 +411,61 @@ def test_ddp_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
     for key in ("train/loss", "val/loss", "grad_norm", "lr"):
         a, b = series(tmp_path / "cpu", key), series(tmp_path / "ddp", key)
         assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 2, key
-        torch.testing.assert_close(torch.tensor([v for _, v in b]), torch.tensor([v for _, v in a]),
-                                   rtol=1e-4, atol=1e-5, msg=key)
-    diff = max(abs(x - y) for (_, x), (_, y) in zip(series(tmp_path / "cpu", "train/loss"),
-                                                    series(tmp_path / "ddp", "train/loss")))
+        torch.testing.assert_close(
+            torch.tensor([v for _, v in b]),
+            torch.tensor([v for _, v in a]),
+            rtol=1e-4,
+            atol=1e-5,
+            msg=key,
+        )
+    diff = max(
+        abs(x - y)
+        for (_, x), (_, y) in zip(
+            series(tmp_path / "cpu", "train/loss"), series(tmp_path / "ddp", "train/loss")
+        )
+    )
     print(f"DDP (2 procs) vs 1 proc: max |train/loss diff| = {diff:.2e}")
     s1, s2 = (json.loads((tmp_path / t / "summary.json").read_text()) for t in ("cpu", "ddp"))
     assert s2["status"] == "completed" and s2["steps"] == s1["steps"] == 10
     assert s2["tokens"] == s1["tokens"]  # train.batch_size is the global batch
-    assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt",
-                      weights_only=True)["global_step"] == 10
+    assert (
+        torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 10
+    )
 
 
 @pytest.mark.slow
 def test_ddp_under_hydra_multirun(tmp_path):
-    r = run_cli("train", "-m", *DDP_RUN, "train.max_steps=4", "trainer=ddp", "seed=0,1",
-                f"out_dir={tmp_path}", "name=ddp", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "-m",
+        *DDP_RUN,
+        "train.max_steps=4",
+        "trainer=ddp",
+        "seed=0,1",
+        f"out_dir={tmp_path}",
+        "name=ddp",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    summaries = [json.loads(p.read_text())
-                 for p in (tmp_path / "sweeps" / "ddp").glob("*/summary.json")]
+    summaries = [
+        json.loads(p.read_text()) for p in (tmp_path / "sweeps" / "ddp").glob("*/summary.json")
+    ]
     assert len(summaries) == 2 and all(s["status"] == "completed" for s in summaries)
     assert len(list((tmp_path / "sweeps").iterdir())) == 1  # no second sweep folder
 
 
 @pytest.mark.slow
 def test_preempted_sweep_stops_and_resume_auto_continues_it(tmp_path):
-    args = ["-m", *BASE, "train.max_steps=60", "train.ckpt_every=1000", "seed=0,1",
-            f"out_dir={tmp_path}", "name=pre"]
+    args = [
+        "-m",
+        *BASE,
+        "train.max_steps=60",
+        "train.ckpt_every=1000",
+        "seed=0,1",
+        f"out_dir={tmp_path}",
+        "name=pre",
+    ]
     sweep = tmp_path / "sweeps" / "pre"
 
     def job(seed: int) -> Path | None:
@@ -401,7 +498,10 @@ def test_ddp_preempted_then_resumed_follows_the_one_process_curve(tmp_path):
     assert p.returncode == 143, err[-3000:]
     stopped = json.loads((run / "summary.json").read_text())
     assert stopped["status"] == "interrupted" and stopped["steps"] < 12
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stopped["steps"]
+    assert (
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == stopped["steps"]
+    )
 
     r = run_cli("train", *args, "trainer=ddp", f"hydra.run.dir={run}", "resume=auto", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -409,5 +509,6 @@ def test_ddp_preempted_then_resumed_follows_the_one_process_curve(tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = series(tmp_path / "cpu", "train/loss"), series(run, "train/loss")
     assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 13))
-    torch.testing.assert_close(torch.tensor([v for _, v in b]), torch.tensor([v for _, v in a]),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor([v for _, v in b]), torch.tensor([v for _, v in a]), rtol=1e-4, atol=1e-5
+    )

@@ -16,8 +16,16 @@ def summaries(sweep: Path) -> dict[str, dict]:
 
 
 def test_diverging_arm_is_marked_and_sweep_resumes_and_compares(tmp_path):
-    args = ["train", "-m", *TINY, "train.max_steps=30", "optim.warmup_steps=0",
-            "optim.lr=0.003,0.03,30", f"out_dir={tmp_path}", "name=lr"]
+    args = [
+        "train",
+        "-m",
+        *TINY,
+        "train.max_steps=30",
+        "optim.warmup_steps=0",
+        "optim.lr=0.003,0.03,30",
+        f"out_dir={tmp_path}",
+        "name=lr",
+    ]
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     runs = summaries(tmp_path / "sweeps" / "lr")
@@ -50,9 +58,19 @@ def test_diverging_arm_is_marked_and_sweep_resumes_and_compares(tmp_path):
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_with_split_threads(tmp_path):
-    r = run_cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY,
-                "train.max_steps=5", "seed=0,1", "logger=none", f"out_dir={tmp_path}", "name=par",
-                cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "train.max_steps=5",
+        "seed=0,1",
+        "logger=none",
+        f"out_dir={tmp_path}",
+        "name=par",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = summaries(tmp_path / "sweeps" / "par")
     assert len(runs) == 2 and all(s["status"] == "completed" for s in runs.values())
@@ -78,8 +96,17 @@ def test_tensorboard_logger_writes_event_files(tmp_path):
 
 def test_optuna_lr_search_and_slurm_launcher_config(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    r = run_cli("train", "-m", "+experiment=lr_optuna", "hydra.sweeper.n_trials=2", *TINY,
-                "train.max_steps=5", "logger=none", f"out_dir={tmp_path}", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "-m",
+        "+experiment=lr_optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "train.max_steps=5",
+        "logger=none",
+        f"out_dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = list((tmp_path / "sweeps" / "lr_optuna").glob("*/summary.json"))
     assert len(runs) == 2

@@ -17,15 +17,25 @@ from conftest import TINY, run_cli
 def wandb_records(run_dir: str) -> list[dict]:
     """Read an offline W&B run back with the wandb CLI (no network)."""
     wandb_bin = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    out = subprocess.run([wandb_bin, "leet", "inspect", "--json", run_dir], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [wandb_bin, "leet", "inspect", "--json", run_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def wandb_summary(run_dir: str) -> dict:
     wandb_bin = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    out = subprocess.run([wandb_bin, "leet", "inspect", "--summary", "--json", run_dir],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [wandb_bin, "leet", "inspect", "--summary", "--json", run_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return json.loads(out)
 
 
@@ -38,8 +48,16 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_single_run_writes_run_record_and_wandb_history(tmp_path):
-    r = run_cli("train", *TINY, "model/attention=gqa", "model.n_kv_heads=2", "loss=z_loss",
-                f"out_dir={tmp_path}", "name=e2e", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        *TINY,
+        "model/attention=gqa",
+        "model.n_kv_heads=2",
+        "loss=z_loss",
+        f"out_dir={tmp_path}",
+        "name=e2e",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = Path(next((tmp_path / "runs").iterdir()))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -81,8 +99,16 @@ def test_single_run_writes_run_record_and_wandb_history(tmp_path):
 
 
 def test_multirun_gives_one_wandb_run_and_summary_per_job(tmp_path):
-    r = run_cli("train", "-m", *TINY, "train.max_steps=10", "model/mlp=gelu,swiglu",
-                f"out_dir={tmp_path}", "name=sweep", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "-m",
+        *TINY,
+        "train.max_steps=10",
+        "model/mlp=gelu,swiglu",
+        f"out_dir={tmp_path}",
+        "name=sweep",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = sorted((tmp_path / "sweeps" / "sweep").glob("*/summary.json"))
     assert len(jobs) == 2
@@ -115,17 +141,33 @@ def test_failing_run_is_finished_and_marked_failed(tmp_path):
 
 
 def test_failing_job_does_not_abort_the_sweep(tmp_path):
-    r = run_cli("train", "-m", *TINY, "train.max_steps=5", "trainer=cpu,gpu",
-                f"out_dir={tmp_path}", "name=mixed", "logger=none", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "-m",
+        *TINY,
+        "train.max_steps=5",
+        "trainer=cpu,gpu",
+        f"out_dir={tmp_path}",
+        "name=mixed",
+        "logger=none",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweeps" / "mixed").glob("*/summary.json")]
+    summaries = [
+        json.loads(p.read_text()) for p in (tmp_path / "sweeps" / "mixed").glob("*/summary.json")
+    ]
     status = {s["choices"]["trainer"]: s["status"] for s in summaries}
     assert status == {"cpu": "completed", "gpu": "failed"}
 
 
 def test_config_error_exits_2_with_one_line_and_no_output_dir(tmp_path):
-    r = run_cli("train", "model/attention=gqa", "model.n_kv_heads=3", f"out_dir={tmp_path}/out",
-                cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "model/attention=gqa",
+        "model.n_kv_heads=3",
+        f"out_dir={tmp_path}/out",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "model.n_kv_heads=3" in r.stderr
     assert "Traceback" not in r.stderr

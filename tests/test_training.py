@@ -24,7 +24,12 @@ def tiny_cfg(tmp_path, **model) -> ArchlabConfig:
     cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.block_size = 2, 32, 2, 32
     for k, v in model.items():
         setattr(cfg.model, k, v)
-    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = 12, 3, 6, 4
+    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = (
+        12,
+        3,
+        6,
+        4,
+    )
     cfg.data.val_windows = 4
     cfg.data.cache_dir = os.environ["ARCHLAB_CACHE"]
     cfg.logger.kinds = []
@@ -112,7 +117,9 @@ def _load(args):
     return int(splits.train.sum()), len(splits.train), len(splits.val)
 
 
-@pytest.mark.skipif(not TINYSHAKESPEARE.exists(), reason="../shared/data/tinyshakespeare.txt absent")
+@pytest.mark.skipif(
+    not TINYSHAKESPEARE.exists(), reason="../shared/data/tinyshakespeare.txt absent"
+)
 def test_token_store_concurrent_builds_agree(tmp_path):
     with mp.get_context("spawn").Pool(3) as pool:
         results = pool.map(_load, [(str(tmp_path), str(TINYSHAKESPEARE))] * 3)
@@ -138,8 +145,17 @@ def test_attention_max_logit_is_the_largest_visible_score():
     from archlab.model import Transformer
     from archlab.model.attention import Attention
 
-    cfg = ModelConfig(n_layers=1, d_model=32, n_heads=4, n_kv_heads=2, attention="gqa",
-                      block_size=16, vocab_size=64, window="sliding", sliding_window=4)
+    cfg = ModelConfig(
+        n_layers=1,
+        d_model=32,
+        n_heads=4,
+        n_kv_heads=2,
+        attention="gqa",
+        block_size=16,
+        vocab_size=64,
+        window="sliding",
+        sliding_window=4,
+    )
     t, s = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
     visible = (s <= t) & (t - s < 4)
     masked_was_larger = 0
@@ -161,7 +177,9 @@ def test_telemetry_and_long_context_eval_are_logged(tmp_path):
     cfg.train.telemetry_every = 4
     cfg.train.eval_context_multiples = [2]
     summary = train(cfg, Job(tmp_path / "rope"))
-    rows = [json.loads(line) for line in (tmp_path / "rope" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "rope" / "metrics.jsonl").read_text().splitlines()
+    ]
     tele = [r for r in rows if "attn/max_logit" in r]
     assert [r["step"] for r in tele] == [4, 8, 12]
     for r in tele:
@@ -185,6 +203,9 @@ def test_compiled_training_with_telemetry_matches_eager(tmp_path):
     compiled_cfg.trainer.compile = True
     train(eager_cfg, Job(tmp_path / "eager"))
     train(compiled_cfg, Job(tmp_path / "compiled"))
-    np.testing.assert_allclose(losses(tmp_path / "compiled", "train/loss"),
-                               losses(tmp_path / "eager", "train/loss"), rtol=1e-4)
+    np.testing.assert_allclose(
+        losses(tmp_path / "compiled", "train/loss"),
+        losses(tmp_path / "eager", "train/loss"),
+        rtol=1e-4,
+    )
     assert losses(tmp_path / "compiled", "attn/max_logit")

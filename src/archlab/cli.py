@@ -50,8 +50,20 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- train
 
-_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "--config-path", "-cp",
-                           "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 
 
 def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
@@ -78,8 +90,10 @@ def _one_line(exc: BaseException) -> str:
 
     full_key = getattr(exc, "full_key", None)  # OmegaConf: e.g. `+train.foo=1` in the schema merge
     if full_key and str(exc).startswith("Key '") and " not in " in str(exc):
-        return (f"{full_key} is not a config key ({str(exc).splitlines()[0]}): check the "
-                "spelling, or list all keys with `archlab train --cfg job`")
+        return (
+            f"{full_key} is not a config key ({str(exc).splitlines()[0]}): check the "
+            "spelling, or list all keys with `archlab train --cfg job`"
+        )
     chain: list[list[str]] = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -90,14 +104,16 @@ def _one_line(exc: BaseException) -> str:
     if missing and "Available options" in text:
         group, _, option = missing.group(1).rpartition("/")
         i = next(i for i, ln in enumerate(chain[0]) if "Available options" in ln)
-        options = [ln for ln in chain[0][i + 1:] if " " not in ln and ":" not in ln]
+        options = [ln for ln in chain[0][i + 1 :] if " " not in ln and ":" not in ln]
         return f"{group}={option} is not an option; choose one of: {', '.join(options)}"
     first = chain[0][0].rstrip(".")
     cause = chain[-1][0] if len(chain) > 1 else ""
     if "Could not override" in first or " not in " in cause:
         key = re.search(r"'([^']+)'", first)
-        return (f"{key.group(1) if key else first} is not a config key ({cause}): check the "
-                "spelling, or list all keys with `archlab train --cfg job`")
+        return (
+            f"{key.group(1) if key else first} is not a config key ({cause}): check the "
+            "spelling, or list all keys with `archlab train --cfg job`"
+        )
     if first.startswith("Error merging override"):
         return f"{first.removeprefix('Error merging override ')}: {cause}"
     return f"{first}: {cause}" if cause else first
@@ -110,9 +126,13 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
     parser = OverridesParser.create()
     try:
-        parsed = parser.parse_overrides([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+        parsed = parser.parse_overrides(
+            [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+        )
     except Exception as e:
-        raise ConfigError(f"cannot parse the overrides {' '.join(overrides)!r}: {_one_line(e)}") from None
+        raise ConfigError(
+            f"cannot parse the overrides {' '.join(overrides)!r}: {_one_line(e)}"
+        ) from None
     if not multirun:
         for p in parsed:
             if p.is_sweep_override():
@@ -193,7 +213,9 @@ def _task(cfg) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     job = Job(
         run_dir=run_dir,
-        overrides=[o for o in hc.overrides.task if not o.startswith(("name=", "out_dir=", "resume="))],
+        overrides=[
+            o for o in hc.overrides.task if not o.startswith(("name=", "out_dir=", "resume="))
+        ],
         group=cfg.name,
         choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
     )
@@ -235,8 +257,11 @@ def _report(s: dict, run_dir: Path) -> None:
         f"train_loss {fmt(s['train_loss'], '.4f')} · {fmt(s['tokens_per_sec'], ',.0f')} tok/s · "
         f"{fmt(s['params'], ',')} params · {fmt(s['elapsed_sec'], '.1f')} s\n"
         f"  run dir: {run_dir}  (config.yaml, metrics.jsonl, summary.json)"
-        + (f"\n  W&B run: {s['wandb_dir']}  (offline: `wandb sync {s['wandb_dir']}`)"
-           if s.get("wandb_dir") else ""),
+        + (
+            f"\n  W&B run: {s['wandb_dir']}  (offline: `wandb sync {s['wandb_dir']}`)"
+            if s.get("wandb_dir")
+            else ""
+        ),
         flush=True,
     )
 

@@ -261,8 +261,16 @@ def validate_model(m: ModelConfig) -> None:
     _choice(m.attention, "model.attention", ATTENTIONS)
     _choice(m.window, "model.window", WINDOWS)
     _choice(m.init, "model.init", INITS)
-    for key in ("n_layers", "d_model", "n_heads", "block_size", "vocab_size", "multiple_of",
-                "sliding_window", "global_every"):
+    for key in (
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "block_size",
+        "vocab_size",
+        "multiple_of",
+        "sliding_window",
+        "global_every",
+    ):
         if getattr(m, key) <= 0:
             raise ConfigError(f"model.{key}={getattr(m, key)} must be a positive integer")
     for key in ("n_kv_heads", "head_dim", "d_ff"):
@@ -277,8 +285,10 @@ def validate_model(m: ModelConfig) -> None:
         if not 0 <= getattr(m, key) < 1:
             raise ConfigError(f"model.{key}={getattr(m, key)} must be in [0, 1)")
     if m.iso_params and (m.d_ff is not None or m.mlp_ratio is not None):
-        raise ConfigError("model.iso_params=true chooses d_ff itself: drop model.d_ff / "
-                          "model.mlp_ratio, or set model.iso_params=false")
+        raise ConfigError(
+            "model.iso_params=true chooses d_ff itself: drop model.d_ff / "
+            "model.mlp_ratio, or set model.iso_params=false"
+        )
     if m.d_ff is not None and m.mlp_ratio is not None:
         raise ConfigError(
             f"model.d_ff={m.d_ff} and model.mlp_ratio={m.mlp_ratio} both set the MLP width: "
@@ -352,13 +362,19 @@ def validate(cfg: ArchlabConfig) -> None:
         if getattr(cfg.train, key) <= 0:
             raise ConfigError(f"train.{key}={getattr(cfg.train, key)} must be a positive integer")
     if cfg.train.telemetry_every < 0:
-        raise ConfigError(f"train.telemetry_every={cfg.train.telemetry_every} must be >= 0 (0: off)")
+        raise ConfigError(
+            f"train.telemetry_every={cfg.train.telemetry_every} must be >= 0 (0: off)"
+        )
     if any(not isinstance(k, int) or k < 2 for k in cfg.train.eval_context_multiples):
-        raise ConfigError(f"train.eval_context_multiples={cfg.train.eval_context_multiples} must "
-                          "be whole numbers >= 2, e.g. [2,4]")
+        raise ConfigError(
+            f"train.eval_context_multiples={cfg.train.eval_context_multiples} must "
+            "be whole numbers >= 2, e.g. [2,4]"
+        )
     if cfg.train.divergence_factor > 0 and cfg.train.divergence_patience < 1:
-        raise ConfigError("train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
-                          "to turn divergence stopping off)")
+        raise ConfigError(
+            "train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
+            "to turn divergence stopping off)"
+        )
     if cfg.data.val_windows <= 0:
         raise ConfigError(f"data.val_windows={cfg.data.val_windows} must be positive")
     o = cfg.optim

@@ -18,8 +18,17 @@ import torch
 
 from archlab.config import ConfigError, ModelConfig, validate_model
 
-DEFAULTS = {"ckpt": None, "hf": None, "prompt": "", "max_tokens": 100, "temperature": 0.8,
-            "top_k": 0, "top_p": 1.0, "seed": 0, "n": 1}
+DEFAULTS = {
+    "ckpt": None,
+    "hf": None,
+    "prompt": "",
+    "max_tokens": 100,
+    "temperature": 0.8,
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": 0,
+    "n": 1,
+}
 
 
 def parse(args: list[str]) -> dict:
@@ -60,7 +69,9 @@ def _model_config(ckpt: dict, ckpt_path: Path) -> tuple[dict, dict]:
         if (d / "config.yaml").is_file():
             full = OmegaConf.to_container(OmegaConf.load(d / "config.yaml"), resolve=False)
             return full["model"], full
-    raise ConfigError(f"ckpt={ckpt_path}: no model config in the checkpoint or a config.yaml beside it")
+    raise ConfigError(
+        f"ckpt={ckpt_path}: no model config in the checkpoint or a config.yaml beside it"
+    )
 
 
 def load_checkpoint(path: str | Path):
@@ -77,7 +88,7 @@ def load_checkpoint(path: str | Path):
     validate_model(cfg)
     state = ckpt.get("state_dict", ckpt)
     if any(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     model = Transformer(cfg)
     model.load_state_dict(state)
     return model.eval(), full
@@ -106,7 +117,9 @@ def main(args: list[str]) -> int:
 
             tokenizer = _HFTokenizer(AutoTokenizer.from_pretrained(opts["hf"]))
         except Exception as e:
-            raise ConfigError(f"hf={opts['hf']}: no usable tokenizer in that directory ({e})") from None
+            raise ConfigError(
+                f"hf={opts['hf']}: no usable tokenizer in that directory ({e})"
+            ) from None
     else:
         from archlab.data.tokenizers import make_tokenizer
 
@@ -118,12 +131,21 @@ def main(args: list[str]) -> int:
     new = opts["max_tokens"]
     if model.cfg.position == "learned" and len(ids) + new > model.cfg.block_size:
         new = max(0, model.cfg.block_size - len(ids))  # learned positions end at block_size
-        print(f"archlab generate: max_tokens cut to {new} (model.block_size="
-              f"{model.cfg.block_size}, learned positions)", file=sys.stderr)
+        print(
+            f"archlab generate: max_tokens cut to {new} (model.block_size="
+            f"{model.cfg.block_size}, learned positions)",
+            file=sys.stderr,
+        )
     gen = torch.Generator().manual_seed(opts["seed"])
     idx = torch.tensor([ids] * opts["n"])
-    out = model.generate(idx, new, temperature=opts["temperature"], top_k=opts["top_k"] or None,
-                         top_p=opts["top_p"], generator=gen)
+    out = model.generate(
+        idx,
+        new,
+        temperature=opts["temperature"],
+        top_k=opts["top_k"] or None,
+        top_p=opts["top_p"],
+        generator=gen,
+    )
     for row in out:
         print(tokenizer.decode(row.tolist()))
         if opts["n"] > 1:

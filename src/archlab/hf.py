@@ -31,8 +31,12 @@ from archlab.config import (
 from archlab.model import Transformer
 
 GATED_ACTS = {"silu": "swiglu", "gelu_pytorch_tanh": "geglu_tanh", "gelu": "geglu", "relu": "reglu"}
-PLAIN_ACTS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-              "relu": "relu"}
+PLAIN_ACTS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+}
 
 
 # ------------------------------------------------------------------- config: HF → archlab
@@ -41,7 +45,9 @@ PLAIN_ACTS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu":
 def _rope_theta(c) -> float:
     rp = getattr(c, "rope_parameters", None) or {}
     if rp.get("rope_type", "default") != "default":
-        raise ConfigError(f"rope_type={rp['rope_type']!r} (RoPE scaling) is not supported by archlab")
+        raise ConfigError(
+            f"rope_type={rp['rope_type']!r} (RoPE scaling) is not supported by archlab"
+        )
     return float(rp.get("rope_theta", getattr(c, "rope_theta", 10000.0)))
 
 
@@ -56,7 +62,9 @@ def _window(c) -> dict:
     n = c.num_hidden_layers
     types = getattr(c, "layer_types", None)
     if types is None:
-        types = ["sliding_attention" if getattr(c, "sliding_window", None) else "full_attention"] * n
+        types = [
+            "sliding_attention" if getattr(c, "sliding_window", None) else "full_attention"
+        ] * n
     local = [t == "sliding_attention" for t in types]
     if not any(local):
         return {"window": "full"}
@@ -71,17 +79,30 @@ def _window(c) -> dict:
 def _llama_like(c, **kw) -> dict:
     hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     gated = GATED_ACTS[getattr(c, "hidden_act", None) or c.hidden_activation]
-    return dict(
-        norm="rmsnorm", mlp=gated, position="rope", vocab_size=c.vocab_size,
-        n_layers=c.num_hidden_layers, d_model=c.hidden_size, n_heads=c.num_attention_heads,
-        head_dim=None if hd * c.num_attention_heads == c.hidden_size else hd,
-        d_ff=c.intermediate_size, block_size=c.max_position_embeddings,
-        norm_eps=getattr(c, "rms_norm_eps", None) or getattr(c, "layer_norm_eps", 1e-5),
-        rope_theta=_rope_theta(c), bias=False, attn_bias=bool(getattr(c, "attention_bias", False)),
-        mlp_bias=bool(getattr(c, "mlp_bias", False)), tie_embeddings=bool(c.tie_word_embeddings),
-        attn_dropout=float(getattr(c, "attention_dropout", 0.0)),
-        **_attention(c), **_window(c),
-    ) | kw
+    return (
+        dict(
+            norm="rmsnorm",
+            mlp=gated,
+            position="rope",
+            vocab_size=c.vocab_size,
+            n_layers=c.num_hidden_layers,
+            d_model=c.hidden_size,
+            n_heads=c.num_attention_heads,
+            head_dim=None if hd * c.num_attention_heads == c.hidden_size else hd,
+            d_ff=c.intermediate_size,
+            block_size=c.max_position_embeddings,
+            norm_eps=getattr(c, "rms_norm_eps", None) or getattr(c, "layer_norm_eps", 1e-5),
+            rope_theta=_rope_theta(c),
+            bias=False,
+            attn_bias=bool(getattr(c, "attention_bias", False)),
+            mlp_bias=bool(getattr(c, "mlp_bias", False)),
+            tie_embeddings=bool(c.tie_word_embeddings),
+            attn_dropout=float(getattr(c, "attention_dropout", 0.0)),
+            **_attention(c),
+            **_window(c),
+        )
+        | kw
+    )
 
 
 def _cfg_llama(c):
@@ -97,22 +118,34 @@ def _cfg_qwen3(c):
 
 
 def _cfg_olmo2(c):
-    return _llama_like(c, arch="olmo2", norm_placement="reordered", qk_norm="rmsnorm",
-                       qk_norm_scope="full")
+    return _llama_like(
+        c, arch="olmo2", norm_placement="reordered", qk_norm="rmsnorm", qk_norm_scope="full"
+    )
 
 
 def _cfg_gemma2(c):
     hd = c.head_dim
     return _llama_like(
-        c, arch="gemma2", norm_placement="double", norm_weight_offset=1.0, scale_embeddings=True,
-        attn_scale=c.query_pre_attn_scalar**-0.5, attn_softcap=c.attn_logit_softcapping,
+        c,
+        arch="gemma2",
+        norm_placement="double",
+        norm_weight_offset=1.0,
+        scale_embeddings=True,
+        attn_scale=c.query_pre_attn_scalar**-0.5,
+        attn_softcap=c.attn_logit_softcapping,
         logit_softcap=c.final_logit_softcapping,
     ) | {"head_dim": None if hd * c.num_attention_heads == c.hidden_size else hd}
 
 
 def _cfg_cohere2(c):
-    kw = _llama_like(c, arch="cohere2", norm="layernorm", norm_bias=False, block="parallel",
-                     logit_scale=float(c.logit_scale))
+    kw = _llama_like(
+        c,
+        arch="cohere2",
+        norm="layernorm",
+        norm_bias=False,
+        block="parallel",
+        logit_scale=float(c.logit_scale),
+    )
     if kw["window"] == "local_global":  # Cohere 2's full layers attend without RoPE
         kw["window"] = "local_global_nope"
     return kw
@@ -120,23 +153,48 @@ def _cfg_cohere2(c):
 
 def _cfg_gpt2(c):
     return dict(
-        arch="gpt2", norm="layernorm", mlp=PLAIN_ACTS[c.activation_function], position="learned",
-        vocab_size=c.vocab_size, n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head,
-        d_ff=c.n_inner or 4 * c.n_embd, block_size=c.n_positions, norm_eps=c.layer_norm_epsilon,
-        bias=True, tie_embeddings=bool(c.tie_word_embeddings), embed_dropout=c.embd_pdrop,
-        attn_dropout=c.attn_pdrop, resid_dropout=c.resid_pdrop,
+        arch="gpt2",
+        norm="layernorm",
+        mlp=PLAIN_ACTS[c.activation_function],
+        position="learned",
+        vocab_size=c.vocab_size,
+        n_layers=c.n_layer,
+        d_model=c.n_embd,
+        n_heads=c.n_head,
+        d_ff=c.n_inner or 4 * c.n_embd,
+        block_size=c.n_positions,
+        norm_eps=c.layer_norm_epsilon,
+        bias=True,
+        tie_embeddings=bool(c.tie_word_embeddings),
+        embed_dropout=c.embd_pdrop,
+        attn_dropout=c.attn_pdrop,
+        resid_dropout=c.resid_pdrop,
     )
 
 
 def _cfg_gptj(c):
     hd = c.n_embd // c.n_head
     return dict(
-        arch="gptj", norm="layernorm", block="parallel", mlp=PLAIN_ACTS[c.activation_function],
-        position="rope", rope_fraction=(c.rotary_dim or hd) / hd, vocab_size=c.vocab_size,
-        n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_ff=c.n_inner or 4 * c.n_embd,
-        block_size=c.n_positions, norm_eps=c.layer_norm_epsilon, bias=True, attn_bias=False,
-        head_bias=True, tie_embeddings=False, embed_dropout=c.embd_pdrop,
-        attn_dropout=c.attn_pdrop, resid_dropout=c.resid_pdrop,
+        arch="gptj",
+        norm="layernorm",
+        block="parallel",
+        mlp=PLAIN_ACTS[c.activation_function],
+        position="rope",
+        rope_fraction=(c.rotary_dim or hd) / hd,
+        vocab_size=c.vocab_size,
+        n_layers=c.n_layer,
+        d_model=c.n_embd,
+        n_heads=c.n_head,
+        d_ff=c.n_inner or 4 * c.n_embd,
+        block_size=c.n_positions,
+        norm_eps=c.layer_norm_epsilon,
+        bias=True,
+        attn_bias=False,
+        head_bias=True,
+        tie_embeddings=False,
+        embed_dropout=c.embd_pdrop,
+        attn_dropout=c.attn_pdrop,
+        resid_dropout=c.resid_pdrop,
     )
 
 
@@ -146,12 +204,19 @@ def _cfg_gptj(c):
 def _hf_llama_like(m: ModelConfig, **kw) -> dict:
     act = {v: k for k, v in GATED_ACTS.items()}[m.mlp]
     out = dict(
-        vocab_size=m.vocab_size, hidden_size=m.d_model, intermediate_size=_d_ff(m),
-        num_hidden_layers=m.n_layers, num_attention_heads=m.n_heads,
-        num_key_value_heads=n_kv_heads(m), head_dim=head_dim(m), hidden_act=act,
-        max_position_embeddings=m.block_size, rms_norm_eps=m.norm_eps,
+        vocab_size=m.vocab_size,
+        hidden_size=m.d_model,
+        intermediate_size=_d_ff(m),
+        num_hidden_layers=m.n_layers,
+        num_attention_heads=m.n_heads,
+        num_key_value_heads=n_kv_heads(m),
+        head_dim=head_dim(m),
+        hidden_act=act,
+        max_position_embeddings=m.block_size,
+        rms_norm_eps=m.norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": m.rope_theta},
-        attention_bias=_bias(m, "attn_bias"), tie_word_embeddings=m.tie_embeddings,
+        attention_bias=_bias(m, "attn_bias"),
+        tie_word_embeddings=m.tie_embeddings,
         attention_dropout=m.attn_dropout,
     )
     return out | kw
@@ -160,7 +225,9 @@ def _hf_llama_like(m: ModelConfig, **kw) -> dict:
 def _layer_types(m: ModelConfig) -> list[str]:
     from archlab.model.window import layer_window
 
-    return ["sliding_attention" if layer_window(m, i) else "full_attention" for i in range(m.n_layers)]
+    return [
+        "sliding_attention" if layer_window(m, i) else "full_attention" for i in range(m.n_layers)
+    ]
 
 
 def _d_ff(m):
@@ -185,8 +252,13 @@ def _hf_mistral(m):
 
 def _hf_qwen3(m):
     sliding = m.window == "sliding"
-    return _hf_llama_like(m, use_sliding_window=sliding, sliding_window=m.sliding_window,
-                          max_window_layers=0, layer_types=_layer_types(m))
+    return _hf_llama_like(
+        m,
+        use_sliding_window=sliding,
+        sliding_window=m.sliding_window,
+        max_window_layers=0,
+        layer_types=_layer_types(m),
+    )
 
 
 def _hf_olmo2(m):
@@ -198,14 +270,17 @@ def _hf_gemma2(m):
     kw["hidden_activation"] = kw.pop("hidden_act")
     return kw | dict(
         query_pre_attn_scalar=round((m.attn_scale or head_dim(m) ** -0.5) ** -2),
-        attn_logit_softcapping=m.attn_softcap, final_logit_softcapping=m.logit_softcap,
-        sliding_window=m.sliding_window, layer_types=_layer_types(m),
+        attn_logit_softcapping=m.attn_softcap,
+        final_logit_softcapping=m.logit_softcap,
+        sliding_window=m.sliding_window,
+        layer_types=_layer_types(m),
     )
 
 
 def _hf_cohere2(m):
-    kw = _hf_llama_like(m, logit_scale=m.logit_scale, sliding_window=m.sliding_window,
-                        layer_types=_layer_types(m))
+    kw = _hf_llama_like(
+        m, logit_scale=m.logit_scale, sliding_window=m.sliding_window, layer_types=_layer_types(m)
+    )
     kw["layer_norm_eps"] = kw.pop("rms_norm_eps")
     kw.pop("head_dim")
     return kw
@@ -214,20 +289,36 @@ def _hf_cohere2(m):
 def _hf_gpt2(m):
     act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}[m.mlp]
     return dict(
-        vocab_size=m.vocab_size, n_positions=m.block_size, n_embd=m.d_model, n_layer=m.n_layers,
-        n_head=m.n_heads, n_inner=_d_ff(m), activation_function=act,
-        layer_norm_epsilon=m.norm_eps, tie_word_embeddings=m.tie_embeddings,
-        resid_pdrop=m.resid_dropout, embd_pdrop=m.embed_dropout, attn_pdrop=m.attn_dropout,
+        vocab_size=m.vocab_size,
+        n_positions=m.block_size,
+        n_embd=m.d_model,
+        n_layer=m.n_layers,
+        n_head=m.n_heads,
+        n_inner=_d_ff(m),
+        activation_function=act,
+        layer_norm_epsilon=m.norm_eps,
+        tie_word_embeddings=m.tie_embeddings,
+        resid_pdrop=m.resid_dropout,
+        embd_pdrop=m.embed_dropout,
+        attn_pdrop=m.attn_dropout,
     )
 
 
 def _hf_gptj(m):
     return dict(
-        vocab_size=m.vocab_size, n_positions=m.block_size, n_embd=m.d_model, n_layer=m.n_layers,
-        n_head=m.n_heads, n_inner=_d_ff(m), rotary_dim=rotary_dim(m),
+        vocab_size=m.vocab_size,
+        n_positions=m.block_size,
+        n_embd=m.d_model,
+        n_layer=m.n_layers,
+        n_head=m.n_heads,
+        n_inner=_d_ff(m),
+        rotary_dim=rotary_dim(m),
         activation_function={"gelu_tanh": "gelu_new", "gelu": "gelu"}[m.mlp],
-        layer_norm_epsilon=m.norm_eps, tie_word_embeddings=False, resid_pdrop=m.resid_dropout,
-        embd_pdrop=m.embed_dropout, attn_pdrop=m.attn_dropout,
+        layer_norm_epsilon=m.norm_eps,
+        tie_word_embeddings=False,
+        resid_pdrop=m.resid_dropout,
+        embd_pdrop=m.embed_dropout,
+        attn_pdrop=m.attn_dropout,
     )
 
 
@@ -237,28 +328,44 @@ def _hf_gptj(m):
 def _serial(i, attn_norms, mlp_norms, qk=False, qk_scope="head") -> list[tuple]:
     """Llama-family serial blocks: ``attn_norms`` / ``mlp_norms`` = {archlab slot: HF name}."""
     ours, hf = f"blocks.{i}", f"model.layers.{i}"
-    rows = [(f"{ours}.attn.{slot}.weight", f"{hf}.{name}.weight", None)
-            for slot, name in attn_norms.items()]
-    rows += [(f"{ours}.mlp.{slot}.weight", f"{hf}.{name}.weight", None)
-             for slot, name in mlp_norms.items()]
-    rows += [(f"{ours}.attn.f.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", None)
-             for a, b in (("q", "q"), ("k", "k"), ("v", "v"), ("proj", "o"))]
-    rows += [(f"{ours}.mlp.f.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
-             for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))]
+    rows = [
+        (f"{ours}.attn.{slot}.weight", f"{hf}.{name}.weight", None)
+        for slot, name in attn_norms.items()
+    ]
+    rows += [
+        (f"{ours}.mlp.{slot}.weight", f"{hf}.{name}.weight", None)
+        for slot, name in mlp_norms.items()
+    ]
+    rows += [
+        (f"{ours}.attn.f.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", None)
+        for a, b in (("q", "q"), ("k", "k"), ("v", "v"), ("proj", "o"))
+    ]
+    rows += [
+        (f"{ours}.mlp.f.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
+        for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))
+    ]
     if qk:
         inner = ".norm" if qk_scope == "full" else ""
-        rows += [(f"{ours}.attn.f.{a}_norm{inner}.weight", f"{hf}.self_attn.{a}_norm.weight", None)
-                 for a in ("q", "k")]
+        rows += [
+            (f"{ours}.attn.f.{a}_norm{inner}.weight", f"{hf}.self_attn.{a}_norm.weight", None)
+            for a in ("q", "k")
+        ]
     return rows
 
 
 def _biases(rows: list[tuple], keys: tuple[str, ...]) -> list[tuple]:
-    return [(o.replace(".weight", ".bias"), h.replace(".weight", ".bias"), k)
-            for o, h, k in rows if any(f".{key}." in o for key in keys)]
+    return [
+        (o.replace(".weight", ".bias"), h.replace(".weight", ".bias"), k)
+        for o, h, k in rows
+        if any(f".{key}." in o for key in keys)
+    ]
 
 
 def _names_llama_like(m: ModelConfig, attn_norms, mlp_norms, **kw) -> list[tuple]:
-    rows = [("embed.weight", "model.embed_tokens.weight", None), ("norm.weight", "model.norm.weight", None)]
+    rows = [
+        ("embed.weight", "model.embed_tokens.weight", None),
+        ("norm.weight", "model.norm.weight", None),
+    ]
     for i in range(m.n_layers):
         layer = _serial(i, attn_norms, mlp_norms, **kw)
         rows += layer
@@ -272,75 +379,113 @@ def _names_llama_like(m: ModelConfig, attn_norms, mlp_norms, **kw) -> list[tuple
 
 
 def _names_llama(m):
-    return _names_llama_like(m, {"norm_in": "input_layernorm"}, {"norm_in": "post_attention_layernorm"})
+    return _names_llama_like(
+        m, {"norm_in": "input_layernorm"}, {"norm_in": "post_attention_layernorm"}
+    )
 
 
 def _names_qwen3(m):
-    return _names_llama_like(m, {"norm_in": "input_layernorm"},
-                             {"norm_in": "post_attention_layernorm"}, qk=True)
+    return _names_llama_like(
+        m, {"norm_in": "input_layernorm"}, {"norm_in": "post_attention_layernorm"}, qk=True
+    )
 
 
 def _names_olmo2(m):
-    return _names_llama_like(m, {"norm_out": "post_attention_layernorm"},
-                             {"norm_out": "post_feedforward_layernorm"}, qk=True, qk_scope="full")
+    return _names_llama_like(
+        m,
+        {"norm_out": "post_attention_layernorm"},
+        {"norm_out": "post_feedforward_layernorm"},
+        qk=True,
+        qk_scope="full",
+    )
 
 
 def _names_gemma2(m):
     return _names_llama_like(
-        m, {"norm_in": "input_layernorm", "norm_out": "post_attention_layernorm"},
-        {"norm_in": "pre_feedforward_layernorm", "norm_out": "post_feedforward_layernorm"})
+        m,
+        {"norm_in": "input_layernorm", "norm_out": "post_attention_layernorm"},
+        {"norm_in": "pre_feedforward_layernorm", "norm_out": "post_feedforward_layernorm"},
+    )
 
 
 def _names_cohere2(m):
-    rows = [("embed.weight", "model.embed_tokens.weight", None), ("norm.weight", "model.norm.weight", None)]
+    rows = [
+        ("embed.weight", "model.embed_tokens.weight", None),
+        ("norm.weight", "model.norm.weight", None),
+    ]
     for i in range(m.n_layers):
         ours, hf = f"blocks.{i}", f"model.layers.{i}"
         rows.append((f"{ours}.norm_in.weight", f"{hf}.input_layernorm.weight", None))
-        rows += [(f"{ours}.attn.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", lay)
-                 for a, b, lay in (("q", "q", "rope"), ("k", "k", "rope"), ("v", "v", None),
-                                   ("proj", "o", None))]
-        rows += [(f"{ours}.mlp.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
-                 for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))]
+        rows += [
+            (f"{ours}.attn.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", lay)
+            for a, b, lay in (
+                ("q", "q", "rope"),
+                ("k", "k", "rope"),
+                ("v", "v", None),
+                ("proj", "o", None),
+            )
+        ]
+        rows += [
+            (f"{ours}.mlp.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
+            for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))
+        ]
     if not m.tie_embeddings:
         rows.append(("head.weight", "lm_head.weight", None))
     return rows
 
 
 def _names_gpt2(m):
-    rows = [("embed.weight", "transformer.wte.weight", None),
-            ("position.wpe.weight", "transformer.wpe.weight", None)]
+    rows = [
+        ("embed.weight", "transformer.wte.weight", None),
+        ("position.wpe.weight", "transformer.wpe.weight", None),
+    ]
     for p in ("weight", "bias"):
         rows.append((f"norm.{p}", f"transformer.ln_f.{p}", None))
         for i in range(m.n_layers):
             ours, hf = f"blocks.{i}", f"transformer.h.{i}"
             t = "T" if p == "weight" else None
-            rows += [(f"{ours}.attn.norm_in.{p}", f"{hf}.ln_1.{p}", None),
-                     (f"{ours}.mlp.norm_in.{p}", f"{hf}.ln_2.{p}", None),
-                     (f"{ours}.attn.f.proj.{p}", f"{hf}.attn.c_proj.{p}", t),
-                     (f"{ours}.mlp.f.fc.{p}", f"{hf}.mlp.c_fc.{p}", t),
-                     (f"{ours}.mlp.f.proj.{p}", f"{hf}.mlp.c_proj.{p}", t)]
-            rows += [(f"{ours}.attn.f.{a}.{p}", f"{hf}.attn.c_attn.{p}", f"qkv{j}")
-                     for j, a in enumerate("qkv")]
+            rows += [
+                (f"{ours}.attn.norm_in.{p}", f"{hf}.ln_1.{p}", None),
+                (f"{ours}.mlp.norm_in.{p}", f"{hf}.ln_2.{p}", None),
+                (f"{ours}.attn.f.proj.{p}", f"{hf}.attn.c_proj.{p}", t),
+                (f"{ours}.mlp.f.fc.{p}", f"{hf}.mlp.c_fc.{p}", t),
+                (f"{ours}.mlp.f.proj.{p}", f"{hf}.mlp.c_proj.{p}", t),
+            ]
+            rows += [
+                (f"{ours}.attn.f.{a}.{p}", f"{hf}.attn.c_attn.{p}", f"qkv{j}")
+                for j, a in enumerate("qkv")
+            ]
     if not m.tie_embeddings:
         rows.append(("head.weight", "lm_head.weight", None))
     return rows
 
 
 def _names_gptj(m):
-    rows = [("embed.weight", "transformer.wte.weight", None), ("head.weight", "lm_head.weight", None),
-            ("head.bias", "lm_head.bias", None)]
+    rows = [
+        ("embed.weight", "transformer.wte.weight", None),
+        ("head.weight", "lm_head.weight", None),
+        ("head.bias", "lm_head.bias", None),
+    ]
     for p in ("weight", "bias"):
         rows.append((f"norm.{p}", f"transformer.ln_f.{p}", None))
         for i in range(m.n_layers):
             ours, hf = f"blocks.{i}", f"transformer.h.{i}"
-            rows += [(f"{ours}.norm_in.{p}", f"{hf}.ln_1.{p}", None),
-                     (f"{ours}.mlp.fc.{p}", f"{hf}.mlp.fc_in.{p}", None),
-                     (f"{ours}.mlp.proj.{p}", f"{hf}.mlp.fc_out.{p}", None)]
+            rows += [
+                (f"{ours}.norm_in.{p}", f"{hf}.ln_1.{p}", None),
+                (f"{ours}.mlp.fc.{p}", f"{hf}.mlp.fc_in.{p}", None),
+                (f"{ours}.mlp.proj.{p}", f"{hf}.mlp.fc_out.{p}", None),
+            ]
     for i in range(m.n_layers):
         ours, hf = f"blocks.{i}", f"transformer.h.{i}"
-        rows += [(f"{ours}.attn.{a}.weight", f"{hf}.attn.{b}_proj.weight", lay)
-                 for a, b, lay in (("q", "q", "rope"), ("k", "k", "rope"), ("v", "v", None),
-                                   ("proj", "out", None))]
+        rows += [
+            (f"{ours}.attn.{a}.weight", f"{hf}.attn.{b}_proj.weight", lay)
+            for a, b, lay in (
+                ("q", "q", "rope"),
+                ("k", "k", "rope"),
+                ("v", "v", None),
+                ("proj", "out", None),
+            )
+        ]
     return rows
 
 
@@ -406,7 +551,9 @@ def _load(model_or_path):
         from transformers import AutoModelForCausalLM
 
         if not Path(model_or_path).is_dir():
-            raise FileNotFoundError(f"{model_or_path} is not a local Hugging Face checkpoint directory")
+            raise FileNotFoundError(
+                f"{model_or_path} is not a local Hugging Face checkpoint directory"
+            )
         return AutoModelForCausalLM.from_pretrained(str(model_or_path), dtype=torch.float32)
     return model_or_path
 
@@ -428,13 +575,17 @@ def from_hf(model_or_path) -> Transformer:
     hf = _load(model_or_path)
     cfg = config_from_hf(hf.config)
     theirs = hf.state_dict()
-    ours = {name: _to_ours(cfg, theirs[h].float(), layout)
-            for name, h, layout in CONVERTERS[hf.config.model_type].names(cfg)}
+    ours = {
+        name: _to_ours(cfg, theirs[h].float(), layout)
+        for name, h, layout in CONVERTERS[hf.config.model_type].names(cfg)
+    }
     model = Transformer(cfg)
     missing, unexpected = model.load_state_dict(ours, strict=False)
     missing = [k for k in missing if not (cfg.tie_embeddings and k == "head.weight")]
     if missing or unexpected:
-        raise RuntimeError(f"from_hf: weights not mapped: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(
+            f"from_hf: weights not mapped: missing {missing}, unexpected {unexpected}"
+        )
     return model.eval()
 
 

@@ -28,10 +28,14 @@ import importlib.util
 import os
 import sys
 
-_FLAGS_OFF = ("_TRANSFORMERS_AVAILABLE", "_TRANSFORMERS_GREATER_EQUAL_4_4",
-              "_TRANSFORMERS_GREATER_EQUAL_4_10", "_MATPLOTLIB_AVAILABLE",
-              "_SCIENCEPLOT_AVAILABLE",
-              "_SCIPI_AVAILABLE")  # (sic) only gates the audio modules' scipy.signal patch
+_FLAGS_OFF = (
+    "_TRANSFORMERS_AVAILABLE",
+    "_TRANSFORMERS_GREATER_EQUAL_4_4",
+    "_TRANSFORMERS_GREATER_EQUAL_4_10",
+    "_MATPLOTLIB_AVAILABLE",
+    "_SCIENCEPLOT_AVAILABLE",
+    "_SCIPI_AVAILABLE",
+)  # (sic) only gates the audio modules' scipy.signal patch
 
 
 def process_start_time() -> float | None:

@@ -32,25 +32,34 @@ def norm_ops(smoke: bool = False) -> dict:
                 times[name].append((time.perf_counter() - start) / reps * 1e6)
         med = {n: statistics.median(t) for n, t in times.items()}
         ratios = sorted(a / b for a, b in zip(times["layernorm"], times["rmsnorm"]))
-        rows.append({
-            "d_model": d, "tokens": 16 * 64,
-            "layernorm_us": med["layernorm"], "rmsnorm_us": med["rmsnorm"],
-            "speedup_median": statistics.median(ratios),
-            "speedup_range": [ratios[0], ratios[-1]],
-        })
+        rows.append(
+            {
+                "d_model": d,
+                "tokens": 16 * 64,
+                "layernorm_us": med["layernorm"],
+                "rmsnorm_us": med["rmsnorm"],
+                "speedup_median": statistics.median(ratios),
+                "speedup_range": [ratios[0], ratios[-1]],
+            }
+        )
     return {"name": "norm_ops", "unit": "µs per forward+backward", "threads": 1, "rows": rows}
 
 
 def to_markdown(result: dict) -> list[str]:
     if result.get("name") == "norm_ops":
-        md = [f"Norm-op time ({result['unit']}, {result['threads']} thread, median of interleaved "
-              "rounds; speed-up = LayerNorm time / RMSNorm time per round):", "",
-              "| d_model | tokens | LayerNorm µs | RMSNorm µs | speed-up (median) | range |",
-              "|---|---|---|---|---|---|"]
+        md = [
+            f"Norm-op time ({result['unit']}, {result['threads']} thread, median of interleaved "
+            "rounds; speed-up = LayerNorm time / RMSNorm time per round):",
+            "",
+            "| d_model | tokens | LayerNorm µs | RMSNorm µs | speed-up (median) | range |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in result["rows"]:
-            md.append(f"| {r['d_model']} | {r['tokens']} | {r['layernorm_us']:.1f} | "
-                      f"{r['rmsnorm_us']:.1f} | {r['speedup_median']:.2f}× | "
-                      f"{r['speedup_range'][0]:.2f}–{r['speedup_range'][1]:.2f}× |")
+            md.append(
+                f"| {r['d_model']} | {r['tokens']} | {r['layernorm_us']:.1f} | "
+                f"{r['rmsnorm_us']:.1f} | {r['speedup_median']:.2f}× | "
+                f"{r['speedup_range'][0]:.2f}–{r['speedup_range'][1]:.2f}× |"
+            )
         return md + [""]
     return [f"`{result}`", ""]
 

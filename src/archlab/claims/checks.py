@@ -67,10 +67,11 @@ def _agg(values: list[float], agg: str) -> float | None:
     if agg == "abs_last":
         return abs(values[-1])
     if agg.startswith("last") and agg[4:].isdigit():
-        tail = values[-int(agg[4:]):]
+        tail = values[-int(agg[4:]) :]
         return sum(tail) / len(tail)
-    raise ValueError(f"unknown aggregation {agg!r} (last, first, max, min, mean, absmax, "
-                     "abs_last, last<k>)")
+    raise ValueError(
+        f"unknown aggregation {agg!r} (last, first, max, min, mean, absmax, abs_last, last<k>)"
+    )
 
 
 def metric_value(record: RunRecord, spec: str) -> float | None:
@@ -81,7 +82,9 @@ def metric_value(record: RunRecord, spec: str) -> float | None:
         return _agg([float(m[key]) for m in rows if _finite(m.get(key))], agg)
     if spec == "val_loss":
         return record.final_val_loss()
-    if spec == "val_minus_train":  # generalisation gap: final val loss - mean of last 3 train losses
+    if (
+        spec == "val_minus_train"
+    ):  # generalisation gap: final val loss - mean of last 3 train losses
         val = record.final_val_loss()
         train = metric_value(record, "last3:train/loss")
         return None if val is None or train is None else val - train
@@ -149,7 +152,8 @@ def lr_sensitivity_by_seed(runs: list[RunRecord]) -> dict[Any, float]:
         finals: dict[float, list] = {}
         for r in rs:
             finals.setdefault(run_lr(r), []).append(
-                None if r.status == "diverged" else r.final_val_loss())
+                None if r.status == "diverged" else r.final_val_loss()
+            )
         value = stats.lr_sensitivity(finals, init)
         if value is not None:
             out[seed] = value
@@ -172,9 +176,20 @@ class CheckResult:
     headline: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "check", "arm", "baseline", "metric", "status", "evidence", "numbers", "required",
-            "headline")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "check",
+                "arm",
+                "baseline",
+                "metric",
+                "status",
+                "evidence",
+                "numbers",
+                "required",
+                "headline",
+            )
+        }
 
 
 def resolve_margin(spec: Any, base_values: list[float]) -> float | None:
@@ -213,19 +228,26 @@ def _diff_numbers(a: dict, b: dict, alpha: float) -> dict[str, Any]:
     am = [v for v in a.values()]
     bm = [v for v in b.values()]
     return {
-        "test": d.test, "n_pairs": d.n_pairs, "n_arm": len(am), "n_baseline": len(bm),
+        "test": d.test,
+        "n_pairs": d.n_pairs,
+        "n_arm": len(am),
+        "n_baseline": len(bm),
         "arm_mean": sum(am) / len(am) if am else None,
         "baseline_mean": sum(bm) / len(bm) if bm else None,
-        "diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value,
+        "diff": d.mean,
+        "ci_low": d.ci_low,
+        "ci_high": d.ci_high,
+        "p_value": d.p_value,
     }
 
 
 def _diff_text(n: dict[str, Any], level: str) -> str:
-    ci = (f" [{_fmt(n['ci_low'])}, {_fmt(n['ci_high'])}]" if n["ci_low"] is not None else
-          " (no CI)")
+    ci = f" [{_fmt(n['ci_low'])}, {_fmt(n['ci_high'])}]" if n["ci_low"] is not None else " (no CI)"
     p = "n/a" if n["p_value"] is None else f"{n['p_value']:.3g}"
-    return (f"Δ = {_fmt(n['diff'])}{ci} ({level} CI, {n['test']}, n={n['n_arm']}/"
-            f"{n['n_baseline']}, p={p})")
+    return (
+        f"Δ = {_fmt(n['diff'])}{ci} ({level} CI, {n['test']}, n={n['n_arm']}/"
+        f"{n['n_baseline']}, p={p})"
+    )
 
 
 def _directional(n: dict, direction: int, margin: float | None, alpha: float) -> tuple[str, str]:
@@ -236,28 +258,43 @@ def _directional(n: dict, direction: int, margin: float | None, alpha: float) ->
         if n["diff"] * direction > 0:
             return PASS, "significant in the claimed direction"
         return FAIL, "significant in the opposite direction"
-    if margin is not None and n["ci_low"] is not None and -margin < n["ci_low"] and n["ci_high"] < margin:
+    if (
+        margin is not None
+        and n["ci_low"] is not None
+        and -margin < n["ci_low"]
+        and n["ci_high"] < margin
+    ):
         return FAIL, f"CI inside ±{_fmt(margin)}: demonstrably no effect"
     return UNKNOWN, "not significant, CI too wide to exclude an effect"
 
 
-def evaluate_check(spec: dict[str, Any], arms: dict[str, ArmData], default_baseline: str,
-                   alpha: float = 0.05) -> CheckResult:
+def evaluate_check(
+    spec: dict[str, Any], arms: dict[str, ArmData], default_baseline: str, alpha: float = 0.05
+) -> CheckResult:
     kind = spec["check"]
     arm, base = spec["arm"], spec.get("baseline", default_baseline)
     metric = spec.get("metric", "tokens_per_sec" if kind == "faster" else "val_loss")
     if kind == "lr_sensitivity_lower":
         metric = "lr_sensitivity"
     level = f"{1 - alpha:.0%}"
-    res = CheckResult(kind, arm, base, metric, UNKNOWN, "", required=spec.get("required", True),
-                      headline=bool(spec.get("headline", False)))
+    res = CheckResult(
+        kind,
+        arm,
+        base,
+        metric,
+        UNKNOWN,
+        "",
+        required=spec.get("required", True),
+        headline=bool(spec.get("headline", False)),
+    )
     if arm not in arms or base not in arms or not arms[arm].runs or not arms[base].runs:
         res.evidence = "no runs for this arm or its baseline"
         return res
     if "lr" in spec:  # compare both arms at one LR of the grid ("max", "min" or a value)
         lrs = sorted({run_lr(r) for r in arms[arm].runs + arms[base].runs} - {None})
         at = {"max": lrs[-1] if lrs else None, "min": lrs[0] if lrs else None}.get(
-            str(spec["lr"]), spec["lr"])
+            str(spec["lr"]), spec["lr"]
+        )
         arms = dict(arms)
         arms[arm] = ArmData(arm, arms[arm].runs, float(at) if at is not None else None)
         arms[base] = ArmData(base, arms[base].runs, float(at) if at is not None else None)
@@ -323,8 +360,10 @@ def evaluate_check(spec: dict[str, Any], arms: dict[str, ArmData], default_basel
         n.update(ratio=ratio, expected=expected, tol=tol)
         ok = ratio is not None and abs(ratio - expected) <= tol * abs(expected)
         res.status = PASS if ok else FAIL
-        res.evidence = (f"ratio {_fmt(n['arm_mean'])}/{_fmt(n['baseline_mean'])} = {_fmt(ratio)} "
-                        f"vs expected {expected:g} (tol {tol:g})")
+        res.evidence = (
+            f"ratio {_fmt(n['arm_mean'])}/{_fmt(n['baseline_mean'])} = {_fmt(ratio)} "
+            f"vs expected {expected:g} (tol {tol:g})"
+        )
     elif kind == "below":
         threshold = float(spec["threshold"])
         ci = stats.mean_ci(list(a.values()), alpha)
@@ -335,8 +374,10 @@ def evaluate_check(spec: dict[str, Any], arms: dict[str, ArmData], default_basel
             res.status = FAIL
         elif ci.ci_high is None and ci.mean is not None:
             res.status = PASS if ci.mean < threshold else FAIL
-        res.evidence = (f"{arm}: {metric} = {_fmt(ci.mean)} [{_fmt(ci.ci_low)}, "
-                        f"{_fmt(ci.ci_high)}] vs threshold {threshold:g}")
+        res.evidence = (
+            f"{arm}: {metric} = {_fmt(ci.mean)} [{_fmt(ci.ci_low)}, "
+            f"{_fmt(ci.ci_high)}] vs threshold {threshold:g}"
+        )
     res.numbers = n
     return res
 
@@ -350,8 +391,9 @@ def verdict(results: list[CheckResult]) -> str:
     return INCONCLUSIVE
 
 
-def evaluate(rule: list[dict[str, Any]], arms: dict[str, ArmData], baseline: str,
-             alpha: float = 0.05) -> tuple[list[CheckResult], str]:
+def evaluate(
+    rule: list[dict[str, Any]], arms: dict[str, ArmData], baseline: str, alpha: float = 0.05
+) -> tuple[list[CheckResult], str]:
     results = [evaluate_check(spec, arms, baseline, alpha) for spec in rule]
     if results and not any(r.headline for r in results):
         results[0].headline = True

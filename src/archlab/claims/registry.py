@@ -31,11 +31,28 @@ REPO = Path(__file__).resolve().parents[3]
 CLAIMS_DIR = Path(os.environ.get("ARCHLAB_CLAIMS_DIR") or REPO / "experiments" / "claims")
 
 CHECK_KINDS = {
-    "lower", "higher", "equivalent", "small_cost", "faster", "ratio_equals",
-    "lr_sensitivity_lower", "below",
+    "lower",
+    "higher",
+    "equivalent",
+    "small_cost",
+    "faster",
+    "ratio_equals",
+    "lr_sensitivity_lower",
+    "below",
 }
-REQUIRED = ("id", "claim", "sources", "base", "arms", "baseline", "seeds", "budget", "metrics",
-            "rule", "scale_note")
+REQUIRED = (
+    "id",
+    "claim",
+    "sources",
+    "base",
+    "arms",
+    "baseline",
+    "seeds",
+    "budget",
+    "metrics",
+    "rule",
+    "scale_note",
+)
 OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds", "benchmark")
 
 
@@ -152,26 +169,51 @@ def load_claim(path: Path) -> Claim:
     _need(len(sigs) == len(arms), path, "two arms have the same overrides")
     _need(isinstance(data["seeds"], int) and data["seeds"] >= 1, path, "seeds must be an int >= 1")
     arm_seeds = data.get("arm_seeds") or {}
-    _need(isinstance(arm_seeds, dict) and all(
-        a in arms and isinstance(n, int) and 1 <= n <= data["seeds"] for a, n in arm_seeds.items()),
-        path, "arm_seeds must map arms to 1..seeds")
-    _need(data["baseline"] not in arm_seeds or arm_seeds[data["baseline"]] == data["seeds"], path,
-          "the baseline arm runs all seeds (seed noise is measured on it)")
+    _need(
+        isinstance(arm_seeds, dict)
+        and all(
+            a in arms and isinstance(n, int) and 1 <= n <= data["seeds"]
+            for a, n in arm_seeds.items()
+        ),
+        path,
+        "arm_seeds must map arms to 1..seeds",
+    )
+    _need(
+        data["baseline"] not in arm_seeds or arm_seeds[data["baseline"]] == data["seeds"],
+        path,
+        "the baseline arm runs all seeds (seed noise is measured on it)",
+    )
     grid = data.get("lr_grid")
     if grid is not None:
-        _need(isinstance(grid, list) and len(grid) >= 2 and all(
-            isinstance(x, (int, float)) and x > 0 for x in grid), path,
-            "lr_grid must list >= 2 positive learning rates")
+        _need(
+            isinstance(grid, list)
+            and len(grid) >= 2
+            and all(isinstance(x, (int, float)) and x > 0 for x in grid),
+            path,
+            "lr_grid must list >= 2 positive learning rates",
+        )
         grid = [float(x) for x in grid]
     _need(isinstance(data["rule"], list) and data["rule"], path, "rule must be a non-empty list")
     for i, check in enumerate(data["rule"]):
-        _need(isinstance(check, dict) and check.get("check") in CHECK_KINDS, path,
-              f"rule[{i}]: check must be one of {', '.join(sorted(CHECK_KINDS))}")
-        _need(check.get("arm") in arms and (check.get("arm") != check.get("baseline", data["baseline"])
-              or "baseline_metric" in check), path,
-              f"rule[{i}]: arm {check.get('arm')!r} must be a non-baseline arm (or set baseline_metric)")
-        _need(check.get("baseline", data["baseline"]) in arms, path,
-              f"rule[{i}]: baseline {check.get('baseline')!r} is not an arm")
+        _need(
+            isinstance(check, dict) and check.get("check") in CHECK_KINDS,
+            path,
+            f"rule[{i}]: check must be one of {', '.join(sorted(CHECK_KINDS))}",
+        )
+        _need(
+            check.get("arm") in arms
+            and (
+                check.get("arm") != check.get("baseline", data["baseline"])
+                or "baseline_metric" in check
+            ),
+            path,
+            f"rule[{i}]: arm {check.get('arm')!r} must be a non-baseline arm (or set baseline_metric)",
+        )
+        _need(
+            check.get("baseline", data["baseline"]) in arms,
+            path,
+            f"rule[{i}]: baseline {check.get('baseline')!r} is not an arm",
+        )
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
     from archlab.claims.bench import BENCHMARKS
@@ -182,14 +224,26 @@ def load_claim(path: Path) -> Claim:
     _need(isinstance(smoke, dict), path, "smoke must be a mapping")
     _need(_strs(smoke.get("overrides", [])), path, "smoke.overrides must be a list of strings")
     return Claim(
-        id=data["id"], claim=str(data["claim"]).strip(), sources=list(data["sources"]),
-        base=list(data["base"]), arms={k: list(v) for k, v in arms.items()},
-        baseline=data["baseline"], seeds=data["seeds"], budget=dict(data["budget"]),
-        metrics=list(data["metrics"]), rule=list(data["rule"]),
-        scale_note=str(data["scale_note"]).strip(), lr_grid=grid, smoke=smoke,
-        requires=list(data.get("requires") or []), notes=list(data.get("notes") or []),
-        title=str(data.get("title") or data["id"]), needs=list(data.get("needs") or []),
-        arm_seeds=dict(arm_seeds), benchmark=list(data.get("benchmark") or []), path=path,
+        id=data["id"],
+        claim=str(data["claim"]).strip(),
+        sources=list(data["sources"]),
+        base=list(data["base"]),
+        arms={k: list(v) for k, v in arms.items()},
+        baseline=data["baseline"],
+        seeds=data["seeds"],
+        budget=dict(data["budget"]),
+        metrics=list(data["metrics"]),
+        rule=list(data["rule"]),
+        scale_note=str(data["scale_note"]).strip(),
+        lr_grid=grid,
+        smoke=smoke,
+        requires=list(data.get("requires") or []),
+        notes=list(data.get("notes") or []),
+        title=str(data.get("title") or data["id"]),
+        needs=list(data.get("needs") or []),
+        arm_seeds=dict(arm_seeds),
+        benchmark=list(data.get("benchmark") or []),
+        path=path,
     )
 
 
@@ -198,8 +252,20 @@ def claim_paths(claims_dir: Path | None = None) -> list[Path]:
 
 
 # the numbering (#8): claims not listed here come after, by name
-ORDER = ("norm_placement", "rmsnorm", "bias", "glu", "parallel", "positions", "shape",
-         "wd_dropout", "zloss", "qknorm", "gqa", "swa")
+ORDER = (
+    "norm_placement",
+    "rmsnorm",
+    "bias",
+    "glu",
+    "parallel",
+    "positions",
+    "shape",
+    "wd_dropout",
+    "zloss",
+    "qknorm",
+    "gqa",
+    "swa",
+)
 
 
 def load_all(claims_dir: Path | None = None) -> list[Claim]:

@@ -70,7 +70,9 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
                     seen.add(sig)
                     try:
                         try:
-                            cfg = to_dataclass(compose(config_name="train", overrides=list(overrides)))
+                            cfg = to_dataclass(
+                                compose(config_name="train", overrides=list(overrides))
+                            )
                         except ConfigError:
                             raise
                         except Exception as e:
@@ -100,7 +102,9 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
     if summary.get("status") == "diverged":
         return True
     want = _max_steps(overrides)
-    return summary.get("status") == "completed" and (want is None or summary.get("steps", 0) >= want)
+    return summary.get("status") == "completed" and (
+        want is None or summary.get("steps", 0) >= want
+    )
 
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
@@ -117,10 +121,16 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
     counts = {"ran": 0, "skipped": 0, "failed": 0}
-    pending = [o for _, o in jobs
-               if not is_done(read_summary(sweep_dir(runs_dir, claim) / slug(o))
-                              if (sweep_dir(runs_dir, claim) / slug(o) / "summary.json").exists()
-                              else None, o)]
+    pending = [
+        o
+        for _, o in jobs
+        if not is_done(
+            read_summary(sweep_dir(runs_dir, claim) / slug(o))
+            if (sweep_dir(runs_dir, claim) / slug(o) / "summary.json").exists()
+            else None,
+            o,
+        )
+    ]
     if pending:  # which code trained these runs (the report lists every commit used)
         sweep_dir(runs_dir, claim).mkdir(parents=True, exist_ok=True)
         with open(sweep_dir(runs_dir, claim) / COMMITS, "a") as f:
@@ -135,17 +145,20 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 continue
             for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
                 (run_dir / stale).unlink(missing_ok=True)
-            cfg = compose(config_name="train", return_hydra_config=True,
-                          overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"])
-            choices = {k: v for k, v in cfg.hydra.runtime.choices.items()
-                       if not k.startswith("hydra")}
+            cfg = compose(
+                config_name="train",
+                return_hydra_config=True,
+                overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"],
+            )
+            choices = {
+                k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")
+            }
             with_hydra = OmegaConf.to_container(cfg, resolve=False)
             with_hydra.pop("hydra", None)
             typed = to_dataclass(OmegaConf.create(with_hydra))
             if threads and typed.trainer.threads is None:
                 typed.trainer.threads = threads
-            job = Job(run_dir=run_dir, overrides=list(overrides), group=name,
-                      choices=dict(choices))
+            job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
             start = time.time()
             try:
                 summary = train(typed, job)
@@ -155,8 +168,10 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 continue
             counts["ran"] += 1
             vl = summary.get("val_loss")
-            log(f"{tag}: {summary['status']} val_loss "
-                f"{'n/a' if vl is None else f'{vl:.4f}'} ({time.time() - start:.1f} s)")
+            log(
+                f"{tag}: {summary['status']} val_loss "
+                f"{'n/a' if vl is None else f'{vl:.4f}'} ({time.time() - start:.1f} s)"
+            )
     return counts
 
 
@@ -182,11 +197,28 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
 
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "conf",
-                                ":(exclude)src/archlab/claims"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "status",
+                "--porcelain",
+                "--",
+                "src",
+                "conf",
+                ":(exclude)src/archlab/claims",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (sha or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -210,8 +242,10 @@ def machine() -> str:
     load = "n/a"
     if hasattr(os, "getloadavg"):
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)"
+    )
 
 
 def _fmt(x: Any, d: int = 4) -> str:
@@ -271,8 +305,15 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     return recs, arm_data, results, verdict, analysis
 
 
-def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
-                 counts: dict | None, wall: float | None, alpha: float = 0.05) -> dict:
+def write_report(
+    claim: Claim,
+    runs_dir: Path,
+    results_dir: Path,
+    smoke: bool,
+    counts: dict | None,
+    wall: float | None,
+    alpha: float = 0.05,
+) -> dict:
     from archlab.runs.report import markdown_table, table_rows, write_outputs
 
     recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
@@ -280,11 +321,15 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     pngs: list[Path] = []
     if analysis is not None:
         axes = ["step"] if smoke else ["step", "time"]  # tokens = step × a constant here
-        pngs = [p for p in write_outputs(analysis, out, axes)
-                if p.suffix == ".png"]
-    metric_keys = sorted({spec.get("metric", "").split(":", 1)[1] for spec in claim.rule
-                          if ":" in spec.get("metric", "")}
-                         | {m.split(":", 1)[1] for m in claim.metrics if ":" in m})
+        pngs = [p for p in write_outputs(analysis, out, axes) if p.suffix == ".png"]
+    metric_keys = sorted(
+        {
+            spec.get("metric", "").split(":", 1)[1]
+            for spec in claim.rule
+            if ":" in spec.get("metric", "")
+        }
+        | {m.split(":", 1)[1] for m in claim.metrics if ":" in m}
+    )
     lrs = {a: d.lr for a, d in arm_data.items()}
     for key in metric_keys:
         path = out / f"metric_{key.replace('/', '_').replace('@', '_at_')}.png"
@@ -294,10 +339,23 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
 
     base, n_seeds, grid = claim.settings(smoke)
     all_runs = [r for rs in recs.values() for r in rs]
-    status_count = {s: sum(r.status == s for r in all_runs) for s in ("completed", "diverged", "failed")}
-    data_info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), {}) or {}
-    tokens = next((r.summary.get("planned_tokens") for r in all_runs if r.summary.get("planned_tokens")), None)
-    epochs = next((r.summary.get("planned_epochs") for r in all_runs if r.summary.get("planned_epochs") is not None), None)
+    status_count = {
+        s: sum(r.status == s for r in all_runs) for s in ("completed", "diverged", "failed")
+    }
+    data_info = (
+        next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), {}) or {}
+    )
+    tokens = next(
+        (r.summary.get("planned_tokens") for r in all_runs if r.summary.get("planned_tokens")), None
+    )
+    epochs = next(
+        (
+            r.summary.get("planned_epochs")
+            for r in all_runs
+            if r.summary.get("planned_epochs") is not None
+        ),
+        None,
+    )
     headline = next((r for r in results if r.headline), None)
     commit = git_commit()
     mach = machine()
@@ -311,68 +369,125 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
                     label_of[arm.label] = name
 
     md = [f"# Claim `{claim.id}`: {claim.title}", "", f"> {claim.claim}", ""]
-    md += [f"**Verdict: {VERDICT_ICON.get(verdict, '')} {verdict}**"
-           + (" (SMOKE run: pipeline check only, no evidence)" if smoke else ""), ""]
+    md += [
+        f"**Verdict: {VERDICT_ICON.get(verdict, '')} {verdict}**"
+        + (" (SMOKE run: pipeline check only, no evidence)" if smoke else ""),
+        "",
+    ]
     if headline and headline.numbers.get("diff") is not None:
-        md += [f"Headline: `{headline.check}` {headline.arm} vs {headline.baseline} on "
-               f"`{headline.metric}`: {headline.evidence}", ""]
+        md += [
+            f"Headline: `{headline.check}` {headline.arm} vs {headline.baseline} on "
+            f"`{headline.metric}`: {headline.evidence}",
+            "",
+        ]
     md += ["## Sources", ""] + [f"- {s}" for s in claim.sources] + [""]
     md += ["## Setup", ""]
     md += [f"- Shared overrides: `{' '.join(base)}`"]
     md += [f"- Arms (baseline **{claim.baseline}**):"]
     md += [f"  - **{a}**: `{' '.join(o) or '(base only)'}`" for a, o in claim.arms.items()]
-    fewer = "" if smoke or not claim.arm_seeds else " except " + ", ".join(
-        f"{a}: {n}" for a, n in claim.arm_seeds.items())
-    md += [f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}){fewer}; paired by seed (same batches "
-           "and validation windows per seed); the baseline's seeds measure the seed noise"]
+    fewer = (
+        ""
+        if smoke or not claim.arm_seeds
+        else " except " + ", ".join(f"{a}: {n}" for a, n in claim.arm_seeds.items())
+    )
+    md += [
+        f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}){fewer}; paired by seed (same batches "
+        "and validation windows per seed); the baseline's seeds measure the seed noise"
+    ]
     if grid:
-        md += [f"- LR grid: {', '.join(f'{x:g}' for x in grid)} (each arm compared at its own "
-               "best LR; LR sensitivity per seed over the grid)"]
-    md += [f"- Budget: {json.dumps(claim.budget)}"
-           + (f"; {tokens:,} tokens per run ({epochs} epochs of the training split)" if tokens else "")]
+        md += [
+            f"- LR grid: {', '.join(f'{x:g}' for x in grid)} (each arm compared at its own "
+            "best LR; LR sensitivity per seed over the grid)"
+        ]
+    md += [
+        f"- Budget: {json.dumps(claim.budget)}"
+        + (f"; {tokens:,} tokens per run ({epochs} epochs of the training split)" if tokens else "")
+    ]
     if data_info:
-        md += [f"- Corpus: {data_info.get('corpus')} (fingerprint `{data_info.get('fingerprint')}`, "
-               f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
-               f"{data_info.get('tokenizer')})"]
+        md += [
+            f"- Corpus: {data_info.get('corpus')} (fingerprint `{data_info.get('fingerprint')}`, "
+            f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
+            f"{data_info.get('tokenizer')})"
+        ]
     trained = []
     if (sweep_dir(runs_dir, claim) / COMMITS).exists():
-        trained = sorted({ln.split()[0] for ln in (sweep_dir(runs_dir, claim) / COMMITS).read_text().splitlines() if ln.strip()})
-    md += [f"- archlab commit: runs trained at `{', '.join(trained) or 'unknown'}`; report written at "
-           f"`{commit}`" + (" (`+dirty`: uncommitted changes to the training code in src/ or conf/)"
-                            if commit.endswith("+dirty") else ""),
-           f"- Machine: {mach}"]
+        trained = sorted(
+            {
+                ln.split()[0]
+                for ln in (sweep_dir(runs_dir, claim) / COMMITS).read_text().splitlines()
+                if ln.strip()
+            }
+        )
+    md += [
+        f"- archlab commit: runs trained at `{', '.join(trained) or 'unknown'}`; report written at "
+        f"`{commit}`"
+        + (
+            " (`+dirty`: uncommitted changes to the training code in src/ or conf/)"
+            if commit.endswith("+dirty")
+            else ""
+        ),
+        f"- Machine: {mach}",
+    ]
     cpu_time = sum(float(r.summary.get("elapsed_sec") or 0) for r in all_runs)
-    md += [f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
-           f"{status_count['diverged']} diverged, {status_count['failed']} failed), "
-           f"{cpu_time / 60:.1f} min of training wall time in total"
-           + (f"; this invocation trained {counts['ran']}, skipped {counts['skipped']} "
-              f"already done, in {wall:.0f} s" if counts and wall is not None else "")]
+    md += [
+        f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
+        f"{status_count['diverged']} diverged, {status_count['failed']} failed), "
+        f"{cpu_time / 60:.1f} min of training wall time in total"
+        + (
+            f"; this invocation trained {counts['ran']}, skipped {counts['skipped']} "
+            f"already done, in {wall:.0f} s"
+            if counts and wall is not None
+            else ""
+        )
+    ]
     md += [f"- Runs on disk: `{sweep_dir(runs_dir, claim)}` (not committed)", ""]
-    md += ["## Checks (decision rule)", "",
-           f"Significance level {alpha}; {1 - alpha:.0%} CIs (t-intervals); Δ = arm − baseline. "
-           "Margins are stated per check (`x%` of the baseline mean, `xstd` × the measured "
-           "baseline seed std).", ""]
-    md += ["| # | check | arm vs baseline | metric | margin | result | evidence |",
-           "|---|---|---|---|---|---|---|"]
+    md += [
+        "## Checks (decision rule)",
+        "",
+        f"Significance level {alpha}; {1 - alpha:.0%} CIs (t-intervals); Δ = arm − baseline. "
+        "Margins are stated per check (`x%` of the baseline mean, `xstd` × the measured "
+        "baseline seed std).",
+        "",
+    ]
+    md += [
+        "| # | check | arm vs baseline | metric | margin | result | evidence |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(results, 1):
         margin = r.numbers.get("margin")
         mtxt = "—" if margin is None else f"{_fmt(margin)} ({r.numbers.get('margin_spec')})"
         req = "" if r.required else " (info)"
-        md += [f"| {i} | `{r.check}`{req} | {r.arm} vs {r.baseline} | `{r.metric}` | {mtxt} | "
-               f"**{r.status}** | {r.evidence} |"]
-    md += ["", f"Verdict rule: reproduced if every required check passes, not reproduced if any "
-           f"fails, inconclusive otherwise → **{verdict}**.", ""]
+        md += [
+            f"| {i} | `{r.check}`{req} | {r.arm} vs {r.baseline} | `{r.metric}` | {mtxt} | "
+            f"**{r.status}** | {r.evidence} |"
+        ]
+    md += [
+        "",
+        f"Verdict rule: reproduced if every required check passes, not reproduced if any "
+        f"fails, inconclusive otherwise → **{verdict}**.",
+        "",
+    ]
     if analysis is not None:
         res = analysis.result
         md += ["## Results (`archlab compare`)", ""]
         if label_of:
-            md += ["Arm names: " + "; ".join(f"`{lab}` = **{name}**" for lab, name in label_of.items()), ""]
+            md += [
+                "Arm names: "
+                + "; ".join(f"`{lab}` = **{name}**" for lab, name in label_of.items()),
+                "",
+            ]
         md += [markdown_table(*table_rows(res)), ""]
-        md += [f"Baseline seed noise (std of final val loss over seeds): {_fmt(res.get('seed_noise'))}", ""]
+        md += [
+            f"Baseline seed noise (std of final val loss over seeds): {_fmt(res.get('seed_noise'))}",
+            "",
+        ]
         for p in pngs:
             md += [f"![{p.stem}]({claim.id}/{p.name})", ""]
-        md += [f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md), "
-               f"[compare.json]({claim.id}/compare.json)", ""]
+        md += [
+            f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md), "
+            f"[compare.json]({claim.id}/compare.json)",
+            "",
+        ]
     else:
         md += ["## Results", "", "No runs found.", ""]
     bench_results = []
@@ -394,15 +509,26 @@ def write_report(claim: Claim, runs_dir: Path, results_dir: Path, smoke: bool,
     if html.exists() and html.stat().st_size > 2_000_000:
         html.unlink()  # too big to commit; report.md + PNGs carry the same content
     summary = {
-        "id": claim.id, "title": claim.title, "claim": claim.claim, "verdict": verdict,
-        "smoke": smoke, "commit": commit, "trained_at": trained,
-        "train_minutes": round(cpu_time / 60, 2), "machine": mach, "runs": status_count,
-        "budget": claim.budget, "seeds": n_seeds, "lr_grid": grid,
-        "checks": [r.as_dict() for r in results], "benchmarks": bench_results,
+        "id": claim.id,
+        "title": claim.title,
+        "claim": claim.claim,
+        "verdict": verdict,
+        "smoke": smoke,
+        "commit": commit,
+        "trained_at": trained,
+        "train_minutes": round(cpu_time / 60, 2),
+        "machine": mach,
+        "runs": status_count,
+        "budget": claim.budget,
+        "seeds": n_seeds,
+        "lr_grid": grid,
+        "checks": [r.as_dict() for r in results],
+        "benchmarks": bench_results,
         "headline": headline.as_dict() if headline else None,
     }
     (results_dir / f"{claim.id}.json").write_text(
-        json.dumps(C_json(summary), indent=2) + "\n", encoding="utf-8")
+        json.dumps(C_json(summary), indent=2) + "\n", encoding="utf-8"
+    )
     return summary
 
 
@@ -420,7 +546,7 @@ def _effect(summary: dict) -> str:
     n = h.get("numbers") or {}
     if n.get("diff") is None:
         return "—"
-    ci = (f" [{_fmt(n['ci_low'])}, {_fmt(n['ci_high'])}]" if n.get("ci_low") is not None else "")
+    ci = f" [{_fmt(n['ci_low'])}, {_fmt(n['ci_high'])}]" if n.get("ci_low") is not None else ""
     return f"{h['metric']}: {h['arm']} − {h['baseline']} = {_fmt(n['diff'])}{ci}"
 
 
@@ -438,12 +564,20 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         if s["runs"].get("diverged"):
             budget += f" ({s['runs']['diverged']} diverged)"
         marks = {"pass": "✓", "fail": "✗", "unknown": "?"}
-        checks = " ".join(f"{marks[k['status']]}&nbsp;{k['check']}&nbsp;{k['arm']}"
-                          for k in s["checks"] if k["required"])
-        rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
-                    f"{s['verdict']} | {_effect(s)} | {checks} | {budget} |")
-    done = [json.loads((Path(results_dir) / f"{c.id}.json").read_text()) for c in claims
-            if (Path(results_dir) / f"{c.id}.json").exists()]
+        checks = " ".join(
+            f"{marks[k['status']]}&nbsp;{k['check']}&nbsp;{k['arm']}"
+            for k in s["checks"]
+            if k["required"]
+        )
+        rows.append(
+            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
+            f"{s['verdict']} | {_effect(s)} | {checks} | {budget} |"
+        )
+    done = [
+        json.loads((Path(results_dir) / f"{c.id}.json").read_text())
+        for c in claims
+        if (Path(results_dir) / f"{c.id}.json").exists()
+    ]
     total_runs = sum(sum(d["runs"].values()) for d in done)
     total_min = sum(d.get("train_minutes") or 0 for d in done)
     text = [
@@ -483,16 +617,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict")
+    p = _Parser(
+        prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict"
+    )
     p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
-    p.add_argument("--smoke", action="store_true",
-                   help="reduced run (claim's smoke overrides); writes under a temp dir, not experiments/")
-    p.add_argument("--out", metavar="DIR", help="root for runs/ and results/ (default: experiments/, "
-                   "or $TMPDIR/archlab-claims-smoke with --smoke)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="reduced run (claim's smoke overrides); writes under a temp dir, not experiments/",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="root for runs/ and results/ (default: experiments/, "
+        "or $TMPDIR/archlab-claims-smoke with --smoke)",
+    )
     p.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default: <out>/runs)")
     p.add_argument("--results-dir", metavar="DIR", help="where reports go (default: <out>/results)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per job (default: min(2, cores))")
-    p.add_argument("--report-only", action="store_true", help="do not train; rebuild the reports from the runs")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per job (default: min(2, cores))"
+    )
+    p.add_argument(
+        "--report-only", action="store_true", help="do not train; rebuild the reports from the runs"
+    )
     p.add_argument("--list", action="store_true", help="list the claims and exit")
     p.add_argument("--alpha", type=float, default=0.05)
     return p
@@ -524,7 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         for c in claims:
             missing = c.missing_requirements()
             if missing:
-                print(f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}", file=sys.stderr)
+                print(
+                    f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
+                    file=sys.stderr,
+                )
                 continue
             if not args.report_only:
                 validate_jobs(c, args.smoke)
@@ -539,13 +689,26 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         counts = None
         if not args.report_only:
-            print(f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
-                  f"{sweep_dir(runs_dir, c)}", flush=True)
+            print(
+                f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
+                f"{sweep_dir(runs_dir, c)}",
+                flush=True,
+            )
             counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
-        s = write_report(c, runs_dir, results_dir, args.smoke, counts,
-                         None if args.report_only else time.time() - start, args.alpha)
-        print(f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
-              f"{results_dir / (c.id + '.md')}", flush=True)
+        s = write_report(
+            c,
+            runs_dir,
+            results_dir,
+            args.smoke,
+            counts,
+            None if args.report_only else time.time() - start,
+            args.alpha,
+        )
+        print(
+            f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
+            f"{results_dir / (c.id + '.md')}",
+            flush=True,
+        )
         if results_dir == RESULTS_DIR.resolve() and not args.smoke:
             write_summary_table(load_all(), results_dir, SUMMARY_MD)
         elif args.smoke:

@@ -29,8 +29,15 @@ from pathlib import Path
 from archlab.config import ConfigError, DataConfig
 from archlab.data.corpus import Corpus, find_files
 
-BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
-            ".parquet": "parquet", ".csv": "csv"}
+BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+}
 VAL_SPLITS = ("validation", "valid", "val")
 HUB_TIMEOUT = float(os.environ.get("ARCHLAB_HUB_TIMEOUT", "5"))
 _hub_ok: dict[str, None] = {}  # datasets already probed in this process (sweeps check each job)
@@ -86,7 +93,9 @@ def _missing_column(cfg: DataConfig, columns, where: str) -> ConfigError:
 
 
 def _offline_error(cfg: DataConfig, why: str) -> ConfigError:
-    alternative = cfg.offline_alternative or "data=hf data.data_files=<local .txt/.jsonl/.parquet/.csv>"
+    alternative = (
+        cfg.offline_alternative or "data=hf data.data_files=<local .txt/.jsonl/.parquet/.csv>"
+    )
     cached = "" if _offline() else " (or set HF_HUB_OFFLINE=1 if it is already in your HF cache)"
     return ConfigError(
         f"{_label(cfg)} needs the Hugging Face hub (dataset {cfg.dataset}), which {why}: "
@@ -95,8 +104,10 @@ def _offline_error(cfg: DataConfig, why: str) -> ConfigError:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _in_hf_cache(name: str) -> bool:
@@ -178,8 +189,16 @@ class HFSource:
     def fingerprint(self) -> str:
         c = self.cfg
         h = hashlib.sha256(b"hf\0")
-        for part in (c.dataset, c.subset, c.revision, c.split, c.val_split, c.text_column,
-                     c.max_docs, c.val_fraction):
+        for part in (
+            c.dataset,
+            c.subset,
+            c.revision,
+            c.split,
+            c.val_split,
+            c.text_column,
+            c.max_docs,
+            c.val_fraction,
+        ):
             h.update(f"{part}\0".encode())
         for split, files in (("train", self.files), ("val", self.val_files)):
             for f in files:
@@ -193,7 +212,8 @@ class HFSource:
         c = self.cfg
         if self.files:
             return f"hf: {len(self.files)} local file(s) from {c.data_files}" + (
-                f" (+ val {c.val_files})" if c.val_files else "")
+                f" (+ val {c.val_files})" if c.val_files else ""
+            )
         return f"hf: {c.dataset}" + (f"/{c.subset}" if c.subset else "") + f" [{c.split}]"
 
     # ---------------------------------------------------------------- loading
@@ -210,10 +230,12 @@ class HFSource:
             if self.val_files:
                 data_files["validation"] = self.val_files
             kwargs = {"sample_by": "document"} if builder == "text" else {}
-            return datasets.load_dataset(builder, data_files=data_files, streaming=c.streaming,
-                                         **kwargs)
-        return datasets.load_dataset(c.dataset, c.subset, revision=c.revision,
-                                     streaming=c.streaming)
+            return datasets.load_dataset(
+                builder, data_files=data_files, streaming=c.streaming, **kwargs
+            )
+        return datasets.load_dataset(
+            c.dataset, c.subset, revision=c.revision, streaming=c.streaming
+        )
 
     def _docs(self, ds, where: str) -> list[bytes]:
         c = self.cfg
@@ -249,21 +271,27 @@ class HFSource:
                 ) from None
             if _offline() or "connect" in msg.lower() or "offline" in msg.lower():
                 raise _offline_error(c, f"could not serve it ({type(e).__name__})") from None
-            raise ConfigError(f"{_label(c)}: datasets.load_dataset failed "
-                              f"({type(e).__name__}: {msg[:300]})") from None
+            raise ConfigError(
+                f"{_label(c)}: datasets.load_dataset failed ({type(e).__name__}: {msg[:300]})"
+            ) from None
         names = list(splits)
         if c.split not in splits:
-            raise ConfigError(f"data.split={c.split!r} is not a split of {self.describe()} "
-                              f"(splits: {', '.join(names)}): set data.split=<one of them>")
+            raise ConfigError(
+                f"data.split={c.split!r} is not a split of {self.describe()} "
+                f"(splits: {', '.join(names)}): set data.split=<one of them>"
+            )
         val_name = c.val_split or next((s for s in VAL_SPLITS if s in splits), None)
         if c.val_split and c.val_split not in splits:
-            raise ConfigError(f"data.val_split={c.val_split!r} is not a split of "
-                              f"{self.describe()} (splits: {', '.join(names)})")
+            raise ConfigError(
+                f"data.val_split={c.val_split!r} is not a split of "
+                f"{self.describe()} (splits: {', '.join(names)})"
+            )
         where = ", ".join(self.files[:2]) if self.files else self.describe()
         train = self._docs(splits[c.split], where)
         if val_name is not None:
-            return Corpus(train, self._docs(splits[val_name], f"the {val_name} split"),
-                          separate_docs=True)
+            return Corpus(
+                train, self._docs(splits[val_name], f"the {val_name} split"), separate_docs=True
+            )
         return split_documents(train, c.val_fraction)
 
 

@@ -51,7 +51,9 @@ class StdlibSource:
     def load(self) -> Corpus:
         corpus = Corpus([], [])
         for rel in self.files:
-            (corpus.val if self._is_val(rel) else corpus.train).append((self.root / rel).read_bytes())
+            (corpus.val if self._is_val(rel) else corpus.train).append(
+                (self.root / rel).read_bytes()
+            )
         return corpus
 
     def describe(self) -> str:

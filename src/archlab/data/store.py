@@ -52,13 +52,21 @@ class TokenSplits:
     def info(self) -> dict:
         """What the run record says about its data (config.yaml ``data_info``)."""
         m = self.meta
-        return {"fingerprint": self.fingerprint, "corpus": self.description,
-                "store": self.store_dir.name, "tokenizer": m.get("tokenizer", "byte"),
-                "tokenizer_vocab": self.vocab_size, "model_vocab": self.model_vocab_size,
-                "train_tokens": len(self.train), "val_tokens": len(self.val),
-                "train_docs": m.get("train_docs"), "val_docs": m.get("val_docs"),
-                "unknown_tokens": m.get("unknown_tokens", 0), "dtype": m["dtype"],
-                "build_sec": m.get("build_sec")}
+        return {
+            "fingerprint": self.fingerprint,
+            "corpus": self.description,
+            "store": self.store_dir.name,
+            "tokenizer": m.get("tokenizer", "byte"),
+            "tokenizer_vocab": self.vocab_size,
+            "model_vocab": self.model_vocab_size,
+            "train_tokens": len(self.train),
+            "val_tokens": len(self.val),
+            "train_docs": m.get("train_docs"),
+            "val_docs": m.get("val_docs"),
+            "unknown_tokens": m.get("unknown_tokens", 0),
+            "dtype": m["dtype"],
+            "build_sec": m.get("build_sec"),
+        }
 
 
 def _dtype(vocab_size: int):
@@ -91,8 +99,16 @@ def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSp
         for s in ("train", "val")
     }
     vocab = meta.get("tokenizer_vocab", 256)  # stores built before tokenizers were byte-only
-    return TokenSplits(splits["train"], splits["val"], fingerprint, vocab,
-                       source.describe(), tokenizer, final, meta)
+    return TokenSplits(
+        splits["train"],
+        splits["val"],
+        fingerprint,
+        vocab,
+        source.describe(),
+        tokenizer,
+        final,
+        meta,
+    )
 
 
 def _encode_split(tokenizer, docs: list[bytes], separate: bool, dtype) -> np.ndarray:
@@ -110,15 +126,22 @@ def _build(source, tokenizer, root: Path, final: Path) -> None:
     start = time.perf_counter()
     corpus = source.load()
     if not any(corpus.train):
-        raise ConfigError(f"the corpus ({source.describe()}) is empty: its training split has no text")
+        raise ConfigError(
+            f"the corpus ({source.describe()}) is empty: its training split has no text"
+        )
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
     try:
         tokenizer.fit(corpus.train)
         tokenizer.save(tmp)
         vocab = tokenizer.vocab_size
-        meta = {"dtype": np.dtype(_dtype(vocab)).name, "tokenizer": tokenizer.identity(),
-                "tokenizer_vocab": vocab, "source": source.describe(),
-                "train_docs": len(corpus.train), "val_docs": len(corpus.val)}
+        meta = {
+            "dtype": np.dtype(_dtype(vocab)).name,
+            "tokenizer": tokenizer.identity(),
+            "tokenizer_vocab": vocab,
+            "source": source.describe(),
+            "train_docs": len(corpus.train),
+            "val_docs": len(corpus.val),
+        }
         for split, docs in (("train", corpus.train), ("val", corpus.val)):
             arr = _encode_split(tokenizer, docs, corpus.separate_docs, meta["dtype"])
             arr.tofile(tmp / f"{split}.bin")
@@ -129,24 +152,35 @@ def _build(source, tokenizer, root: Path, final: Path) -> None:
         os.replace(tmp, final)  # atomic: readers see the whole store or none of it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"archlab: tokenised {source.describe()} with {meta['tokenizer']} "
-          f"(vocab {vocab}): {meta['train']:,} train + {meta['val']:,} val tokens "
-          f"in {meta['build_sec']:.1f} s" + (f", {meta['unknown_tokens']:,} unknown"
-                                             if meta["unknown_tokens"] else ""),
-          file=sys.stderr, flush=True)
+    print(
+        f"archlab: tokenised {source.describe()} with {meta['tokenizer']} "
+        f"(vocab {vocab}): {meta['train']:,} train + {meta['val']:,} val tokens "
+        f"in {meta['build_sec']:.1f} s"
+        + (f", {meta['unknown_tokens']:,} unknown" if meta["unknown_tokens"] else ""),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
-def data_regime(train_tokens: int, max_steps: int, batch_size: int, block_size: int,
-                single_epoch: bool) -> dict:
+def data_regime(
+    train_tokens: int, max_steps: int, batch_size: int, block_size: int, single_epoch: bool
+) -> dict:
     """Single epoch or repeated data? Known before the first step; warns (one line) when a run
     meant to be single-epoch (``data.single_epoch=true``) would repeat its training split."""
     planned = max_steps * batch_size * block_size
     epochs = planned / train_tokens if train_tokens else float("inf")
-    regime = {"train_tokens": int(train_tokens), "planned_tokens": planned,
-              "planned_epochs": round(epochs, 4), "repeats_data": epochs > 1}
+    regime = {
+        "train_tokens": int(train_tokens),
+        "planned_tokens": planned,
+        "planned_epochs": round(epochs, 4),
+        "repeats_data": epochs > 1,
+    }
     if single_epoch and epochs > 1:
-        print(f"archlab train: warning: data.single_epoch=true but this run repeats data: "
-              f"{planned:,} tokens (train.max_steps × batch × block_size) = {epochs:.2f} epochs "
-              f"of the {train_tokens:,}-token training split; use more data or fewer steps",
-              file=sys.stderr, flush=True)
+        print(
+            f"archlab train: warning: data.single_epoch=true but this run repeats data: "
+            f"{planned:,} tokens (train.max_steps × batch × block_size) = {epochs:.2f} epochs "
+            f"of the {train_tokens:,}-token training split; use more data or fewer steps",
+            file=sys.stderr,
+            flush=True,
+        )
     return regime

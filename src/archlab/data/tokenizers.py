@@ -40,7 +40,8 @@ def check_checkpoint_vocab(checkpoint_vocab: int, tokenizer_vocab: int, what: st
     """A checkpoint's embedding rows must cover the tokenizer (else ids would index past it)
     and must not be a different tokenizer's padded size either."""
     if checkpoint_vocab < tokenizer_vocab or checkpoint_vocab not in (
-        tokenizer_vocab, padded_vocab(tokenizer_vocab)
+        tokenizer_vocab,
+        padded_vocab(tokenizer_vocab),
     ):
         raise ConfigError(
             f"{what} has a vocabulary of {checkpoint_vocab} tokens but the tokenizer has "
@@ -231,8 +232,10 @@ class BPETokenizer(_HFTokenizer):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=self.tcfg.vocab_size, min_frequency=self.tcfg.min_frequency,
-            special_tokens=[EOT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            vocab_size=self.tcfg.vocab_size,
+            min_frequency=self.tcfg.min_frequency,
+            special_tokens=[EOT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
         texts = (d.decode("utf-8", errors="replace") for d in docs)
@@ -259,7 +262,9 @@ class PretrainedTokenizer(_HFTokenizer):
                 f"tokenizer=pretrained needs tokenizer.path=<a local Hugging Face tokenizer "
                 f"directory>, got {tcfg.path!r} (not a directory)"
             )
-        if not any((d / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
+        if not any(
+            (d / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+        ):
             raise ConfigError(
                 f"tokenizer.path={tcfg.path!r} holds no tokenizer.json, vocab.json or "
                 "tokenizer_config.json: point it at a saved Hugging Face tokenizer"

@@ -124,8 +124,13 @@ class Attention(nn.Module):
         p_drop = self.dropout if self.training else 0.0
         if self.softcap is None:
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None and not one_query,
-                dropout_p=p_drop, scale=self.scale,
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=mask is None and not one_query,
+                dropout_p=p_drop,
+                scale=self.scale,
             )
         else:  # explicit math: scale → cap → mask → softmax (Gemma 2 order)
             scores = softcap((q @ k.transpose(-2, -1)) * self.scale, self.softcap)  # (B, H, T, S)

@@ -1,7 +1,7 @@
 """Knob ``model/block``: how attention and MLP combine in one layer, norms per ``placement.py``.
 
-    serial    x = x + attn(x);  x = x + mlp(x)       GPT-2, Llama (each wrapped in norms)
-    parallel  x = x + attn(n(x)) + mlp(n(x))          GPT-J, PaLM, Cohere: one shared input norm
+serial    x = x + attn(x);  x = x + mlp(x)       GPT-2, Llama (each wrapped in norms)
+parallel  x = x + attn(n(x)) + mlp(n(x))          GPT-J, PaLM, Cohere: one shared input norm
 """
 
 from __future__ import annotations

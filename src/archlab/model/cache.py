@@ -46,8 +46,11 @@ class KVCache:
         if buf is None or buf[0].shape[2] < n:
             cap = max(n, self.capacity or 0, 2 * buf[0].shape[2] if buf is not None else 0)
             B, H, _, hd = k.shape
-            buf = (k.new_empty(B, H, cap, hd), v.new_empty(B, H, cap, v.shape[3]),
-                   pos.new_empty(cap))
+            buf = (
+                k.new_empty(B, H, cap, hd),
+                v.new_empty(B, H, cap, v.shape[3]),
+                pos.new_empty(cap),
+            )
             if old:
                 buf[0][:, :, :old], buf[1][:, :, :old] = self.k[layer], self.v[layer]
                 buf[2][:old] = self.kpos[layer]

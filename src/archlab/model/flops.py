@@ -29,8 +29,9 @@ def _mean_span(T: int, window: int | None) -> float:
     return (window * (window + 1) / 2 + (T - window) * window) / T
 
 
-def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
-                            attention: str = "causal") -> float:
+def forward_flops_per_token(
+    cfg: ModelConfig, seq_len: int | None = None, attention: str = "causal"
+) -> float:
     """Matmul FLOPs of one forward pass per token, averaged over a causal window of seq_len
     (``attention="dense"``: every query pays for all seq_len keys, see the module docstring).
 
@@ -54,8 +55,9 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
     return total + 2 * d * cfg.vocab_size
 
 
-def train_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
-                          attention: str = "causal") -> float:
+def train_flops_per_token(
+    cfg: ModelConfig, seq_len: int | None = None, attention: str = "causal"
+) -> float:
     """Forward + backward: the backward pass does two matmuls (input and weight gradients)
     per forward matmul, so 3 × forward."""
     return 3 * forward_flops_per_token(cfg, seq_len, attention)
@@ -76,9 +78,11 @@ def executed_flops(model, idx, backward: bool = True) -> int:
     custom = {}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         custom[aten._scaled_dot_product_flash_attention_for_cpu] = (
-            lambda q, k, v, *_, out_shape=None, **__: fcm.sdpa_flop_count(q, k, v))
+            lambda q, k, v, *_, out_shape=None, **__: fcm.sdpa_flop_count(q, k, v)
+        )
         custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
-            lambda g, q, k, v, *_, out_shape=None, **__: fcm.sdpa_backward_flop_count(g, q, k, v))
+            lambda g, q, k, v, *_, out_shape=None, **__: fcm.sdpa_backward_flop_count(g, q, k, v)
+        )
     with fcm.FlopCounterMode(display=False, custom_mapping=custom) as counter:
         out = model(idx)
         if backward:
@@ -114,8 +118,15 @@ def param_count(cfg: ModelConfig) -> int:
 
 def iso_params_reference(cfg: ModelConfig) -> ModelConfig:
     """The architecture iso-parameter arms are matched to: MHA with a 4·d GeLU MLP."""
-    return replace(cfg, mlp="gelu", attention="mha", n_kv_heads=None, d_ff=None, mlp_ratio=None,
-                   iso_params=False)
+    return replace(
+        cfg,
+        mlp="gelu",
+        attention="mha",
+        n_kv_heads=None,
+        d_ff=None,
+        mlp_ratio=None,
+        iso_params=False,
+    )
 
 
 def iso_params_d_ff(cfg: ModelConfig) -> int:

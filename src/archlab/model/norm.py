@@ -76,4 +76,6 @@ def make_norm(cfg, dim: int | None = None) -> nn.Module:
 
 def make_qk_norm(cfg, n_heads: int, head_dim: int) -> nn.Module:
     norm = QK_NORMS[cfg.qk_norm]
-    return QK_NORM_SCOPES[cfg.qk_norm_scope](norm, n_heads, head_dim, cfg) if norm else nn.Identity()
+    return (
+        QK_NORM_SCOPES[cfg.qk_norm_scope](norm, n_heads, head_dim, cfg) if norm else nn.Identity()
+    )

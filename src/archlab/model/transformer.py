@@ -1,8 +1,8 @@
 """A decoder-only transformer assembled from the knob modules.
 
-    tokens (B, T) → embedding (B, T, d) [× sqrt(d)] → [+ absolute positions] → dropout
-    → n_layers × Block (serial | parallel; norms per placement; per-layer window / positions)
-    → [final norm] → head (B, T, vocab) [× logit_scale] [→ soft-cap]
+tokens (B, T) → embedding (B, T, d) [× sqrt(d)] → [+ absolute positions] → dropout
+→ n_layers × Block (serial | parallel; norms per placement; per-layer window / positions)
+→ [final norm] → head (B, T, vocab) [× logit_scale] [→ soft-cap]
 """
 
 from __future__ import annotations
@@ -60,9 +60,15 @@ class Transformer(nn.Module):
         return softcap(logits, self.cfg.logit_softcap)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Sample max_new_tokens after idx (B, T) with a KV cache; returns (B, T + new)."""
         cache = KVCache(self.cfg.n_layers, capacity=idx.shape[1] + max_new_tokens)
         logits = self(idx, cache)[:, -1]  # prefill: (B, vocab)
@@ -85,8 +91,13 @@ class Transformer(nn.Module):
         return n
 
 
-def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, generator: torch.Generator | None = None):
+def sample(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+):
     """One token per row from logits (B, vocab): greedy at temperature 0, else top-k / top-p."""
     if temperature <= 0:
         return logits.argmax(-1, keepdim=True)

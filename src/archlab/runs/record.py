@@ -1,8 +1,8 @@
 """The run-directory contract: what every run writes, and what compare/reproduce read.
 
-    <run_dir>/config.yaml    the resolved config (knobs as plain values)
-    <run_dir>/metrics.jsonl  one JSON object per logged step (train and val lines)
-    <run_dir>/summary.json   status, steps, tokens, losses, params, tokens/s, seed, overrides, …
+<run_dir>/config.yaml    the resolved config (knobs as plain values)
+<run_dir>/metrics.jsonl  one JSON object per logged step (train and val lines)
+<run_dir>/summary.json   status, steps, tokens, losses, params, tokens/s, seed, overrides, …
 """
 
 from __future__ import annotations

@@ -72,8 +72,11 @@ class Telemetry(Callback):
         step = trainer.global_step
         if step % self.every:
             return
-        row = {**self._logit_stats(pl_module.model, batch[0][: self.rows]),
-               **self._weight_stats(pl_module.model), "loss_spikes": self.spikes}
+        row = {
+            **self._logit_stats(pl_module.model, batch[0][: self.rows]),
+            **self._weight_stats(pl_module.model),
+            "loss_spikes": self.spikes,
+        }
         if pl_module._grad_norm is not None:
             row["grad_norm"] = float(pl_module._grad_norm)
         pl_module._emit(step, row)
@@ -114,8 +117,13 @@ class Telemetry(Callback):
             model.train(was_training)
         row = {f"attn/max_logit/layer{i}": v for i, v in enumerate(per_layer)}
         row["attn/max_logit"] = max(per_layer) if per_layer else None
-        row.update({"logits/mean": logits.mean().item(), "logits/max": logits.max().item(),
-                    "logits/mean_log_z": torch.logsumexp(logits, -1).mean().item()})
+        row.update(
+            {
+                "logits/mean": logits.mean().item(),
+                "logits/max": logits.max().item(),
+                "logits/mean_log_z": torch.logsumexp(logits, -1).mean().item(),
+            }
+        )
         return row
 
     def _weight_stats(self, model) -> dict:
@@ -135,4 +143,8 @@ class Telemetry(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.spikes, self.ema, self.ema_var, self.seen = (
-            state["spikes"], state["ema"], state["ema_var"], state["seen"])
+            state["spikes"],
+            state["ema"],
+            state["ema_var"],
+            state["seen"],
+        )

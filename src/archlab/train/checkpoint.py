@@ -47,8 +47,18 @@ log = logging.getLogger("archlab")
 FORMAT, VERSION = "archlab-checkpoint", 1
 CKPT_DIR = "checkpoints"
 # config keys that may differ between a checkpoint and the run resuming it (operational only)
-RESUME_MAY_CHANGE = ("logger", "trainer", "resume", "out_dir", "name", "data.cache_dir",
-                     "train.ckpt_every", "train.max_steps", "train.log_every", "data_info")
+RESUME_MAY_CHANGE = (
+    "logger",
+    "trainer",
+    "resume",
+    "out_dir",
+    "name",
+    "data.cache_dir",
+    "train.ckpt_every",
+    "train.max_steps",
+    "train.log_every",
+    "data_info",
+)
 
 
 class DiskFullError(RuntimeError):
@@ -92,11 +102,15 @@ def load(path: str | Path) -> dict:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as e:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
-                          f"a plain-data checkpoint: {reason})") from None
+        raise ConfigError(
+            f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
+            f"a plain-data checkpoint: {reason})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ConfigError(f"checkpoint {path} is not an archlab checkpoint (no "
-                          f"format={FORMAT!r} key): archlab resumes only its own checkpoints")
+        raise ConfigError(
+            f"checkpoint {path} is not an archlab checkpoint (no "
+            f"format={FORMAT!r} key): archlab resumes only its own checkpoints"
+        )
     return ckpt
 
 
@@ -139,24 +153,42 @@ def config_diff(saved: dict, now: dict) -> list[str]:
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-            "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+    }
 
 
 def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     n = s["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     internal, version, gauss = s["python"]
     random.setstate((version, tuple(internal), gauss))
 
 
 # the LitLM attributes that make a resumed run continue exactly (see train/module.py)
-_MODULE_FIELDS = ("_train_time", "_train_time_logged", "last_val_loss", "last_train_loss",
-                  "diverged_at_step")
+_MODULE_FIELDS = (
+    "_train_time",
+    "_train_time_logged",
+    "last_val_loss",
+    "last_train_loss",
+    "diverged_at_step",
+)
 
 
 def module_state(lit) -> dict:
@@ -210,8 +242,9 @@ class Checkpointing(Callback):
     training, and one when Lightning stops on SIGTERM/SIGINT (see :mod:`archlab.train.faults`).
     """
 
-    def __init__(self, cfg, run_dir: Path, config_dict: dict, resume_from: Path | None = None,
-                 guard=None):
+    def __init__(
+        self, cfg, run_dir: Path, config_dict: dict, resume_from: Path | None = None, guard=None
+    ):
         self.cfg, self.run_dir, self.config_dict = cfg, Path(run_dir), config_dict
         self.guard = guard  # faults.SignalGuard: signals become a clean stop while training
         self.every = ckpt_every(cfg)
@@ -225,8 +258,10 @@ class Checkpointing(Callback):
             self.ckpt = load(resume_from)
             diffs = config_diff(self.ckpt.get("config", {}), config_dict)
             if diffs:
-                raise ConfigError(f"resume: checkpoint {resume_from} belongs to another config: "
-                                  f"{diffs[0]}" + (f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else ""))
+                raise ConfigError(
+                    f"resume: checkpoint {resume_from} belongs to another config: "
+                    f"{diffs[0]}" + (f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else "")
+                )
             self.start_step = int(self.ckpt["global_step"])
             self.last_saved_step = self.start_step
             self.wandb_id = self.ckpt["archlab"].get("wandb_id")
@@ -268,13 +303,20 @@ class Checkpointing(Callback):
             if cb is not self and (sd := cb.state_dict()):
                 callbacks[type(cb).__name__] = sd
         return {
-            "format": FORMAT, "version": VERSION, "global_step": int(trainer.global_step),
+            "format": FORMAT,
+            "version": VERSION,
+            "global_step": int(trainer.global_step),
             "state_dict": {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
             "config": self.config_dict,
             "optimizer_states": [opt.state_dict() for opt in trainer.optimizers],
             "lr_schedulers": [c.scheduler.state_dict() for c in trainer.lr_scheduler_configs],
-            "archlab": {"module": module_state(pl_module), "callbacks": callbacks,
-                        "rng": rng_state(), "wandb_id": self.wandb_id, "saved_at": time.time()},
+            "archlab": {
+                "module": module_state(pl_module),
+                "callbacks": callbacks,
+                "rng": rng_state(),
+                "wandb_id": self.wandb_id,
+                "saved_at": time.time(),
+            },
         }
 
     def save(self, trainer, pl_module) -> None:
@@ -286,8 +328,10 @@ class Checkpointing(Callback):
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 kept = self.path if self.path.exists() else "none"
-                raise DiskFullError(f"disk full (ENOSPC) writing checkpoint {self.path} at step "
-                                    f"{step}: run stopped; last good checkpoint kept: {kept}") from e
+                raise DiskFullError(
+                    f"disk full (ENOSPC) writing checkpoint {self.path} at step "
+                    f"{step}: run stopped; last good checkpoint kept: {kept}"
+                ) from e
             raise
         self.last_saved_step = step
         self.saved.append(step)
@@ -298,9 +342,11 @@ class Checkpointing(Callback):
             self.save(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (trainer.world_size > 1 and self.guard is not None  # stop together after a signal
-                and trainer.strategy.reduce_boolean_decision(self.guard.signum is not None,
-                                                             all=False)):
+        if (
+            trainer.world_size > 1
+            and self.guard is not None  # stop together after a signal
+            and trainer.strategy.reduce_boolean_decision(self.guard.signum is not None, all=False)
+        ):
             trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -329,9 +375,14 @@ class Checkpointing(Callback):
     def _handoff(self, trainer, pl_module) -> None:
         if _in_worker_process(trainer) and trainer.is_global_zero:
             self._handoff_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"global_step": int(trainer.global_step), "module": module_state(pl_module),
-                        "signum": self.guard.signum if self.guard is not None else None},
-                       self._handoff_path)
+            torch.save(
+                {
+                    "global_step": int(trainer.global_step),
+                    "module": module_state(pl_module),
+                    "signum": self.guard.signum if self.guard is not None else None,
+                },
+                self._handoff_path,
+            )
 
     def collect_rank0(self, lit, trainer) -> None:
         """In the parent process after fit: rank 0's step and counters (summary.json needs them)."""

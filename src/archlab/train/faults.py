@@ -27,11 +27,15 @@ def ckpt_every(cfg) -> int:
 def validate_reliability(cfg) -> None:
     """Checks for the reliability keys (called from config.validate)."""
     if cfg.train.ckpt_every is not None and cfg.train.ckpt_every < 0:
-        raise ConfigError(f"train.ckpt_every={cfg.train.ckpt_every} must be >= 0 (0: no checkpoints)")
+        raise ConfigError(
+            f"train.ckpt_every={cfg.train.ckpt_every} must be >= 0 (0: no checkpoints)"
+        )
     r = cfg.resume
     if r is not None and r != "auto" and not Path(r).expanduser().is_file():
-        raise ConfigError(f"resume={r}: no such checkpoint file; use resume=auto (this run dir's "
-                          "last checkpoint) or resume=<run dir> or resume=<file.ckpt>")
+        raise ConfigError(
+            f"resume={r}: no such checkpoint file; use resume=auto (this run dir's "
+            "last checkpoint) or resume=<run dir> or resume=<file.ckpt>"
+        )
     devices = cfg.trainer.devices
     if isinstance(devices, bool) or (isinstance(devices, int) and devices <= 0 and devices != -1):
         raise ConfigError(f"trainer.devices={devices} must be a positive integer, -1 or 'auto'")
@@ -39,15 +43,21 @@ def validate_reliability(cfg) -> None:
         raise ConfigError(f"trainer.devices={devices!r} must be a number, 'auto' or a list of ids")
     strategy = str(cfg.trainer.strategy)
     relaunching = strategy.startswith("fsdp") or (
-        strategy.startswith("ddp") and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")))
+        strategy.startswith("ddp")
+        and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))
+    )
     if relaunching and devices != 1:
-        raise ConfigError(f"trainer.strategy={strategy} re-executes the command line once per "
-                          "device, which the archlab CLI (Hydra) does not support: use "
-                          "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md")
+        raise ConfigError(
+            f"trainer.strategy={strategy} re-executes the command line once per "
+            "device, which the archlab CLI (Hydra) does not support: use "
+            "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md"
+        )
     n = devices if isinstance(devices, int) and devices > 0 else 1
     if cfg.train.batch_size % n:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
-                          f"divisible by trainer.devices={n}")
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
+            f"divisible by trainer.devices={n}"
+        )
     check_writable(cfg.out_dir, "out_dir")
 
 
@@ -62,8 +72,9 @@ def check_writable(path: str, key: str) -> None:
     if probe.exists() and not probe.is_dir():
         raise ConfigError(f"{key}={path} is not writable: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path} is not writable (no write permission on {probe}): "
-                          f"choose another {key}")
+        raise ConfigError(
+            f"{key}={path} is not writable (no write permission on {probe}): choose another {key}"
+        )
 
 
 # ------------------------------------------------------------------------------ signals
@@ -129,8 +140,10 @@ class SignalGuard:
                 os.kill(p.pid, signum)
             return
         if first and self.trainer is not None:
-            log.warning("archlab: received %s: finishing this step, saving a checkpoint, stopping",
-                        signal.Signals(signum).name)
+            log.warning(
+                "archlab: received %s: finishing this step, saving a checkpoint, stopping",
+                signal.Signals(signum).name,
+            )
             # Lightning's own SIGTERM flag would raise mid-teardown in DDP workers: stop normally
             self.trainer._signal_connector.received_sigterm = False
             if self.trainer.world_size == 1:
@@ -155,8 +168,10 @@ def describe_error(e: BaseException, run_dir: Path) -> str:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
         kept = ckpt if ckpt.exists() else "none"
-        return (f"disk full (ENOSPC) writing {e.filename or 'the run record'}: run stopped; "
-                f"last good checkpoint: {kept}")
+        return (
+            f"disk full (ENOSPC) writing {e.filename or 'the run record'}: run stopped; "
+            f"last good checkpoint: {kept}"
+        )
     return f"{type(e).__name__}: {e}".splitlines()[0][:2000]
 
 
@@ -172,8 +187,10 @@ def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[s
     value = given[-1].split("=", 1)[1]
     if value in ("auto", "null", "", "None", "none") or multirun:
         if multirun and value not in ("auto", "null", "", "None", "none"):
-            raise ConfigError(f"resume={value}: a sweep resumes with resume=auto (re-run the same "
-                              "sweep command: finished jobs are skipped, interrupted ones continue)")
+            raise ConfigError(
+                f"resume={value}: a sweep resumes with resume=auto (re-run the same "
+                "sweep command: finished jobs are skipped, interrupted ones continue)"
+            )
         return args
     path = Path(value).expanduser()
     if path.is_file():
@@ -193,11 +210,15 @@ def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[s
         raise ConfigError(f"resume={value}: no such run directory or checkpoint file")
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
-        raise ConfigError(f"resume={value}: {run_dir} is not an archlab run directory "
-                          "(no .hydra/overrides.yaml)")
+        raise ConfigError(
+            f"resume={value}: {run_dir} is not an archlab run directory (no .hydra/overrides.yaml)"
+        )
     import yaml
 
-    saved = [o for o in (yaml.safe_load(saved_file.read_text()) or [])
-             if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")]
+    saved = [
+        o
+        for o in (yaml.safe_load(saved_file.read_text()) or [])
+        if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")
+    ]
     rest = [a for a in args if a not in given]
     return [*saved, *rest, f"hydra.run.dir={run_dir.absolute()}", f"resume={ckpt}"]

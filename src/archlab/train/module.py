@@ -16,8 +16,9 @@ from archlab.train.optim import lr_multiplier, make_optimizer
 
 
 class LitLM(L.LightningModule):
-    def __init__(self, cfg: ArchlabConfig, val_data: tuple[torch.Tensor, torch.Tensor],
-                 val_tokens=None):
+    def __init__(
+        self, cfg: ArchlabConfig, val_data: tuple[torch.Tensor, torch.Tensor], val_tokens=None
+    ):
         super().__init__()
         self.cfg = cfg
         self.model = Transformer(cfg.model)
@@ -57,7 +58,9 @@ class LitLM(L.LightningModule):
         self._parts = {k: v.detach() for k, v in parts.items()}
         return loss
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         # the norm before clipping is what we log; max_norm=inf measures without clipping
         max_norm = self.cfg.optim.grad_clip or float("inf")
         self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -98,8 +101,11 @@ class LitLM(L.LightningModule):
             "lr": self.lr_schedulers().get_last_lr()[0],
             "grad_norm": float(self._grad_norm) if self._grad_norm is not None else None,
             "tokens_per_sec": n * self.tokens_per_step / max(dt, 1e-9),
-            **{f"train/{k}": mean_across_ranks(v, self._trainer).item()
-               for k, v in self._parts.items() if k != "ce"},
+            **{
+                f"train/{k}": mean_across_ranks(v, self._trainer).item()
+                for k, v in self._parts.items()
+                if k != "ce"
+            },
         }
         self._emit(step, row)
         self.log("loss", loss, prog_bar=True, logger=False)
@@ -108,15 +114,20 @@ class LitLM(L.LightningModule):
     def _emit(self, step: int, row: dict) -> None:
         """One record per step to every logger (W&B, metrics.jsonl, CSV)."""
         tokens = self.tokens_seen
-        row = {"tokens": tokens, "time": self._train_time, "flops": tokens * self.flops_per_token,
-               **{k: v for k, v in row.items() if v is not None}}
+        row = {
+            "tokens": tokens,
+            "time": self._train_time,
+            "flops": tokens * self.flops_per_token,
+            **{k: v for k, v in row.items() if v is not None},
+        }
         for logger in self.loggers:
             logger.log_metrics(row, step=step)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                 fn=None) -> float:
+    def evaluate(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, fn=None
+    ) -> float:
         """Mean cross-entropy over the fixed validation windows (``fn``: the forward to use)."""
         x = self.val_x if x is None else x
         y = self.val_y if y is None else y

@@ -32,7 +32,10 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, fused: bool = False):
     return torch.optim.AdamW(
-        param_groups(model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+        param_groups(model, cfg),
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
         fused=fused or None,
     )
 

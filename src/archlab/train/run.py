@@ -40,8 +40,11 @@ class Job:
 
     @property
     def tags(self) -> list[str]:
-        return [f"{k.split('/')[-1]}={v}" for k, v in sorted(self.choices.items())
-                if not k.startswith("hydra") and v is not None][:60]
+        return [
+            f"{k.split('/')[-1]}={v}"
+            for k, v in sorted(self.choices.items())
+            if not k.startswith("hydra") and v is not None
+        ][:60]
 
 
 def _quiet_libraries() -> None:
@@ -61,7 +64,9 @@ def _configure_torch(cfg: ArchlabConfig):
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
     )
     precision = cfg.trainer.precision or ("bf16-mixed" if on_gpu else "32-true")
-    deterministic = cfg.trainer.deterministic if cfg.trainer.deterministic is not None else not on_gpu
+    deterministic = (
+        cfg.trainer.deterministic if cfg.trainer.deterministic is not None else not on_gpu
+    )
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -83,8 +88,11 @@ def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None
     if "tensorboard" in cfg.logger.kinds:  # `tensorboard --logdir <sweep dir>`: runs side by side
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(save_dir=job.run_dir, name="tensorboard", version="",
-                                         default_hp_metric=False))
+        loggers.append(
+            TensorBoardLogger(
+                save_dir=job.run_dir, name="tensorboard", version="", default_hp_metric=False
+            )
+        )
     return loggers
 
 
@@ -97,11 +105,24 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
 
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"status": "failed", "steps": 0, "tokens": 0, "val_loss": None,
-                     "train_loss": None, "params": None, "tokens_per_sec": None, "seed": cfg.seed,
-                     "overrides": job.overrides, "choices": job.choices, "wandb_dir": None,
-                     "diverged_at_step": None, "error": None, "flops_per_token": None,
-                     "elapsed_sec": None, "run_dir": str(run_dir)}
+    summary: dict = {
+        "status": "failed",
+        "steps": 0,
+        "tokens": 0,
+        "val_loss": None,
+        "train_loss": None,
+        "params": None,
+        "tokens_per_sec": None,
+        "seed": cfg.seed,
+        "overrides": job.overrides,
+        "choices": job.choices,
+        "wandb_dir": None,
+        "diverged_at_step": None,
+        "error": None,
+        "flops_per_token": None,
+        "elapsed_sec": None,
+        "run_dir": str(run_dir),
+    }
     start = time.time()
     t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
     loggers: list = []
@@ -131,8 +152,15 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
         data.save_tokenizer(run_dir)
-        summary.update(data_regime(len(data.train), cfg.train.max_steps, cfg.train.batch_size,
-                                   cfg.model.block_size, cfg.data.single_epoch))
+        summary.update(
+            data_regime(
+                len(data.train),
+                cfg.train.max_steps,
+                cfg.train.batch_size,
+                cfg.model.block_size,
+                cfg.data.single_epoch,
+            )
+        )
 
         T = cfg.model.block_size
         batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
@@ -141,19 +169,32 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         ckpt.restore_module(lit)  # resume: weights + counters; optimizer etc. at train start
         truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
         summary["resumed_from_step"] = ckpt.start_step or None
-        summary.update(params=lit.model.num_params(), flops_per_token=lit.flops_per_token,
-                       kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model))
+        summary.update(
+            params=lit.model.num_params(),
+            flops_per_token=lit.flops_per_token,
+            kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
+        )
         loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
         ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
         trainer = L.Trainer(
-            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-            strategy=cfg.trainer.strategy, precision=precision, deterministic=deterministic,
-            max_steps=cfg.train.max_steps, max_epochs=1, logger=loggers,
-            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-            limit_val_batches=0, log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
-            enable_progress_bar=_progress_bar_wanted(), callbacks=[*_callbacks(cfg), ckpt],
-            default_root_dir=run_dir, use_distributed_sampler=False,
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            strategy=cfg.trainer.strategy,
+            precision=precision,
+            deterministic=deterministic,
+            max_steps=cfg.train.max_steps,
+            max_epochs=1,
+            logger=loggers,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
+            enable_progress_bar=_progress_bar_wanted(),
+            callbacks=[*_callbacks(cfg), ckpt],
+            default_root_dir=run_dir,
+            use_distributed_sampler=False,
         )
         first = min(ckpt.start_step, cfg.train.max_steps)
         trainer.fit(lit, train_dataloaders=train_loader(batches, first, cfg.train.max_steps))
@@ -163,8 +204,11 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         summary["status"] = "diverged" if lit.diverged_at_step else "completed"
         summary["diverged_at_step"] = lit.diverged_at_step
         if lit.diverged_at_step:
-            log.warning("archlab: run diverged at step %d (loss %s); stopped", lit.diverged_at_step,
-                        lit.last_train_loss)
+            log.warning(
+                "archlab: run diverged at step %d (loss %s); stopped",
+                lit.diverged_at_step,
+                lit.last_train_loss,
+            )
     except BaseException as e:  # record, then let the caller decide (sweeps keep going)
         if guard.signum is None:
             summary["error"] = describe_error(e, run_dir)
@@ -174,8 +218,10 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         summary["status"] = "interrupted"
         at = lit.global_step if lit is not None else 0
         kept = ckpt.path if ckpt is not None and ckpt.path.exists() else "none"
-        summary["error"] = (f"interrupted by {guard.name} at step {at}; "
-                            f"checkpoint: {kept}; continue with resume=auto")
+        summary["error"] = (
+            f"interrupted by {guard.name} at step {at}; "
+            f"checkpoint: {kept}; continue with resume=auto"
+        )
         log.warning("archlab: %s", summary["error"])
         raise SystemExit(guard.exit_code) from None
     finally:
@@ -183,11 +229,14 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         if lit is not None:
             steps = lit.global_step
             summary.update(
-                steps=steps, tokens=steps * lit.tokens_per_step,
-                val_loss=lit.last_val_loss, train_loss=lit.last_train_loss,
+                steps=steps,
+                tokens=steps * lit.tokens_per_step,
+                val_loss=lit.last_val_loss,
+                train_loss=lit.last_train_loss,
                 val_loss_at=lit.val_loss_at or None,
                 tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
-                if lit._train_time > 0 else None,
+                if lit._train_time > 0
+                else None,
                 startup_sec=round(lit.first_step_wall - t0, 3) if lit.first_step_wall else None,
             )
         if summary.get("train_tokens"):  # epochs of the training split actually seen

@@ -57,15 +57,20 @@ class ArchlabWandbLogger(WandbLogger):
 
     def _disable(self, e: Exception) -> None:
         self.error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        log.warning("W&B failed mid-run (%s): W&B logging is off for the rest of this run; "
-                    "metrics.jsonl has everything", self.error)
+        log.warning(
+            "W&B failed mid-run (%s): W&B logging is off for the rest of this run; "
+            "metrics.jsonl has everything",
+            self.error,
+        )
 
     def finish(self, summary: dict) -> None:
         try:
             self._finish(summary)
         except Exception as e:
-            log.warning("W&B finish failed (%s); the local run files are kept",
-                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+            log.warning(
+                "W&B finish failed (%s); the local run files are kept",
+                str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
+            )
         self._experiment = None
 
     def _finish(self, summary: dict) -> None:
@@ -74,8 +79,17 @@ class ArchlabWandbLogger(WandbLogger):
         run = self._experiment
         if run is None:
             return
-        for key in ("status", "steps", "tokens", "val_loss", "train_loss", "params",
-                    "tokens_per_sec", "diverged_at_step", "error"):
+        for key in (
+            "status",
+            "steps",
+            "tokens",
+            "val_loss",
+            "train_loss",
+            "params",
+            "tokens_per_sec",
+            "diverged_at_step",
+            "error",
+        ):
             if summary.get(key) is not None:
                 run.summary[key] = summary[key]
         if summary.get("status") == "diverged":
@@ -95,9 +109,15 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
         wandb.finish(exit_code=1)
     os.environ.setdefault("WANDB_SILENT", "true")
     kwargs = dict(
-        project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group or job.group,
-        job_type=job.arm[:64], name=job.name[:128], tags=job.tags, config=config_dict,
-        save_dir=str(job.run_dir), reinit="create_new",
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=cfg.logger.group or job.group,
+        job_type=job.arm[:64],
+        name=job.name[:128],
+        tags=job.tags,
+        config=config_dict,
+        save_dir=str(job.run_dir),
+        reinit="create_new",
     )
     if run_id:
         kwargs.update(id=run_id, resume="allow")
@@ -111,9 +131,12 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
     except Exception as e:
         if mode != "online":
             raise
-        log.warning("W&B online init failed after %.1f s (%s); logging offline instead: sync "
-                    "later with `wandb sync <run_dir>/wandb/offline-run-*`",
-                    time.monotonic() - t0, (str(e).splitlines() or [type(e).__name__])[0][:200])
+        log.warning(
+            "W&B online init failed after %.1f s (%s); logging offline instead: sync "
+            "later with `wandb sync <run_dir>/wandb/offline-run-*`",
+            time.monotonic() - t0,
+            (str(e).splitlines() or [type(e).__name__])[0][:200],
+        )
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
         logger.experiment
     return logger
