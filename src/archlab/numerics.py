@@ -1,0 +1,12 @@
+"""The numerics version: bumped by every change that alters training results.
+
+A run records it in its provenance. Runs of different numerics versions are never pooled: a
+change of initialisation order, a fused layer or a new loss computation makes earlier runs
+incomparable, even where the config is identical. A pure refactor that keeps results bitwise
+identical does not bump it.
+
+History:
+1. the first released model and training loop (separate q/k/v projections).
+"""
+
+NUMERICS_VERSION = 1
