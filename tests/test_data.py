@@ -16,7 +16,8 @@ import pytest
 
 from archlab.config import ConfigError, DataConfig, TokenizerConfig
 from archlab.data import store as store_mod
-from archlab.data.hf import HFSource, split_documents
+from archlab.data.corpus import split_documents
+from archlab.data.hf import HFSource
 from archlab.data.store import data_regime, load_tokens
 from archlab.data.tokenizers import (
     BPETokenizer,
@@ -128,7 +129,7 @@ d = load_tokens(DataConfig(source="text", path="{corpus}", val_fraction=0.1,
                            cache_dir="{tmp_path / "c"}"))
 assert (d.train.astype("uint8").tobytes() + d.val.astype("uint8").tobytes()
         == open("{corpus}", "rb").read())
-assert (d.vocab_size, d.model_vocab_size, d.train.dtype.name) == (256, 256, "uint16")
+assert (d.vocab_size, d.model_vocab_size, d.train.dtype.name) == (256, 256, "uint8")
 print(sorted(m for m in {HF_LIBS!r} if m in sys.modules))
 """
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "ARCHLAB_CONF": str(REPO / "conf")}

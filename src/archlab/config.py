@@ -91,7 +91,9 @@ class DataConfig:
     val_split: str | None = None  # None: "validation" if the source has it, else split train
     text_column: str = "text"
     streaming: bool = False  # iterate the dataset instead of downloading it whole
-    max_docs: int | None = None  # cap on documents read per split (None: all)
+    max_docs: int | None = None  # hf: cap on documents read per split (None: all)
+    max_tokens: int | None = None  # cap on training-split tokens ("the first 2B tokens")
+    workers: int | None = None  # token-store build processes (None: every core)
     preset: str | None = None  # set by conf/data/<preset>.yaml (names it in messages)
     offline_alternative: str | None = None  # what to use instead when the hub is unreachable
     val_fraction: float = 0.02  # stdlib/hf: fraction of documents; text: tail of each file
@@ -106,6 +108,7 @@ class TokenizerConfig:
     vocab_size: int | None = None  # bpe: target size (trained); others: set by the tokenizer
     min_frequency: int = 2  # bpe: merges need at least this many occurrences
     path: str | None = None  # pretrained: a local Hugging Face tokenizer directory
+    sample_bytes: int | None = None  # bpe: train on the first N bytes of the train split
 
 
 @dataclass

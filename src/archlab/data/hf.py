@@ -4,6 +4,7 @@ Either a hub dataset (``data.dataset``, ``data.subset``, ``data.revision``) or l
 (``data.data_files``, optionally ``data.val_files``; the format comes from the extension:
 txt / json / jsonl / parquet / csv). ``data.text_column`` names the text; ``data.streaming``
 iterates instead of downloading whole; ``data.max_docs`` caps the documents read per split.
+Either way the documents are read in batches, never gathered into a list.
 
 Splits: the source's own validation split is used when it has one (``data.val_split``, or
 "validation" / "valid" / "val" when unset; ``data.val_files`` for local files); otherwise a
@@ -24,10 +25,19 @@ import csv
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
-from archlab.data.corpus import Corpus, find_files
+from archlab.data.corpus import (
+    Corpus,
+    StreamState,
+    check_caps,
+    file_stats,
+    find_files,
+    hash_file,
+    hashed_split,
+)
 
 BUILDERS = {
     ".txt": "text",
@@ -167,8 +177,11 @@ def _check_files(cfg: DataConfig, pattern: str, key: str) -> list[str]:
 
 
 class HFSource:
+    separate_docs = True  # the tokenizer's separator (e.g. <|endoftext|>) goes between documents
+
     @staticmethod
     def check(cfg: DataConfig) -> None:
+        check_caps(cfg)
         if cfg.data_files:
             _check_files(cfg, cfg.data_files, "data.data_files")
             if cfg.val_files:
@@ -186,26 +199,28 @@ class HFSource:
         self.files = find_files(cfg.data_files, "data.data_files") if cfg.data_files else []
         self.val_files = find_files(cfg.val_files, "data.val_files") if cfg.val_files else []
 
+    def _params(self) -> list:
+        c = self.cfg
+        return [c.dataset, c.subset, c.revision, c.split, c.val_split, c.text_column]
+
+    def stat_key(self) -> str | None:
+        """Local files: their paths, sizes, mtimes (+ the params). A hub dataset: None (its
+        fingerprint is its name and params, cheap to compute)."""
+        if not self.files:
+            return None
+        c = self.cfg
+        params = [*self._params(), c.max_docs, c.val_fraction]
+        return "hf\n" + repr(params) + "\n" + file_stats(self.files + self.val_files)
+
     def fingerprint(self) -> str:
         c = self.cfg
         h = hashlib.sha256(b"hf\0")
-        for part in (
-            c.dataset,
-            c.subset,
-            c.revision,
-            c.split,
-            c.val_split,
-            c.text_column,
-            c.max_docs,
-            c.val_fraction,
-        ):
+        for part in (*self._params(), c.max_docs, c.val_fraction):
             h.update(f"{part}\0".encode())
         for split, files in (("train", self.files), ("val", self.val_files)):
             for f in files:
                 h.update(f"{split}\0".encode())
-                with open(f, "rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                        h.update(block)
+                hash_file(h, f)
         return h.hexdigest()[:16]
 
     def describe(self) -> str:
@@ -237,7 +252,9 @@ class HFSource:
             c.dataset, c.subset, revision=c.revision, streaming=c.streaming
         )
 
-    def _docs(self, ds, where: str) -> list[bytes]:
+    def _rows(self, ds, where: str) -> Iterator[bytes]:
+        """The documents of one split, read in batches (Arrow-backed or streamed; never a list
+        of the whole split)."""
         c = self.cfg
         columns = ds.column_names
         if columns is None:  # streaming without known features: look at the first record
@@ -245,21 +262,20 @@ class HFSource:
             columns = list(first) if first is not None else [c.text_column]
         if c.text_column not in columns:
             raise _missing_column(self.cfg, columns, where)
-        ds = ds.select_columns([c.text_column])
-        docs: list[bytes] = []
-        for row in ds:
-            if c.max_docs is not None and len(docs) >= c.max_docs:
-                break
-            text = row[c.text_column]
-            if text is None or text == "":  # no document (e.g. wikitext's blank lines)
-                continue
-            docs.append((text if isinstance(text, str) else str(text)).encode("utf-8", "replace"))
-        return docs
+        n = 0
+        for batch in ds.select_columns([c.text_column]).iter(batch_size=256):
+            for text in batch[c.text_column]:
+                if c.max_docs is not None and n >= c.max_docs:
+                    return
+                if text is None or text == "":  # no document (e.g. wikitext's blank lines)
+                    continue
+                n += 1
+                yield (text if isinstance(text, str) else str(text)).encode("utf-8", "replace")
 
-    def load(self) -> Corpus:
+    def _open(self):
         c = self.cfg
         try:
-            splits = self._load_dict()
+            return self._load_dict()
         except ConfigError:
             raise
         except Exception as e:
@@ -274,35 +290,41 @@ class HFSource:
             raise ConfigError(
                 f"{_label(c)}: datasets.load_dataset failed ({type(e).__name__}: {msg[:300]})"
             ) from None
+
+    def _val_split(self, splits) -> str | None:
+        c = self.cfg
         names = list(splits)
         if c.split not in splits:
             raise ConfigError(
                 f"data.split={c.split!r} is not a split of {self.describe()} "
                 f"(splits: {', '.join(names)}): set data.split=<one of them>"
             )
-        val_name = c.val_split or next((s for s in VAL_SPLITS if s in splits), None)
         if c.val_split and c.val_split not in splits:
             raise ConfigError(
                 f"data.val_split={c.val_split!r} is not a split of "
                 f"{self.describe()} (splits: {', '.join(names)})"
             )
+        return c.val_split or next((s for s in VAL_SPLITS if s in splits), None)
+
+    def stream(self, state: StreamState, cut: bool = True) -> Iterator[tuple[str, bytes]]:
+        """Train documents (then the source's validation split, if it has one), in order."""
+        splits = self._open()
+        val_name = self._val_split(splits)
         where = ", ".join(self.files[:2]) if self.files else self.describe()
-        train = self._docs(splits[c.split], where)
-        if val_name is not None:
-            return Corpus(
-                train, self._docs(splits[val_name], f"the {val_name} split"), separate_docs=True
-            )
-        return split_documents(train, c.val_fraction)
+        train = self._rows(splits[self.cfg.split], where)
+        if val_name is None:
+            yield from hashed_split(train, self.cfg.val_fraction, state)
+            return
+        for doc in train:
+            if state.train_full:
+                break
+            yield "train", doc
+        for doc in self._rows(splits[val_name], f"the {val_name} split"):
+            yield "val", doc
 
-
-def split_documents(docs: list[bytes], val_fraction: float) -> Corpus:
-    """Deterministic train/val split of documents (no validation split in the source)."""
-    train, val = [], []
-    for d in docs:
-        bucket = int.from_bytes(hashlib.sha256(d).digest()[:4], "big") / 2**32
-        (val if bucket < val_fraction else train).append(d)
-    if train and val:
-        return Corpus(train, val, separate_docs=True)
-    text = b"\n\n".join(docs)  # too few documents: the tail of the text is val
-    cut = int(len(text) * (1 - val_fraction))
-    return Corpus([text[:cut]], [text[cut:]], separate_docs=True)
+    def load(self) -> Corpus:
+        """The whole corpus as lists (small corpora and tests; the token store streams)."""
+        corpus = Corpus([], [], separate_docs=True)
+        for split, doc in self.stream(StreamState()):
+            (corpus.val if split == "val" else corpus.train).append(doc)
+        return corpus

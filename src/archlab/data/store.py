@@ -12,18 +12,25 @@ copies it into a run dir for decoding.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from archlab.config import ConfigError, DataConfig, TokenizerConfig
+from archlab.data.corpus import StreamState
 from archlab.data.sources import make_source
 from archlab.data.tokenizers import make_tokenizer, padded_vocab
 
@@ -70,27 +77,57 @@ class TokenSplits:
 
 
 def _dtype(vocab_size: int):
+    if vocab_size <= 2**8:
+        return np.uint8
     return np.uint16 if vocab_size <= 2**16 else np.uint32
 
 
 def store_key(cfg: DataConfig, fingerprint: str, tokenizer) -> str:
-    return f"{cfg.source}-{fingerprint}-{tokenizer.identity()}-val{cfg.val_fraction:g}"
+    cap = f"-max{cfg.max_tokens}" if getattr(cfg, "max_tokens", None) else ""
+    return f"{cfg.source}-{fingerprint}-{tokenizer.identity()}-val{cfg.val_fraction:g}{cap}"
+
+
+def _root(cfg: DataConfig) -> Path:
+    return Path(os.path.expanduser(cfg.cache_dir)) / "tokens"
+
+
+def corpus_fingerprint(cfg: DataConfig, source=None) -> str:
+    """A corpus's identity: the content hash of its text (for a hub dataset: its name and
+    params). Computed once per (paths, sizes, mtimes) and recorded under the cache, so later
+    calls only stat the files; a touched but unchanged file costs one re-hash, no rebuild.
+    Size and mtime only decide whether the recorded hash is still valid, never identity."""
+    source = source if source is not None else make_source(cfg)
+    stat = source.stat_key()
+    if stat is None:
+        return source.fingerprint()
+    digest = hashlib.sha256(stat.encode()).hexdigest()[:32]
+    index = Path(os.path.expanduser(cfg.cache_dir)) / "corpora" / f"{digest}.json"
+    try:
+        return json.loads(index.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        pass
+    fingerprint = source.fingerprint()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_name(f".{index.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "source": source.describe()}))
+    os.replace(tmp, index)  # concurrent jobs write the same record; last one wins
+    return fingerprint
 
 
 def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSplits:
     tcfg = tcfg if tcfg is not None else TokenizerConfig()
     source = make_source(cfg)
     tokenizer = make_tokenizer(tcfg)
-    fingerprint = source.fingerprint()
+    fingerprint = corpus_fingerprint(cfg, source)
     key = store_key(cfg, fingerprint, tokenizer)
-    root = Path(os.path.expanduser(cfg.cache_dir)) / "tokens"
+    root = _root(cfg)
     final = root / key
     if not (final / "meta.json").exists():
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one job builds; the others wait here
             if not (final / "meta.json").exists():
-                _build(source, tokenizer, root, final)
+                _build(source, tokenizer, root, final, Build(cfg, tcfg, fingerprint))
     meta = json.loads((final / "meta.json").read_text())
     tokenizer.load(final)
     dtype = np.dtype(meta["dtype"])
@@ -111,42 +148,34 @@ def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSp
     )
 
 
-def _encode_split(tokenizer, docs: list[bytes], separate: bool, dtype) -> np.ndarray:
-    if hasattr(tokenizer, "encode_batch"):
-        ids = tokenizer.encode_batch(docs)
-    else:
-        ids = [tokenizer.encode(d) for d in docs]
-    if separate and len(ids) > 1:
-        sep = tokenizer.separator()
-        ids = [part for i, d in enumerate(ids) for part in ((sep, d) if i else (d,))]
-    return np.concatenate(ids).astype(dtype) if ids else np.zeros(0, dtype)
+@dataclass
+class Build:
+    """What a build needs besides the source and tokenizer."""
+
+    cfg: DataConfig
+    tcfg: TokenizerConfig
+    fingerprint: str
+
+    @property
+    def workers(self) -> int:
+        return getattr(self.cfg, "workers", None) or len(os.sched_getaffinity(0))
 
 
-def _build(source, tokenizer, root: Path, final: Path) -> None:
+def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
     start = time.perf_counter()
-    corpus = source.load()
-    if not any(corpus.train):
-        raise ConfigError(
-            f"the corpus ({source.describe()}) is empty: its training split has no text"
-        )
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
     try:
-        tokenizer.fit(corpus.train)
+        _fit(source, tokenizer, build.tcfg)
         tokenizer.save(tmp)
-        vocab = tokenizer.vocab_size
         meta = {
-            "dtype": np.dtype(_dtype(vocab)).name,
+            "dtype": np.dtype(_dtype(tokenizer.vocab_size)).name,
             "tokenizer": tokenizer.identity(),
-            "tokenizer_vocab": vocab,
+            "tokenizer_vocab": tokenizer.vocab_size,
             "source": source.describe(),
-            "train_docs": len(corpus.train),
-            "val_docs": len(corpus.val),
+            "fingerprint": build.fingerprint,
+            "max_tokens": getattr(build.cfg, "max_tokens", None),
         }
-        for split, docs in (("train", corpus.train), ("val", corpus.val)):
-            arr = _encode_split(tokenizer, docs, corpus.separate_docs, meta["dtype"])
-            arr.tofile(tmp / f"{split}.bin")
-            meta[split] = int(arr.size)
-        meta["unknown_tokens"] = int(tokenizer.unknown)  # char: characters unseen in train
+        meta.update(write_splits(source, tokenizer, tmp, build, np.dtype(meta["dtype"])))
         meta["build_sec"] = round(time.perf_counter() - start, 3)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, final)  # atomic: readers see the whole store or none of it
@@ -154,12 +183,169 @@ def _build(source, tokenizer, root: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"archlab: tokenised {source.describe()} with {meta['tokenizer']} "
-        f"(vocab {vocab}): {meta['train']:,} train + {meta['val']:,} val tokens "
-        f"in {meta['build_sec']:.1f} s"
+        f"(vocab {meta['tokenizer_vocab']}): {meta['train']:,} train + {meta['val']:,} val "
+        f"tokens in {meta['build_sec']:.1f} s ({meta['workers']} worker(s))"
         + (f", {meta['unknown_tokens']:,} unknown" if meta["unknown_tokens"] else ""),
         file=sys.stderr,
         flush=True,
     )
+
+
+def _empty(source) -> ConfigError:
+    return ConfigError(f"the corpus ({source.describe()}) is empty: its training split has no text")
+
+
+def _fit(source, tokenizer, tcfg: TokenizerConfig) -> None:
+    """Train the tokenizer (char, bpe) on the training split, or its first
+    ``tokenizer.sample_bytes`` bytes (whole documents), streamed."""
+    if not tokenizer.trains:
+        tokenizer.fit(())
+        return
+    sample = getattr(tcfg, "sample_bytes", None)
+    seen = [0]
+
+    def train_docs():
+        for split, doc in source.stream(StreamState(), tokenizer.cuts_ok()):
+            if split != "train":
+                continue
+            if sample is not None and seen[0] >= sample:
+                return
+            seen[0] += len(doc)
+            yield doc
+
+    tokenizer.fit(train_docs())
+    if not seen[0]:
+        raise _empty(source)
+
+
+# ------------------------------------------------------------------ streaming encode
+
+BATCH_BYTES = 4 << 20  # documents are encoded in batches of about this much text
+BATCH_DOCS = 1024
+_worker: dict = {}
+
+
+def _batches(items) -> Iterator[tuple[str, list[bytes]]]:
+    """Consecutive documents of one split, grouped into batches."""
+    split, docs, size = None, [], 0
+    for s, doc in items:
+        if docs and (s != split or size >= BATCH_BYTES or len(docs) >= BATCH_DOCS):
+            yield split, docs
+            docs, size = [], 0
+        split = s
+        docs.append(doc)
+        size += len(doc)
+    if docs:
+        yield split, docs
+
+
+def _encode_docs(tokenizer, docs: list[bytes], separate: bool, dtype) -> tuple[np.ndarray, int]:
+    """One batch → its token ids (separators between its documents) and the unknown count."""
+    before = tokenizer.unknown
+    if hasattr(tokenizer, "encode_batch"):
+        ids = tokenizer.encode_batch(docs)
+    else:
+        ids = [tokenizer.encode(d) for d in docs]
+    if separate and len(ids) > 1:
+        sep = tokenizer.separator()
+        ids = [part for i, d in enumerate(ids) for part in ((sep, d) if i else (d,))]
+    arr = np.concatenate(ids).astype(dtype) if ids else np.zeros(0, dtype)
+    return arr, tokenizer.unknown - before
+
+
+def _init_worker(tcfg: TokenizerConfig, store_dir: str) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
+    tokenizer = make_tokenizer(tcfg)
+    tokenizer.load(Path(store_dir))
+    _worker["tokenizer"] = tokenizer
+
+
+def _worker_encode(docs: list[bytes], separate: bool, dtype) -> tuple[np.ndarray, int]:
+    return _encode_docs(_worker["tokenizer"], docs, separate, dtype)
+
+
+def _in_process(batches, tokenizer, separate: bool, dtype):
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one worker = one thread
+    try:
+        for split, docs in batches:
+            yield (split, len(docs), *_encode_docs(tokenizer, docs, separate, dtype))
+    finally:
+        if previous is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
+
+
+def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
+    """Batches encoded by ``build.workers`` processes, results in order; at most two batches
+    per worker are in flight, so memory stays bounded whatever the corpus size."""
+    # fork, not spawn: spawn re-imports the caller's __main__ (a script without a main guard
+    # would build again and wait on our lock). The children use no inherited threads: they
+    # only run numpy and the tokenizer, single-threaded.
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(
+        build.workers, ctx, initializer=_init_worker, initargs=(build.tcfg, str(store_dir))
+    )
+    window: deque = deque()
+    try:
+        for split, docs in batches:
+            window.append((split, len(docs), pool.submit(_worker_encode, docs, separate, dtype)))
+            if len(window) >= 2 * build.workers:
+                split, n, future = window.popleft()
+                yield (split, n, *future.result())
+        while window:
+            split, n, future = window.popleft()
+            yield (split, n, *future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _encoded(source, tokenizer, build: Build, store_dir: Path, state: StreamState, dtype):
+    """(split, documents, token ids, unknown) per batch: in this process when the corpus is
+    one batch or ``data.workers=1``, else in a pool of worker processes."""
+    batches = _batches(source.stream(state, tokenizer.cuts_ok()))
+    first, size = [], 0
+    for batch in batches:  # look ahead: is there more than one batch of text?
+        first.append(batch)
+        size += sum(map(len, batch[1]))
+        if size > BATCH_BYTES:
+            break
+    batches = itertools.chain(first, batches)
+    daemon = multiprocessing.current_process().daemon  # a daemon may not have children
+    if size <= BATCH_BYTES or build.workers == 1 or daemon:
+        return _in_process(batches, tokenizer, source.separate_docs, dtype), 1
+    return _in_pool(batches, build, store_dir, source.separate_docs, dtype), build.workers
+
+
+def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dict:
+    """Stream the corpus through the tokenizer into ``train.bin`` / ``val.bin``, stopping the
+    training split at ``data.max_tokens``. Returns the store's counts for meta.json."""
+    state = StreamState()
+    cap = getattr(build.cfg, "max_tokens", None)
+    sep = tokenizer.separator().astype(dtype) if source.separate_docs else None
+    counts = {"train": 0, "val": 0, "train_docs": 0, "val_docs": 0, "unknown_tokens": 0}
+    encoded, workers = _encoded(source, tokenizer, build, store_dir, state, dtype)
+    with (
+        open(store_dir / "train.bin", "wb") as out_train,
+        open(store_dir / "val.bin", "wb") as out_val,
+    ):
+        files = {"train": out_train, "val": out_val}
+        for split, n_docs, ids, unknown in encoded:
+            if split == "train" and state.train_full:
+                continue
+            if sep is not None and counts[f"{split}_docs"]:
+                ids = np.concatenate([sep, ids])
+            if split == "train" and cap is not None:
+                ids = ids[: cap - counts["train"]]
+                state.train_full = counts["train"] + len(ids) >= cap
+            ids.tofile(files[split])
+            counts[split] += len(ids)
+            counts[f"{split}_docs"] += n_docs
+            counts["unknown_tokens"] += unknown  # char: characters unseen in train
+    if not counts["train"]:
+        raise _empty(source)
+    return {**counts, "workers": workers}
 
 
 def data_regime(

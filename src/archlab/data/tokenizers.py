@@ -10,7 +10,9 @@
                 for use with loaded weights.
 
 Every tokenizer has an ``identity()`` (part of the token store key), ``fit(docs)`` (build the
-vocabulary from the training split; a no-op for byte/pretrained), ``save(dir)`` / ``load(dir)``
+vocabulary from an iterable of training documents; ``trains`` says whether it reads them),
+``cuts_ok()`` (whether a file cut into pieces at :func:`archlab.data.corpus.file_pieces`'
+places tokenises exactly like the whole file), ``save(dir)`` / ``load(dir)``
 (the files written next to the token store and copied into the run dir so generation can
 decode) and ``vocab_size`` (the true size; the model pads it, see :func:`padded_vocab`).
 The HF libraries are imported only inside the tokenizers that need them.
@@ -56,6 +58,11 @@ def _no_vocab_size(tcfg: TokenizerConfig) -> None:
             f"tokenizer.vocab_size={tcfg.vocab_size} is only for tokenizer=bpe; "
             f"tokenizer={tcfg.name} sets its own size: drop tokenizer.vocab_size"
         )
+    if getattr(tcfg, "sample_bytes", None) is not None:
+        raise ConfigError(
+            f"tokenizer.sample_bytes={tcfg.sample_bytes} is only for tokenizer=bpe "
+            f"(tokenizer={tcfg.name} trains on nothing or on every character): drop it"
+        )
 
 
 class ByteTokenizer:
@@ -64,6 +71,7 @@ class ByteTokenizer:
     name = "byte"
     vocab_size = 256
     files: tuple[str, ...] = ()
+    trains = False
 
     def __init__(self, tcfg: TokenizerConfig | None = None):
         self.unknown = 0
@@ -75,8 +83,11 @@ class ByteTokenizer:
     def identity(self) -> str:
         return "byte"
 
-    def fit(self, docs: list[bytes]) -> None:
+    def fit(self, docs) -> None:
         pass
+
+    def cuts_ok(self) -> bool:
+        return True
 
     def save(self, directory: Path) -> None:
         pass
@@ -109,6 +120,7 @@ class CharTokenizer:
 
     name = "char"
     files = ("char_vocab.json",)
+    trains = True
 
     def __init__(self, tcfg: TokenizerConfig | None = None):
         self.chars: list[str] = []
@@ -129,11 +141,14 @@ class CharTokenizer:
         self.chars = chars
         self._codes = np.array([ord(c) for c in chars], dtype=np.int64)  # sorted
 
-    def fit(self, docs: list[bytes]) -> None:
+    def fit(self, docs) -> None:
         seen: set[str] = {"\n"}  # the document separator is always encodable
         for i, doc in enumerate(docs):
             seen.update(_utf8(doc, f"training document {i}"))
         self._set(sorted(seen))
+
+    def cuts_ok(self) -> bool:
+        return True
 
     def save(self, directory: Path) -> None:
         (Path(directory) / "char_vocab.json").write_text(
@@ -164,6 +179,7 @@ class _HFTokenizer:
     """Shared by bpe and pretrained: a ``tokenizers.Tokenizer`` saved as tokenizer.json."""
 
     files = ("tokenizer.json",)
+    trains = False
 
     def __init__(self, tcfg: TokenizerConfig):
         self.tcfg = tcfg
@@ -186,6 +202,18 @@ class _HFTokenizer:
         text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
         return np.asarray(self.tok.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
+    def cuts_ok(self) -> bool:
+        """Pieces cut between visible ASCII characters tokenise like the whole text when the
+        pre-tokeniser is byte-level with GPT-2's pattern, adds no prefix space, and nothing
+        normalises the text first."""
+        pre = self.tok.pre_tokenizer
+        return (
+            self.tok.normalizer is None
+            and type(pre).__name__ == "ByteLevel"
+            and bool(pre.use_regex)
+            and not pre.add_prefix_space
+        )
+
     def encode_batch(self, docs: list[bytes]) -> list[np.ndarray]:
         texts = [d.decode("utf-8", errors="replace") for d in docs]
         out = self.tok.encode_batch(texts, add_special_tokens=False)
@@ -207,6 +235,7 @@ class BPETokenizer(_HFTokenizer):
     """Byte-level BPE trained on the training split (GPT-2 style pre-tokenisation)."""
 
     name = "bpe"
+    trains = True
 
     @staticmethod
     def check(tcfg: TokenizerConfig) -> None:
@@ -221,11 +250,22 @@ class BPETokenizer(_HFTokenizer):
             raise ConfigError(f"tokenizer.min_frequency={tcfg.min_frequency} must be >= 1")
         if tcfg.path is not None:
             raise ConfigError("tokenizer.path is only for tokenizer=pretrained: drop it for bpe")
+        sample = getattr(tcfg, "sample_bytes", None)
+        if sample is not None and sample <= 0:
+            raise ConfigError(
+                f"tokenizer.sample_bytes={sample} must be positive (or null: the whole "
+                "training split), e.g. tokenizer.sample_bytes=1000000000"
+            )
+
+    def cuts_ok(self) -> bool:
+        return True  # ours: byte-level, GPT-2 pattern, no prefix space, no normaliser
 
     def identity(self) -> str:
-        return f"bpe{self.tcfg.vocab_size}-mf{self.tcfg.min_frequency}"
+        sample = getattr(self.tcfg, "sample_bytes", None)
+        suffix = f"-s{sample}" if sample is not None else ""
+        return f"bpe{self.tcfg.vocab_size}-mf{self.tcfg.min_frequency}{suffix}"
 
-    def fit(self, docs: list[bytes]) -> None:
+    def fit(self, docs) -> None:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
@@ -239,7 +279,7 @@ class BPETokenizer(_HFTokenizer):
             show_progress=False,
         )
         texts = (d.decode("utf-8", errors="replace") for d in docs)
-        tok.train_from_iterator(texts, trainer=trainer, length=len(docs))
+        tok.train_from_iterator(texts, trainer=trainer)
         self.tok = tok
 
 
@@ -293,7 +333,7 @@ class PretrainedTokenizer(_HFTokenizer):
             self.tok = self._open()
         return "pretrained-" + hashlib.sha256(self.tok.to_str().encode()).hexdigest()[:12]
 
-    def fit(self, docs: list[bytes]) -> None:
+    def fit(self, docs) -> None:
         if self.tok is None:
             self.tok = self._open()
 
