@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from archlab.config import ConfigError, DataConfig
 
-PIECE_BYTES = 1 << 20  # a large file is cut into pieces of about this size
+PIECE_BYTES = 1 << 18  # a large file is cut into pieces of about this size
 _VISIBLE = frozenset(range(0x21, 0x7F))  # ASCII, not whitespace
 _LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 

@@ -17,6 +17,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -167,6 +168,7 @@ def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
     try:
         _fit(source, tokenizer, build.tcfg)
         tokenizer.save(tmp)
+        fitted = time.perf_counter()
         meta = {
             "dtype": np.dtype(_dtype(tokenizer.vocab_size)).name,
             "tokenizer": tokenizer.identity(),
@@ -175,7 +177,10 @@ def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
             "fingerprint": build.fingerprint,
             "max_tokens": getattr(build.cfg, "max_tokens", None),
         }
+        cpu = _cpu_sec()
         meta.update(write_splits(source, tokenizer, tmp, build, np.dtype(meta["dtype"])))
+        meta["encode_cpu_sec"] = round(_cpu_sec() - cpu, 3)  # this process + its workers
+        meta["fit_sec"] = round(fitted - start, 3)
         meta["build_sec"] = round(time.perf_counter() - start, 3)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, final)  # atomic: readers see the whole store or none of it
@@ -189,6 +194,12 @@ def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _cpu_sec() -> float:
+    """CPU time of this process and its finished children (the pool is joined by then)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _empty(source) -> ConfigError:
@@ -220,7 +231,7 @@ def _fit(source, tokenizer, tcfg: TokenizerConfig) -> None:
 
 # ------------------------------------------------------------------ streaming encode
 
-BATCH_BYTES = 4 << 20  # documents are encoded in batches of about this much text
+BATCH_BYTES = 1 << 20  # documents are encoded in batches of about this much text
 BATCH_DOCS = 1024
 _worker: dict = {}
 

@@ -216,7 +216,8 @@ class _HFTokenizer:
 
     def encode_batch(self, docs: list[bytes]) -> list[np.ndarray]:
         texts = [d.decode("utf-8", errors="replace") for d in docs]
-        out = self.tok.encode_batch(texts, add_special_tokens=False)
+        fast = getattr(self.tok, "encode_batch_fast", None)  # same ids, no offsets (~2x faster)
+        out = (fast or self.tok.encode_batch)(texts, add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.int64) for e in out]
 
     def separator(self) -> np.ndarray:
