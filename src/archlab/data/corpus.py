@@ -32,10 +32,12 @@ class Corpus:
 @dataclass
 class StreamState:
     """Shared by the builder and a source's stream: the builder sets ``train_full`` once the
-    training split holds ``data.max_tokens`` tokens; the source then stops reading training
-    documents (and, where validation documents are mixed in, stops altogether)."""
+    training split holds ``data.max_tokens`` tokens (the source stops reading training
+    documents) and ``done`` when it needs nothing more."""
 
     train_full: bool = False
+    done: bool = False
+    mixed: bool = False  # set by a source whose val documents come between train documents
 
 
 def find_files(path: str | None, key: str = "data.path") -> list[str]:
@@ -120,8 +122,10 @@ def hashed_split(
     ``val_fraction`` of the joined text is val."""
     pending: list[tuple[str, bytes]] = []
     seen: set[str] = set()
+    if state is not None:
+        state.mixed = True
     for d in docs:
-        if state is not None and state.train_full:
+        if state is not None and state.done:
             return
         split = "val" if val_bucket(d) < val_fraction else "train"
         if len(seen) == 2:

@@ -120,4 +120,5 @@ SOURCES = {"stdlib": StdlibSource, "text": TextSource, "hf": HFSource}
 
 
 def make_source(cfg: DataConfig):
+    check_caps(cfg)
     return SOURCES[cfg.source](cfg)

@@ -334,6 +334,7 @@ def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dic
     training split at ``data.max_tokens``. Returns the store's counts for meta.json."""
     state = StreamState()
     cap = getattr(build.cfg, "max_tokens", None)
+    vf = build.cfg.val_fraction
     sep = tokenizer.separator().astype(dtype) if source.separate_docs else None
     counts = {"train": 0, "val": 0, "train_docs": 0, "val_docs": 0, "unknown_tokens": 0}
     encoded, workers = _encoded(source, tokenizer, build, store_dir, state, dtype)
@@ -342,18 +343,24 @@ def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dic
         open(store_dir / "val.bin", "wb") as out_val,
     ):
         files = {"train": out_train, "val": out_val}
+        # mixed splits (hashed): val stops at its share of the cap, in stream order
+        val_cap = -(-cap * vf // (1 - vf)) if cap is not None and state.mixed else None
         for split, n_docs, ids, unknown in encoded:
             if split == "train" and state.train_full:
-                continue
+                continue  # batches read ahead past the cap: what is kept never depends on it
             if sep is not None and counts[f"{split}_docs"]:
                 ids = np.concatenate([sep, ids])
-            if split == "train" and cap is not None:
-                ids = ids[: cap - counts["train"]]
-                state.train_full = counts["train"] + len(ids) >= cap
+            limit = cap if split == "train" else val_cap
+            if limit is not None:
+                ids = ids[: int(limit) - counts[split]]
+                state.train_full |= split == "train" and counts["train"] + len(ids) >= cap
             ids.tofile(files[split])
             counts[split] += len(ids)
             counts[f"{split}_docs"] += n_docs
             counts["unknown_tokens"] += unknown  # char: characters unseen in train
+            if val_cap is not None and state.train_full and counts["val"] >= val_cap:
+                state.done = True
+                break
     if not counts["train"]:
         raise _empty(source)
     return {**counts, "workers": workers}
