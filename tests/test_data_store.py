@@ -164,6 +164,26 @@ def test_max_tokens_takes_the_first_tokens_of_the_training_split(tmp_path):
     assert np.array_equal(hf_capped.val, hf_full.val[: len(hf_capped.val)])
 
 
+def test_hf_streamed_and_arrow_backed_give_the_same_store_tokens(tmp_path, small_batches):
+    docs = [words_text(40, seed=i) for i in range(150)]
+    files = str(write_jsonl(tmp_path / "d.jsonl", docs))
+    stores = [
+        load_tokens(
+            DataConfig(
+                source="hf",
+                data_files=files,
+                streaming=streaming,
+                workers=2,
+                cache_dir=str(tmp_path / f"c{streaming}"),
+            )
+        )
+        for streaming in (False, True)
+    ]
+    assert np.array_equal(stores[0].train, stores[1].train)
+    assert np.array_equal(stores[0].val, stores[1].val) and len(stores[0].val) > 0
+    assert stores[0].meta["train_docs"] + stores[0].meta["val_docs"] == len(docs)
+
+
 def test_bpe_sample_bytes_trains_on_the_first_bytes_only(tmp_path, small_batches, monkeypatch):
     f = tmp_path / "w.txt"
     f.write_text(words_text(40000))
