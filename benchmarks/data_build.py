@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,8 @@ TOKENIZERS = {
 def write_corpus(path: Path, megabytes: int, seed: int = 0) -> None:
     """Zipf-distributed words from a 50k-word syllable lexicon, 12 words a line."""
     rng = np.random.default_rng(seed)
-    syll = np.array("ka lo mi ten sha ru vel dor qui an es ob pra tis ul gen fa rho zen wy".split())
+    syll = np.array(["ka", "lo", "mi", "ten", "sha", "ru", "vel", "dor", "qui", "an"] * 2)
+    syll[10:] = ["es", "ob", "pra", "tis", "ul", "gen", "fa", "rho", "zen", "wy"]
     lexicon = np.array(["".join(rng.choice(syll, size=rng.integers(1, 6))) for _ in range(50000)])
     target = megabytes * 1_000_000
     with open(path, "w") as fh:

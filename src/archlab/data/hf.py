@@ -30,7 +30,6 @@ from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
 from archlab.data.corpus import (
-    Corpus,
     StreamState,
     check_caps,
     file_stats,
@@ -321,10 +320,3 @@ class HFSource:
             yield "train", doc
         for doc in self._rows(splits[val_name], f"the {val_name} split"):
             yield "val", doc
-
-    def load(self) -> Corpus:
-        """The whole corpus as lists (small corpora and tests; the token store streams)."""
-        corpus = Corpus([], [], separate_docs=True)
-        for split, doc in self.stream(StreamState()):
-            (corpus.val if split == "val" else corpus.train).append(doc)
-        return corpus

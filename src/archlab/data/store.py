@@ -159,7 +159,11 @@ class Build:
 
     @property
     def workers(self) -> int:
-        return getattr(self.cfg, "workers", None) or len(os.sched_getaffinity(0))
+        """``data.workers``, else every core this process may use (Linux); elsewhere 1, since
+        workers are forked and fork is fragile on macOS (set data.workers to use more)."""
+        if getattr(self.cfg, "workers", None):
+            return self.cfg.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
