@@ -11,6 +11,7 @@ copies it into a run dir for decoding.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
@@ -279,17 +280,24 @@ def _worker_encode(docs: list[bytes], separate: bool, dtype) -> tuple[np.ndarray
     return _encode_docs(_worker["tokenizer"], docs, separate, dtype)
 
 
-def _in_process(batches, tokenizer, separate: bool, dtype):
+@contextlib.contextmanager
+def _one_thread_per_worker():
+    """HF tokenizers encode single-threaded while the store is built (here and in the forked
+    workers, which inherit it: no fork-after-parallelism warning either)."""
     previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one worker = one thread
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
-        for split, docs in batches:
-            yield (split, len(docs), *_encode_docs(tokenizer, docs, separate, dtype))
+        yield
     finally:
         if previous is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = previous
+
+
+def _in_process(batches, tokenizer, separate: bool, dtype):
+    for split, docs in batches:
+        yield (split, len(docs), *_encode_docs(tokenizer, docs, separate, dtype))
 
 
 def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
@@ -343,6 +351,7 @@ def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dic
     counts = {"train": 0, "val": 0, "train_docs": 0, "val_docs": 0, "unknown_tokens": 0}
     encoded, workers = _encoded(source, tokenizer, build, store_dir, state, dtype)
     with (
+        _one_thread_per_worker(),
         open(store_dir / "train.bin", "wb") as out_train,
         open(store_dir / "val.bin", "wb") as out_val,
     ):
