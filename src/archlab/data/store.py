@@ -129,7 +129,13 @@ def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSp
         with open(root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one job builds; the others wait here
             if not (final / "meta.json").exists():
-                _build(source, tokenizer, root, final, Build(cfg, tcfg, fingerprint))
+                _build(
+                    source,
+                    tokenizer,
+                    root,
+                    final,
+                    Build(cfg, tcfg, fingerprint, Build.default_workers(cfg, tokenizer)),
+                )
     meta = json.loads((final / "meta.json").read_text())
     tokenizer.load(final)
     dtype = np.dtype(meta["dtype"])
@@ -158,13 +164,18 @@ class Build:
     tcfg: TokenizerConfig
     fingerprint: str
 
-    @property
-    def workers(self) -> int:
-        """``data.workers``, else every core this process may use (Linux); elsewhere 1, since
-        workers are forked and fork is fragile on macOS (set data.workers to use more)."""
-        if getattr(self.cfg, "workers", None):
-            return self.cfg.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    workers: int = 1
+
+    @staticmethod
+    def default_workers(cfg: DataConfig, tokenizer) -> int:
+        """``data.workers``; unset: every core this process may use (Linux), except for the
+        byte tokenizer (encoding is a copy: workers would only add pickling) and where
+        ``sched_getaffinity`` is missing (macOS: workers are forked, and fork is fragile)."""
+        if cfg.workers:
+            return cfg.workers
+        if tokenizer.name == "byte" or not hasattr(os, "sched_getaffinity"):
+            return 1
+        return len(os.sched_getaffinity(0))
 
 
 def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:
