@@ -12,8 +12,8 @@ import yaml
 from archlab.claims import checks as C
 from archlab.claims.registry import CLAIMS_DIR, ClaimError, load_all, load_claim, merge
 from archlab.runs.load import find_runs
-from conftest import REPO, run_cli
 from fixtures_runs import make_run
+from helpers import REPO, run_cli
 
 
 def arm_data(root: Path, name: str, finals: dict, **kw) -> C.ArmData:
