@@ -269,7 +269,7 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     return recs, arm_data, results, verdict, analysis
 
 
-def write_report(
+def write_report(  # noqa: C901 (split by issue #11)
     claim: Claim,
     runs_dir: Path,
     results_dir: Path,

@@ -6,6 +6,7 @@ Kept light (no torch / lightning imports at module level): the CLI and the claim
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -115,18 +116,15 @@ class SignalGuard:
 
     def install(self) -> SignalGuard:
         for sig in self.SIGNALS:
-            try:
+            # not the main thread (e.g. a threaded launcher): ValueError, leave it as is
+            with contextlib.suppress(ValueError):
                 self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (e.g. a threaded launcher): leave as is
-                pass
         return self
 
     def restore(self) -> None:
         for sig, old in self._old.items():
-            try:
+            with contextlib.suppress(ValueError):
                 signal.signal(sig, old)
-            except ValueError:
-                pass
         self._old.clear()
 
     def _handler(self, signum, frame) -> None:

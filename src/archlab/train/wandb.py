@@ -127,7 +127,7 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
         logger = ArchlabWandbLogger(
             mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
         )
-        logger.experiment
+        logger.experiment  # noqa: B018 (the property starts the W&B run: fail here, not later)
     except Exception as e:
         if mode != "online":
             raise
@@ -138,5 +138,5 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
             (str(e).splitlines() or [type(e).__name__])[0][:200],
         )
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
-        logger.experiment
+        logger.experiment  # noqa: B018 (starts the run)
     return logger
