@@ -27,8 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
-CLAIMS_DIR = Path(os.environ.get("ARCHLAB_CLAIMS_DIR") or REPO / "experiments" / "claims")
+CLAIMS_SUBDIR = Path("experiments") / "claims"  # in the project that `archlab reproduce` runs in
+
+
+def find_claims_dir(start: Path | None = None) -> Path:
+    """``$ARCHLAB_CLAIMS_DIR``, else ``experiments/claims/`` in the working directory or the
+    nearest parent that has one (works from a wheel install: nothing is read from the package)."""
+    if os.environ.get("ARCHLAB_CLAIMS_DIR"):
+        return Path(os.environ["ARCHLAB_CLAIMS_DIR"])
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CLAIMS_SUBDIR).is_dir():
+            return d / CLAIMS_SUBDIR
+    raise ClaimError(
+        f"no {CLAIMS_SUBDIR}/ in {here} or above: run archlab reproduce in an archlab "
+        "checkout, or pass --claims-dir DIR"
+    )
+
 
 CHECK_KINDS = {
     "lower",
@@ -115,7 +130,9 @@ class Claim:
         return sigs
 
     def missing_requirements(self) -> list[str]:
-        return [p for p in self.requires if not (REPO / p).exists()]
+        """Required paths (relative to the project holding ``experiments/claims/``) absent."""
+        root = self.path.resolve().parent.parent.parent
+        return [p for p in self.requires if not (root / p).exists()]
 
 
 def key_of(override: str) -> str:
@@ -248,7 +265,7 @@ def load_claim(path: Path) -> Claim:
 
 
 def claim_paths(claims_dir: Path | None = None) -> list[Path]:
-    return sorted(Path(claims_dir or CLAIMS_DIR).glob("*.yaml"))
+    return sorted(Path(claims_dir or find_claims_dir()).glob("*.yaml"))
 
 
 # the issue's numbering (#8): claims not listed here come after, by name
@@ -275,7 +292,8 @@ def load_all(claims_dir: Path | None = None) -> list[Claim]:
 
 
 def get(claim_id: str, claims_dir: Path | None = None) -> Claim:
-    path = Path(claims_dir or CLAIMS_DIR) / f"{claim_id}.yaml"
+    claims_dir = Path(claims_dir or find_claims_dir())
+    path = claims_dir / f"{claim_id}.yaml"
     if not path.exists():
         known = ", ".join(p.stem for p in claim_paths(claims_dir)) or "none"
         raise ClaimError(f"unknown claim {claim_id!r}; known: {known}, or all")

@@ -20,15 +20,12 @@ import time
 from pathlib import Path
 
 from archlab.claims import checks as C
-from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
+from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
 from archlab.runs.naming import job_dirname
 from archlab.runs.values import finite, json_ready
 from archlab.runs.values import fmt as _fmt
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
-RESULTS_DIR = REPO / "experiments" / "results"
-RUNS_DIR = REPO / "experiments" / "runs"
-SUMMARY_MD = REPO / "experiments" / "README.md"
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
 
 
@@ -164,9 +161,12 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
 
 
 def git_commit() -> str:
+    """The commit of the archlab code that runs (``+dirty`` if src/ or conf/ changed);
+    ``unknown`` outside a git checkout (a wheel install)."""
+    here = str(Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            ["git", "-C", here, "rev-parse", "--short=12", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -175,13 +175,13 @@ def git_commit() -> str:
             [
                 "git",
                 "-C",
-                str(REPO),
+                here,
                 "status",
                 "--porcelain",
                 "--",
-                "src",
-                "conf",
-                ":(exclude)src/archlab/claims",
+                ":(top)src",
+                ":(top)conf",
+                ":(top,exclude)src/archlab/claims",
             ],
             capture_output=True,
             text=True,
@@ -580,6 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
     p.add_argument(
+        "--claims-dir",
+        metavar="DIR",
+        help="the claim files (default: experiments/claims/ in the working directory or above)",
+    )
+    p.add_argument(
         "--smoke",
         action="store_true",
         help="reduced run (claim's smoke overrides); writes under a temp dir, not experiments/",
@@ -587,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="root for runs/ and results/ (default: experiments/, "
+        help="root for runs/ and results/ (default: the claims dir's parent, experiments/, "
         "or $TMPDIR/archlab-claims-smoke with --smoke)",
     )
     p.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default: <out>/runs)")
@@ -603,40 +608,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_dirs(args, experiments: Path) -> tuple[Path, Path]:
+    """(runs dir, results dir) from --out / --smoke / --runs-dir / --results-dir."""
+    if args.out:
+        root = Path(args.out)
+        runs_dir, results_dir = root / "runs", root / "results"
+    elif args.smoke:
+        root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
+        runs_dir, results_dir = root / "runs", root / "results"
+    else:
+        runs_dir, results_dir = experiments / "runs", experiments / "results"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
+    results_dir = Path(args.results_dir) if args.results_dir else results_dir
+    return runs_dir.resolve(), results_dir.resolve()
+
+
+def _runnable(claims: list[Claim], args) -> list[Claim]:
+    """The claims whose requirements exist, each validated up front (unless --report-only)."""
+    runnable = []
+    for c in claims:
+        missing = c.missing_requirements()
+        if missing:
+            print(
+                f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
+                file=sys.stderr,
+            )
+            continue
+        if not args.report_only:
+            validate_jobs(c, args.smoke)
+        runnable.append(c)
+    return runnable
+
+
+def _reproduce(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int) -> dict:
+    """Train (unless --report-only) and judge one claim; returns its summary."""
+    start = time.time()
+    counts = None
+    if not args.report_only:
+        print(
+            f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → {sweep_dir(runs_dir, c)}",
+            flush=True,
+        )
+        counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
+    elapsed = None if args.report_only else time.time() - start
+    return write_report(c, runs_dir, results_dir, args.smoke, counts, elapsed, args.alpha)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        claims_dir = Path(args.claims_dir) if args.claims_dir else find_claims_dir()
+        experiments = claims_dir.resolve().parent  # results/, runs/ and README.md beside claims/
         if args.list:
-            for c in load_all():
+            for c in load_all(claims_dir):
                 print(f"{c.id:24s} {c.claim}")
             return 0
         if not args.claim:
             raise ClaimError("give a claim id or all (archlab reproduce --list shows them)")
-        claims = load_all() if "all" in args.claim else [get(c) for c in args.claim]
-        if args.out:
-            root = Path(args.out)
-            runs_dir, results_dir = root / "runs", root / "results"
-        elif args.smoke:
-            root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
-            runs_dir, results_dir = root / "runs", root / "results"
+        if "all" in args.claim:
+            claims = load_all(claims_dir)
         else:
-            runs_dir, results_dir = RUNS_DIR, RESULTS_DIR
-        runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
-        results_dir = Path(args.results_dir) if args.results_dir else results_dir
-        runs_dir, results_dir = runs_dir.resolve(), results_dir.resolve()
+            claims = [get(c, claims_dir) for c in args.claim]
+        runs_dir, results_dir = _output_dirs(args, experiments)
         threads = args.threads or min(2, os.cpu_count() or 1)
-        runnable = []
-        for c in claims:
-            missing = c.missing_requirements()
-            if missing:
-                print(
-                    f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
-                    file=sys.stderr,
-                )
-                continue
-            if not args.report_only:
-                validate_jobs(c, args.smoke)
-            runnable.append(c)
+        runnable = _runnable(claims, args)
     except ClaimError as err:
         print(f"archlab reproduce: error: {err}", file=sys.stderr)
         return 2
@@ -644,31 +679,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     os.environ.setdefault("WANDB_MODE", "offline")
     for c in runnable:
-        start = time.time()
-        counts = None
-        if not args.report_only:
-            print(
-                f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
-                f"{sweep_dir(runs_dir, c)}",
-                flush=True,
-            )
-            counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
-        s = write_report(
-            c,
-            runs_dir,
-            results_dir,
-            args.smoke,
-            counts,
-            None if args.report_only else time.time() - start,
-            args.alpha,
-        )
+        s = _reproduce(c, args, runs_dir, results_dir, threads)
         print(
             f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
             f"{results_dir / (c.id + '.md')}",
             flush=True,
         )
-        if results_dir == RESULTS_DIR.resolve() and not args.smoke:
-            write_summary_table(load_all(), results_dir, SUMMARY_MD)
+        if results_dir == (experiments / "results").resolve() and not args.smoke:
+            write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
         elif args.smoke:
-            write_summary_table(load_all(), results_dir, results_dir / "README.md")
+            write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")
     return 0
