@@ -13,6 +13,7 @@ PKG = SRC / "archlab"
 # layer's modules only where the layer says so, and any lower layer
 LAYERS = {
     "archlab.config": 0,
+    "archlab.errors": 0,
     "archlab.numerics": 0,
     "archlab.startup": 0,
     "archlab.model": 1,

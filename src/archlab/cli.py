@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from archlab.config import ConfigError
+from archlab.errors import describe
 from archlab.startup import install as lean_imports
 
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
@@ -196,7 +197,7 @@ def _run_job(cfg, job, multirun: bool) -> dict | None:
     except Exception as e:
         if not multirun:
             raise
-        print(f"archlab train: job {job.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"archlab train: job {job.name} failed: {describe(e)}", file=sys.stderr)
         return None
 
 

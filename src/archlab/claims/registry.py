@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.errors import first_line
+
 CLAIMS_SUBDIR = Path("experiments") / "claims"  # in the project that `archlab reproduce` runs in
 
 
@@ -169,7 +171,7 @@ def load_claim(path: Path) -> Claim:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ClaimError(f"{path}: unreadable: {str(err).splitlines()[0]}") from None
+        raise ClaimError(f"{path}: unreadable: {first_line(err)}") from None
     _need(isinstance(data, dict), path, "not a mapping")
     missing = [k for k in REQUIRED if k not in data]
     _need(not missing, path, f"missing keys: {', '.join(missing)}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 from archlab.claims import checks as C
 from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
+from archlab.errors import OneLineParser, first_line
+from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
 from archlab.runs.values import finite, json_ready
 from archlab.runs.values import fmt as _fmt
@@ -89,7 +90,7 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
-    from archlab.compose import Composer, first_line
+    from archlab.compose import Composer
     from archlab.runs.record import read_summary
     from archlab.train.run import Job, train
 
@@ -190,30 +191,6 @@ def git_commit() -> str:
         return (sha or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:  # pragma: no cover
-        tv = "n/a"
-    load = "n/a"
-    if hasattr(os, "getloadavg"):
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)"
-    )
 
 
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
@@ -322,7 +299,7 @@ def write_report(  # noqa: C901 (split by issue #11)
     )
     headline = next((r for r in results if r.headline), None)
     commit = git_commit()
-    mach = machine()
+    mach = describe_machine()
 
     label_of = {}
     if analysis is not None:
@@ -569,14 +546,11 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ClaimError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict"
+    p = OneLineParser(
+        error_type=ClaimError,
+        prog="archlab reproduce",
+        description="run a lecture claim's sweep and write its verdict",
     )
     p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
     p.add_argument(

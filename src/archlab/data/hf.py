@@ -28,6 +28,7 @@ from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
 from archlab.data.corpus import Corpus, find_files
+from archlab.errors import describe, first_line
 
 BUILDERS = {
     ".txt": "text",
@@ -263,11 +264,11 @@ class HFSource:
         except ConfigError:
             raise
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = first_line(e)
             if self.files:
                 raise ConfigError(
                     f"data.data_files={c.data_files!r} could not be read by datasets "
-                    f"({type(e).__name__}: {msg[:300]})"
+                    f"({describe(e, 300)})"
                 ) from None
             if _offline() or "connect" in msg.lower() or "offline" in msg.lower():
                 raise _offline_error(c, f"could not serve it ({type(e).__name__})") from None

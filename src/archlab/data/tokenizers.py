@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from archlab.config import ConfigError, TokenizerConfig
+from archlab.errors import describe
 
 VOCAB_MULTIPLE = 64  # the model's embedding/head rows are padded to a multiple of this
 EOT = "<|endoftext|>"
@@ -285,7 +286,7 @@ class PretrainedTokenizer(_HFTokenizer):
         except Exception as e:
             raise ConfigError(
                 f"tokenizer.path={self.tcfg.path!r} could not be loaded as a Hugging Face "
-                f"tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                f"tokenizer ({describe(e)})"
             ) from None
 
     def identity(self) -> str:

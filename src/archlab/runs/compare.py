@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.errors import OneLineParser
 from archlab.runs.arms import (
     LR_KEY,
     Arm,
@@ -256,13 +257,10 @@ def compare_runs(
     return analyze(load_records(dirs), baseline=baseline, alpha=alpha).result
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        raise CompareError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="archlab compare", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(
+        error_type=CompareError, prog="archlab compare", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument(
         "dirs", nargs="*", help="run directories or sweep directories (searched recursively)"
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.errors import describe
 from archlab.runs.values import finite as _finite
 
 SUMMARY = "summary.json"
@@ -112,8 +113,5 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
             try:
                 records.append(load_run_dir(summary_path.parent))
             except (OSError, ValueError, yaml.YAMLError) as err:
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                warn(
-                    f"warning: unreadable run {summary_path.parent}: {type(err).__name__}: {first_line}"
-                )
+                warn(f"warning: unreadable run {summary_path.parent}: {describe(err)}")
     return records

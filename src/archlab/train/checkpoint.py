@@ -40,6 +40,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from archlab.config import ConfigError
+from archlab.errors import first_line
 
 log = logging.getLogger("archlab")
 
@@ -105,7 +106,7 @@ def load(path: str | Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise ConfigError(
             f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
             f"a plain-data checkpoint: {reason})"

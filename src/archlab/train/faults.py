@@ -15,6 +15,7 @@ from pathlib import Path
 
 from archlab.config import ConfigError
 from archlab.data.sources import SOURCES
+from archlab.errors import describe
 
 log = logging.getLogger("archlab")
 
@@ -174,7 +175,7 @@ def describe_error(e: BaseException, run_dir: Path) -> str:
             f"disk full (ENOSPC) writing {e.filename or 'the run record'}: run stopped; "
             f"last good checkpoint: {kept}"
         )
-    return f"{type(e).__name__}: {e}".splitlines()[0][:2000]
+    return describe(e, 2000)
 
 
 # ------------------------------------------------------------------------------ resume CLI
