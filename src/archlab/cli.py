@@ -87,10 +87,14 @@ def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of every job this command would launch (for up-front validation)."""
     # Hydra's parser: only when composing (keeps `archlab --help` and the others fast)
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra._internal.core_plugins.basic_sweeper import (
+        BasicSweeper,  # Hydra: only for `archlab train`
+    )
+    from hydra.core.override_parser.overrides_parser import (
+        OverridesParser,  # (`archlab --help`, compare …
+    )
 
-    from archlab.compose import hydra_error_line
+    from archlab.compose import hydra_error_line  # … and generate start without Hydra / torch)
 
     parser = OverridesParser.create()
     try:
@@ -117,8 +121,8 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 def prevalidate(overrides: list[str], multirun: bool) -> int:
     """Compose and validate every job; raise ConfigError on the first bad one. Returns #jobs."""
     # composing imports Hydra and the registries (torch): only for `archlab train`
-    from archlab.compose import Composer
-    from archlab.train.faults import check_run_environment
+    from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
+    from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
 
     jobs = _jobs(overrides, multirun)
     with Composer() as composer:
@@ -128,8 +132,8 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
 
 
 def train_main(args: list[str]) -> int:
-    from archlab.compose import register_schema
-    from archlab.train.faults import check_writable, resume_args
+    from archlab.compose import register_schema  # Hydra: `archlab train` only
+    from archlab.train.faults import check_writable, resume_args  # `archlab train` only
 
     overrides, multirun, inspect = _overrides(args)
     args = resume_args(args, overrides, multirun)  # resume=<run dir>: that run's overrides
@@ -149,13 +153,13 @@ def train_main(args: list[str]) -> int:
 def _task(cfg) -> float | None:
     """One Hydra job. Returns the final val loss: the objective for sweepers such as Optuna
     (+inf for a diverged run, None for a failed one)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # a Hydra job: `archlab train` only
+    from hydra.types import RunMode  # (as above)
 
-    from archlab.compose import to_dataclass
-    from archlab.runs.naming import job_overrides
-    from archlab.runs.record import read_summary
-    from archlab.train.run import Job
+    from archlab.compose import to_dataclass  # (as above)
+    from archlab.runs.naming import job_overrides  # (as above)
+    from archlab.runs.record import read_summary  # (as above)
+    from archlab.train.run import Job  # Lightning: `archlab train` only
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -185,7 +189,7 @@ def _task(cfg) -> float | None:
 def _run_job(cfg, job, multirun: bool) -> dict | None:
     """train(); in a sweep a failing job prints one line and returns None (the sweep goes on;
     summary.json says failed), a single run exits 2 on a config mistake."""
-    from archlab.train.run import train
+    from archlab.train.run import train  # Lightning: `archlab train` only
 
     try:
         return train(cfg, job)
@@ -224,8 +228,8 @@ def _report(s: dict, run_dir: Path) -> None:
 
 
 def _hydra_entry() -> None:
-    import hydra
+    import hydra  # Hydra: `archlab train` only
 
-    from archlab.compose import CONF_DIR
+    from archlab.compose import CONF_DIR  # (as above)
 
     hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")(_task)()

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from archlab.config import ConfigError, ModelConfig
 from archlab.data.tokenizers import load_run_tokenizer, make_tokenizer
+from archlab.hf import from_hf
 from archlab.model import Transformer
 from archlab.train import checkpoint
 from archlab.train.checkpoint import CKPT_DIR
@@ -117,11 +118,9 @@ def main(args: list[str]) -> int:
     opts = parse(args)
     torch.manual_seed(opts["seed"])
     if opts["hf"]:
-        from archlab.hf import from_hf
-
         model = from_hf(opts["hf"])
         try:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # the hf extra: only for hf=
 
             tokenizer = _HFTokenizer(AutoTokenizer.from_pretrained(opts["hf"]))
         except Exception as e:

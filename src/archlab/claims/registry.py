@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from archlab.claims.bench import BENCHMARKS
 from archlab.errors import first_line
 
 CLAIMS_SUBDIR = Path("experiments") / "claims"  # in the project that `archlab reproduce` runs in
@@ -165,8 +168,6 @@ def _strs(value: Any) -> bool:
 
 
 def load_claim(path: Path) -> Claim:
-    import yaml
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -235,7 +236,6 @@ def load_claim(path: Path) -> Claim:
         )
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
-    from archlab.claims.bench import BENCHMARKS
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
     _need(not unknown_b, path, f"unknown benchmark {unknown_b}; known: {', '.join(BENCHMARKS)}")

@@ -19,10 +19,16 @@ import time
 from pathlib import Path
 
 from archlab.claims import checks as C
+from archlab.claims.bench import BENCHMARKS, to_markdown
 from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
+from archlab.config import ConfigError
 from archlab.errors import OneLineParser, first_line
+from archlab.runs.compare import CompareError, analyze
+from archlab.runs.load import find_runs
 from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
+from archlab.runs.record import read_summary
+from archlab.runs.report import color, markdown_table, table_rows, write_outputs
 from archlab.runs.values import finite, json_ready
 from archlab.runs.values import fmt as _fmt
 
@@ -46,9 +52,10 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
     """Compose every distinct job of ``claims`` in one Hydra context and validate it like
     ``archlab train`` does (``archlab.cli.prevalidate``), checking each data source once.
     Raises ClaimError naming the claim and arm; returns the number of configs checked."""
-    from archlab.compose import Composer
-    from archlab.config import ConfigError
-    from archlab.train.faults import check_run_environment
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.faults import (
+        check_run_environment,  # with compose: only when validating jobs
+    )
 
     seen, sources, n = set(), set(), 0
     with Composer() as composer:
@@ -90,9 +97,8 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
-    from archlab.compose import Composer
-    from archlab.runs.record import read_summary
-    from archlab.train.run import Job, train
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.run import Job, train  # Lightning: only when training (not --report-only)
 
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
@@ -146,8 +152,6 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
 
 def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
     """arm -> its run records, matched by the recorded overrides (stale runs are ignored)."""
-    from archlab.runs.load import find_runs
-
     sigs = claim.arm_signatures(smoke)
     arms: dict[str, list] = {a: [] for a in claim.arms}
     root = sweep_dir(runs_dir, claim)
@@ -195,12 +199,10 @@ def git_commit() -> str:
 
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
     """Mean over seeds of a metrics.jsonl key vs step, one line per arm."""
-    import matplotlib
+    import matplotlib  # matplotlib: only when drawing a figure
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from archlab.runs.report import color
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     drawn = False
@@ -228,8 +230,6 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
 
 
 def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
-    from archlab.runs.compare import CompareError, analyze
-
     recs = claim_records(claim, runs_dir, smoke)
     arm_data = {a: C.ArmData(a, rs) for a, rs in recs.items()}
     _, _, grid = claim.settings(smoke)
@@ -255,8 +255,6 @@ def write_report(  # noqa: C901 (split by issue #11)
     wall: float | None,
     alpha: float = 0.05,
 ) -> dict:
-    from archlab.runs.report import markdown_table, table_rows, write_outputs
-
     recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
     out = Path(results_dir) / claim.id
     pngs: list[Path] = []
@@ -433,8 +431,6 @@ def write_report(  # noqa: C901 (split by issue #11)
         md += ["## Results", "", "No runs found.", ""]
     bench_results = []
     if claim.benchmark:
-        from archlab.claims.bench import BENCHMARKS, to_markdown
-
         md += ["## Micro-benchmarks", ""]
         for name in claim.benchmark:
             res = BENCHMARKS[name](smoke)

@@ -24,6 +24,8 @@ import csv
 import hashlib
 import json
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
@@ -78,7 +80,7 @@ def _first_columns(path: str) -> list[str] | None:
             with open(path, newline="", encoding="utf-8", errors="replace") as f:
                 return next(csv.reader(f), [])
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # the hf extra: only for parquet files
 
             return list(pq.read_schema(path).names)
     except OSError:
@@ -122,9 +124,6 @@ def _in_hf_cache(name: str) -> bool:
 
 def _probe_hub(cfg: DataConfig) -> None:
     """Fail fast (seconds, not minutes of retries) when the hub cannot serve the dataset."""
-    import urllib.error
-    import urllib.request
-
     name = cfg.dataset
     if name in _hub_ok:
         return
@@ -221,7 +220,7 @@ class HFSource:
 
     def _load_dict(self):
         """A dict split name -> (Iterable)Dataset, without fetching splits we do not read."""
-        import datasets
+        import datasets  # the hf extra (and ~1 s): only when this source loads
 
         datasets.disable_progress_bars()
         c = self.cfg

@@ -60,7 +60,7 @@ def load_wandb_runs(path: str, api: Any = None) -> list[RunRecord]:
     entity, project, group = parts
     try:
         if api is None:
-            import wandb
+            import wandb  # wandb (~1 s): only for --wandb
 
             api = wandb.Api(timeout=15)
         runs = list(api.runs(f"{entity}/{project}", filters={"group": group}))

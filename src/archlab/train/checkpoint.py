@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import random
 import time
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from archlab.config import ConfigError
 from archlab.errors import first_line
@@ -361,8 +363,6 @@ class Checkpointing(Callback):
             self.guard.trainer = None
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         # Lightning raises SIGTERMException after a complete step: the state is consistent
         if self.guard is not None:
             self.guard.trainer = None
@@ -406,6 +406,4 @@ class Checkpointing(Callback):
 
 def _in_worker_process(trainer) -> bool:
     """True in a worker started by Lightning's multiprocessing launcher (fork / spawn)."""
-    import multiprocessing
-
     return trainer.world_size > 1 and multiprocessing.parent_process() is not None

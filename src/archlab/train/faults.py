@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
+
+import yaml
 
 from archlab.config import ConfigError
 from archlab.data.sources import SOURCES
@@ -129,9 +133,6 @@ class SignalGuard:
         self._old.clear()
 
     def _handler(self, signum, frame) -> None:
-        import multiprocessing
-        import time
-
         first = self.signum is None
         if not first and signum == self.signum and time.monotonic() - self._first_at < 2:
             return  # the same signal twice (scheduler + forwarding parent): one request
@@ -216,7 +217,6 @@ def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[s
         raise ConfigError(
             f"resume={value}: {run_dir} is not an archlab run directory (no .hydra/overrides.yaml)"
         )
-    import yaml
 
     saved = [
         o

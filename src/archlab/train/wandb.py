@@ -76,7 +76,7 @@ class ArchlabWandbLogger(WandbLogger):
         self._experiment = None
 
     def _finish(self, summary: dict) -> None:
-        import wandb
+        import wandb  # wandb (~1 s): only with logger=wandb
 
         run = self._experiment
         if run is None:
@@ -105,7 +105,7 @@ class ArchlabWandbLogger(WandbLogger):
 def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) -> ArchlabWandbLogger:
     """``run_id``: continue that W&B run (resume); offline, the continuation is a second
     ``offline-run-*`` folder with the same id, and ``wandb sync`` of both gives one run."""
-    import wandb
+    import wandb  # wandb (~1 s): only with logger=wandb
 
     if wandb.run is not None:  # a previous job left a run open (e.g. killed mid-way): close it
         wandb.finish(exit_code=1)
