@@ -31,6 +31,7 @@ import yaml
 
 from archlab.claims.bench import BENCHMARKS
 from archlab.errors import first_line
+from archlab.runs.naming import override_key
 
 CLAIMS_SUBDIR = Path("experiments") / "claims"  # in the project that `archlab reproduce` runs in
 
@@ -140,22 +141,18 @@ class Claim:
         return [p for p in self.requires if not (root / p).exists()]
 
 
-def key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def merge(*lists: list[str]) -> list[str]:
     """Override lists merged by key (``model/mlp``, ``optim.lr``): later lists win."""
     merged: dict[str, str] = {}
     for overrides in lists:
         for o in overrides:
-            merged.pop(key_of(o), None)
-            merged[key_of(o)] = o
+            merged.pop(override_key(o), None)
+            merged[override_key(o)] = o
     return list(merged.values())
 
 
 def signature(overrides: list[str]) -> frozenset:
-    return frozenset(o for o in overrides if key_of(o) not in ("seed", "optim.lr"))
+    return frozenset(o for o in overrides if override_key(o) not in ("seed", "optim.lr"))
 
 
 def _need(cond: bool, path: Path, message: str) -> None:
