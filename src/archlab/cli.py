@@ -14,6 +14,7 @@ from pathlib import Path
 
 from archlab.config import ConfigError
 from archlab.errors import describe
+from archlab.runs.values import fmt
 from archlab.startup import install as lean_imports
 
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
@@ -210,9 +211,6 @@ def _objective(summary: dict) -> float | None:
 
 
 def _report(s: dict, run_dir: Path) -> None:
-    def fmt(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) else "n/a"
-
     print(
         f"archlab: {s['status']} {s['steps']} steps · val_loss {fmt(s['val_loss'], '.4f')} · "
         f"train_loss {fmt(s['train_loss'], '.4f')} · {fmt(s['tokens_per_sec'], ',.0f')} tok/s · "
