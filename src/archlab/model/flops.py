@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from archlab.config import ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads, norm_bias
+from archlab.config import ModelConfig, d_ff, head_dim, n_kv_heads
 
 
 def _mean_span(T: int, window: int | None) -> float:
@@ -91,29 +91,12 @@ def executed_flops(model, idx, backward: bool = True) -> int:
 
 
 def param_count(cfg: ModelConfig) -> int:
-    """Number of parameters, in closed form from the config (a tied head counts once)."""
-    from archlab.model.mlp import MLPS
-    from archlab.model.placement import PLACEMENTS
+    """Number of parameters, in closed form from the config (a tied head counts once): the sum
+    of each component's own count (``Attention.n_params``, ``MLP.n_params``, the norms',
+    the position scheme's), as ``Transformer.n_params`` adds them up."""
+    from archlab.model.transformer import Transformer
 
-    d, hd, H, Hkv, ff = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg), d_ff(cfg)
-    attn = d * hd * (2 * H + 2 * Hkv) + attn_bias(cfg) * (hd * (H + 2 * Hkv) + d)
-    n_mats = 3 if MLPS[cfg.mlp].gated else 2
-    mlp = n_mats * d * ff + mlp_bias(cfg) * ((n_mats - 1) * ff + d)
-    norm = d * (2 if cfg.norm == "layernorm" and norm_bias(cfg) else 1)
-    qk = 0
-    if cfg.qk_norm != "none":
-        qk = hd * (H + Hkv) if cfg.qk_norm_scope == "full" else 2 * hd  # gains only, no bias
-    p = PLACEMENTS[cfg.norm_placement]
-    slots = p.norm_in + p.norm_out + p.norm_after
-    if cfg.block == "parallel":  # one shared input norm, an output norm per sublayer
-        norms = p.norm_in + 2 * p.norm_out + p.norm_after
-    else:
-        norms = 2 * slots
-    per_layer = attn + mlp + qk + norms * norm
-    embed = cfg.vocab_size * d + (cfg.block_size * d if cfg.position == "learned" else 0)
-    final = norm if p.final_norm else 0
-    head = (0 if cfg.tie_embeddings else cfg.vocab_size * d) + cfg.head_bias * cfg.vocab_size
-    return cfg.n_layers * per_layer + embed + final + head
+    return Transformer.n_params(cfg)
 
 
 def iso_params_reference(cfg: ModelConfig) -> ModelConfig:

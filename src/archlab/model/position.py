@@ -29,6 +29,10 @@ class Position(nn.Module):
     def __init__(self, cfg=None):
         super().__init__()
 
+    @staticmethod
+    def n_params(cfg) -> int:
+        return 0  # relative and fixed schemes train nothing
+
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # x: (B, T, d)
         return x
 
@@ -47,6 +51,10 @@ class Learned(Position):
     def __init__(self, cfg):
         super().__init__()
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+
+    @staticmethod
+    def n_params(cfg) -> int:
+        return cfg.block_size * cfg.d_model
 
     def embed(self, x, pos):
         # the check reads a tensor value: skip it in compiled training (within block_size),

@@ -14,12 +14,13 @@ from torch import nn
 
 from archlab.config import ModelConfig
 from archlab.model.attention import softcap
-from archlab.model.block import BLOCKS
+from archlab.model.block import BLOCKS, block_params, dropout, maybe
 from archlab.model.cache import KVCache
 from archlab.model.init import INITS
-from archlab.model.norm import make_norm
-from archlab.model.placement import PLACEMENTS
-from archlab.model.position import NOPE, make_position
+from archlab.model.migrate import upgrade_state_dict
+from archlab.model.norm import norm_params
+from archlab.model.placement import PLACEMENTS, norm_if
+from archlab.model.position import NOPE, POSITIONS, make_position
 from archlab.model.window import layer_has_position
 
 
@@ -30,17 +31,17 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
         self.position = make_position(cfg)
-        self.drop = nn.Dropout(cfg.embed_dropout)
         self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, i) for i in range(cfg.n_layers))
         # the position scheme each layer attends with (NoPE for local_global_nope's full layers)
         self.layer_positions = [
             self.position if layer_has_position(cfg, i) else NOPE for i in range(cfg.n_layers)
         ]
-        self.norm = make_norm(cfg) if PLACEMENTS[cfg.norm_placement].final_norm else nn.Identity()
+        self.norm = norm_if(PLACEMENTS[cfg.norm_placement].final_norm, cfg)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
         INITS[cfg.init](self, cfg)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
+        self.register_load_state_dict_pre_hook(upgrade_state_dict)  # older checkpoint layouts
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx: (B, T) token ids → logits (B, T, vocab). With a cache, idx continues it."""
@@ -49,12 +50,12 @@ class Transformer(nn.Module):
         x = self.embed(idx)  # (B, T, d)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
-        x = self.drop(self.position.embed(x, pos))
+        x = dropout(self.position.embed(x, pos), self.cfg.embed_dropout, self.training)
         for block, position in zip(self.blocks, self.layer_positions):
             x = block(x, pos, position, cache)
         if cache is not None:
             cache.seen += idx.shape[1]
-        logits = self.head(self.norm(x))  # (B, T, vocab)
+        logits = self.head(maybe(self.norm, x))  # (B, T, vocab)
         if self.cfg.logit_scale != 1.0:
             logits = logits * self.cfg.logit_scale
         return softcap(logits, self.cfg.logit_softcap)
@@ -79,6 +80,16 @@ class Transformer(nn.Module):
             if i + 1 < max_new_tokens:
                 logits = self(nxt, cache)[:, -1]
         return torch.cat(out, dim=1)
+
+    @staticmethod
+    def n_params(cfg: ModelConfig) -> int:
+        """Parameters of ``Transformer(cfg)`` in closed form, summed from each component's own
+        count (a tied head counts once)."""
+        d, V = cfg.d_model, cfg.vocab_size
+        final = norm_params(cfg) if PLACEMENTS[cfg.norm_placement].final_norm else 0
+        head = (0 if cfg.tie_embeddings else V * d) + cfg.head_bias * V
+        embed = V * d + POSITIONS[cfg.position].n_params(cfg)
+        return cfg.n_layers * block_params(cfg) + embed + final + head
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Exact count of distinct parameters (a tied head counts once)."""
