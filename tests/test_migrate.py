@@ -15,6 +15,7 @@ from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.model.migrate import is_v1
 from archlab.train.checkpoint import load
+from conftest import TINY, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = torch.load(FIXTURES / "v1_state_dicts.pt", weights_only=True)
@@ -55,3 +56,17 @@ def test_serial_and_parallel_blocks_name_their_weights_alike():
     serial, parallel = _block_weights(block="serial"), _block_weights(block="parallel")
     assert serial == parallel
     assert {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc.weight"} <= serial
+
+
+def test_resuming_a_v1_checkpoint_is_refused_in_one_line(tmp_path):
+    """Its weights load, but a run never continues across a numerics change."""
+    r = run_cli(
+        "train",
+        *TINY,
+        "logger=none",
+        f"resume={FIXTURES / 'v1_run.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0
+    assert "numerics version 1" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

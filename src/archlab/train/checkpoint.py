@@ -40,6 +40,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from archlab.config import ConfigError
+from archlab.numerics import NUMERICS_VERSION
 from archlab.train.faults import ckpt_every
 
 log = logging.getLogger("archlab")
@@ -256,6 +257,13 @@ class Checkpointing(Callback):
         self.saved: list[int] = []
         if resume_from is not None:
             self.ckpt = load(resume_from)
+            saved = self.ckpt.get("numerics", 1)  # v1 checkpoints predate the field
+            if saved != NUMERICS_VERSION:
+                raise ConfigError(
+                    f"resume: checkpoint {resume_from} was trained with numerics version "
+                    f"{saved}, this code is version {NUMERICS_VERSION} (archlab/numerics.py): "
+                    "start a new run (its weights still load for generate / evaluation)"
+                )
             diffs = config_diff(self.ckpt.get("config", {}), config_dict)
             if diffs:
                 raise ConfigError(
@@ -305,6 +313,7 @@ class Checkpointing(Callback):
         return {
             "format": FORMAT,
             "version": VERSION,
+            "numerics": NUMERICS_VERSION,
             "global_step": int(trainer.global_step),
             "state_dict": {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
             "config": self.config_dict,
