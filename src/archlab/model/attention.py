@@ -118,11 +118,13 @@ class Attention(nn.Module):
         """q (B, H, T, hd) and keys/values (B, Hkv, S, hd), with the key positions (S,)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        q, k, v = self.qkv(x).view(B, T, H + 2 * Hkv, hd).split((H, Hkv, Hkv), dim=2)
+        qk, v = self.qkv(x).view(B, T, H + 2 * Hkv, hd).split((H + Hkv, Hkv), dim=2)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
-        q, k = position.rotate(q, k, pos)
+            q, k = qk.split((H, Hkv), dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
+        qk = position.rotate(qk, pos)  # queries and keys in one go: (B, T, H + Hkv, hd)
+        q, k = qk.transpose(1, 2).split((H, Hkv), dim=1)  # (B, H, T, hd), (B, Hkv, T, hd)
+        v = v.transpose(1, 2)
         kpos = pos
         if cache is not None:  # prepend the cached keys/values: (B, Hkv, S, hd), S ≥ T
             k, v, kpos = cache.update(self.layer, k, v, pos, self.window)

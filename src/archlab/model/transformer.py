@@ -47,6 +47,7 @@ class Transformer(nn.Module):
         """idx: (B, T) token ids → logits (B, T, vocab). With a cache, idx continues it."""
         start = cache.seen if cache is not None else 0
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
+        self.position.extend(start + idx.shape[1])
         x = self.embed(idx)  # (B, T, d)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
