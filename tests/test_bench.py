@@ -56,7 +56,7 @@ def test_bench_quick_writes_valid_json(tmp_path, monkeypatch):
     for r in kv.values():
         assert r["formula"] == r["measured"]
         assert r["formula"] * kv["mha"]["n_kv_heads"] == kv["mha"]["formula"] * r["n_kv_heads"]
-    assert "| tiny | default |" in res["table"]
+    assert "| tiny (2L d64 T64 B16 byte) | default | LlamaForCausalLM |" in res["table"]
 
 
 def test_bench_rejects_unknown_size(tmp_path):
@@ -144,7 +144,7 @@ def test_compile_on_cpu_trains(tmp_path):
     """trainer.compile=true works on CPU through archlab's training path (30–60 s to compile)."""
     from archlab import bench
 
-    res = bench.compile_speedup(threads=1, steps=6, work=tmp_path)
+    res = bench.compile_speedup(threads=1, steps=6, work=tmp_path, size="tiny")
     assert res["speedup"] > 0
 
 
