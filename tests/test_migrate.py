@@ -15,7 +15,7 @@ from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.model.migrate import is_v1
 from archlab.train.checkpoint import load
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = torch.load(FIXTURES / "v1_state_dicts.pt", weights_only=True)

@@ -9,23 +9,22 @@ import math
 import pytest
 import torch
 
-from archlab.config import ModelConfig, d_ff, validate_model
+from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.model.attention import ATTENTIONS, Attention
 from archlab.model.block import BLOCKS, block_params
-from archlab.model.flops import param_count
+from archlab.model.flops import d_ff, param_count
 from archlab.model.mlp import MLP, MLPS
 from archlab.model.norm import NORMS, QK_NORMS
 from archlab.model.placement import PLACEMENTS
 from archlab.model.position import POSITIONS, make_position
+from helpers import tiny_model
 
-TINY = dict(n_layers=2, d_model=32, n_heads=4, block_size=16, vocab_size=64)
+TINY = dict(n_heads=4, block_size=16)  # this file's shape of the shared tiny model
 
 
 def tiny(**kw) -> ModelConfig:
-    cfg = ModelConfig(**{**TINY, **kw})
-    validate_model(cfg)
-    return cfg
+    return tiny_model(**{**TINY, **kw})
 
 
 def knob_options():
@@ -79,9 +78,10 @@ def test_each_component_counts_its_own_parameters(kw):
     """Every component's closed-form count equals its built module's, and the model's count
     (``param_count``) is the sum the model really has (a tied head counts once)."""
     c = tiny(**kw)
+    ff = d_ff(c)
     assert Attention.n_params(c) == _count(Attention(c))
-    assert MLP.n_params(c) == _count(MLP(c))
-    assert block_params(c) == _count(BLOCKS[c.block](c, 0))
+    assert MLP.n_params(c, ff) == _count(MLP(c, ff))
+    assert block_params(c, ff) == _count(BLOCKS[c.block](c, 0, ff))
     assert POSITIONS[c.position].n_params(c) == _count(make_position(c))
     for cls, bias in itertools.product(NORMS.values(), (False, True)):
         assert cls.n_params(24, bias) == _count(cls(24, bias=bias))
@@ -93,7 +93,8 @@ def test_each_component_counts_its_own_parameters(kw):
 def test_bias_adds_biases_and_layernorm_bias():
     no_bias = Transformer(tiny(norm="layernorm"))
     with_bias = Transformer(tiny(norm="layernorm", bias=True))
-    c, d = tiny(), TINY["d_model"]
+    c = tiny()
+    d = c.d_model
     attn = 3 * d + d  # q, k, v outputs (MHA: n_heads·head_dim = d each) + output projection
     mlp = 2 * d_ff(c) + d  # fc and gate outputs + output projection
     norms = 2 * d  # the two LayerNorms of the block

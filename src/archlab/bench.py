@@ -22,13 +22,14 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from archlab.runs.machine import machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,27 +65,6 @@ NO_DROPOUT = ("model.embed_dropout=0", "model.attn_dropout=0", "model.resid_drop
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 def load() -> list[float]:
@@ -123,19 +103,9 @@ def matmul_peak(dtype_name: str = "float32", sizes=(256, 512, 1024), reps: int =
 # ---------------------------------------------------------------------- configs
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from archlab.cli import CONF_DIR
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="bench"):
-        return to_dataclass(hcompose(config_name="train", overrides=overrides))
-
-
 def bench_config(size: str, arch: str, threads: int, steps: int, text: str = TEXT_DEFAULT):
+    from archlab.compose import compose
+
     sz = SIZES[size]
     data = ["data=text", f"data.path={text}", "tokenizer=char"] if sz.text else []
     return compose(
@@ -188,13 +158,8 @@ def archlab_round(cfg, steps: int, run_dir: Path, clock: _StepClock | None = Non
     from archlab.train import run
 
     clock = clock or _StepClock()
-    original = run._callbacks
-    run._callbacks = lambda c: [*original(c), clock.callback]
-    try:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
-        run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]))
-    finally:
-        run._callbacks = original
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+    run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]), callbacks=(clock.callback,))
     return clock.intervals()
 
 
@@ -779,7 +744,8 @@ def run(args, work: Path) -> dict:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     q = args.quick
-    res: dict = {"machine": machine(), "threads": threads, "load_start": load(), "quick": q}
+    m = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    res: dict = {"machine": m, "threads": threads, "load_start": load(), "quick": q}
     res |= {"rounds": args.rounds, "steps": args.steps, "command": " ".join(sys.argv)}
     res["peak"] = {
         "float32": matmul_peak("float32", (256, 512) if q else (256, 512, 1024), 3 if q else 5),

@@ -32,10 +32,14 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class SerialBlock(nn.Module):
     """Each sublayer f: x → post_norm(x + drop(out_norm(f(norm(x)))))."""
 
-    def __init__(self, cfg, layer: int):
+    @staticmethod
+    def check(m) -> None:
+        """No rules of its own."""
+
+    def __init__(self, cfg, layer: int, hidden: int):  # hidden: model.flops.d_ff(cfg)
         super().__init__()
         p = PLACEMENTS[cfg.norm_placement]
-        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg)
+        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg, hidden)
         self.attn_norm, self.mlp_norm = norm_if(p.norm_in, cfg), norm_if(p.norm_in, cfg)
         self.attn_out_norm, self.mlp_out_norm = norm_if(p.norm_out, cfg), norm_if(p.norm_out, cfg)
         self.attn_post_norm = norm_if(p.norm_after, cfg)
@@ -56,10 +60,12 @@ class SerialBlock(nn.Module):
 
 
 class ParallelBlock(nn.Module):
-    def __init__(self, cfg, layer: int):
+    check = SerialBlock.check
+
+    def __init__(self, cfg, layer: int, hidden: int):
         super().__init__()
         p = PLACEMENTS[cfg.norm_placement]
-        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg)
+        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg, hidden)
         self.norm = norm_if(p.norm_in, cfg)  # shared by both sublayers
         self.attn_out_norm, self.mlp_out_norm = norm_if(p.norm_out, cfg), norm_if(p.norm_out, cfg)
         self.post_norm = norm_if(p.norm_after, cfg)
@@ -80,7 +86,7 @@ class ParallelBlock(nn.Module):
 BLOCKS: dict[str, type[nn.Module]] = {"serial": SerialBlock, "parallel": ParallelBlock}
 
 
-def block_params(cfg) -> int:
+def block_params(cfg, hidden: int) -> int:
     """Parameters of one block: attention, MLP and the norms the block and placement have."""
     norms = BLOCKS[cfg.block].n_norms(PLACEMENTS[cfg.norm_placement])
-    return Attention.n_params(cfg) + MLP.n_params(cfg) + norms * norm_params(cfg)
+    return Attention.n_params(cfg) + MLP.n_params(cfg, hidden) + norms * norm_params(cfg)

@@ -5,7 +5,7 @@ Gated (GLU): proj(act(gate) * up)            3 matrices, d_ff = 8/3·d by defaul
              where up, gate = fc(x)          one fused GEMM: ``fc`` holds the up rows, then the
                                              gate rows (2·d_ff outputs)
 
-``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.config.d_ff``).
+``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.model.flops.d_ff``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from archlab.config import ModelConfig, mlp_bias
 
 
 def relu2(x: torch.Tensor) -> torch.Tensor:
@@ -32,6 +34,9 @@ class MLPKind:
     act: Callable[[torch.Tensor], torch.Tensor]
     gated: bool
 
+    def check(self, m: ModelConfig) -> None:
+        """No rules of its own: the width rules are the MLP's, in archlab.validate."""
+
 
 MLPS: dict[str, MLPKind] = {
     "relu": MLPKind(F.relu, gated=False),  # Vaswani et al. 2017
@@ -46,23 +51,19 @@ MLPS: dict[str, MLPKind] = {
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, hidden: int):  # hidden: archlab.model.flops.d_ff(cfg)
         super().__init__()
-        from archlab.config import d_ff, mlp_bias
-
         kind = MLPS[cfg.mlp]
-        hidden, bias = d_ff(cfg), mlp_bias(cfg)
+        bias = mlp_bias(cfg)
         self.act, self.gated = kind.act, kind.gated
         self.fc = nn.Linear(cfg.d_model, hidden * (2 if kind.gated else 1), bias=bias)
         self.proj = nn.Linear(hidden, cfg.d_model, bias=bias)
         self.proj.residual_out = True  # scaled init (see model/init.py)
 
     @staticmethod
-    def n_params(cfg) -> int:
-        """Parameters of one MLP sublayer: 2 (3 if gated) d × d_ff matrices and their biases."""
-        from archlab.config import d_ff, mlp_bias
-
-        ff, n_in = d_ff(cfg), 2 if MLPS[cfg.mlp].gated else 1
+    def n_params(cfg, ff: int) -> int:
+        """Parameters of ``MLP(cfg, ff)``: 2 (3 if gated) d × ff matrices and their biases."""
+        n_in = 2 if MLPS[cfg.mlp].gated else 1
         return (n_in + 1) * cfg.d_model * ff + mlp_bias(cfg) * (n_in * ff + cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) → (B, T, d)

@@ -14,13 +14,13 @@ from torch import nn
 
 from archlab.config import ModelConfig
 from archlab.model.attention import softcap
-from archlab.model.block import BLOCKS, block_params, dropout, maybe
+from archlab.model.block import BLOCKS, dropout, maybe
 from archlab.model.cache import KVCache
+from archlab.model.flops import d_ff
 from archlab.model.init import INITS
 from archlab.model.migrate import upgrade_state_dict
-from archlab.model.norm import norm_params
 from archlab.model.placement import PLACEMENTS, norm_if
-from archlab.model.position import NOPE, POSITIONS, make_position
+from archlab.model.position import NOPE, make_position
 from archlab.model.window import layer_has_position
 
 
@@ -31,7 +31,8 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
         self.position = make_position(cfg)
-        self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, i) for i in range(cfg.n_layers))
+        hidden = d_ff(cfg)  # the MLP width (param-matched, iso-params, or set)
+        self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, i, hidden) for i in range(cfg.n_layers))
         # the position scheme each layer attends with (NoPE for local_global_nope's full layers)
         self.layer_positions = [
             self.position if layer_has_position(cfg, i) else NOPE for i in range(cfg.n_layers)
@@ -81,16 +82,6 @@ class Transformer(nn.Module):
             if i + 1 < max_new_tokens:
                 logits = self(nxt, cache)[:, -1]
         return torch.cat(out, dim=1)
-
-    @staticmethod
-    def n_params(cfg: ModelConfig) -> int:
-        """Parameters of ``Transformer(cfg)`` in closed form, summed from each component's own
-        count (a tied head counts once)."""
-        d, V = cfg.d_model, cfg.vocab_size
-        final = norm_params(cfg) if PLACEMENTS[cfg.norm_placement].final_norm else 0
-        head = (0 if cfg.tie_embeddings else V * d) + cfg.head_bias * V
-        embed = V * d + POSITIONS[cfg.position].n_params(cfg)
-        return cfg.n_layers * block_params(cfg) + embed + final + head
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Exact count of distinct parameters (a tied head counts once)."""
