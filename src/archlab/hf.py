@@ -5,11 +5,14 @@
     hf_model = to_hf(model)               # back to transformers, where the arch exists there
 
 Each supported ``model_type`` has a converter: its config → a ModelConfig (the preset's knobs
-plus the checkpoint's sizes), and a table of (archlab name, HF name, layout) for every weight.
-Layouts: ``T`` transposes GPT-2's Conv1D weights; ``rope`` permutes each head's rotary dims
-from the interleaved layout (GPT-J, Cohere: pairs 2i, 2i+1) to archlab's half-split one
-(pairs i, i + r/2), a fixed permutation of q/k rows that leaves q·k unchanged; ``qkv0..2``
-split GPT-2's fused c_attn. Tests: tests/test_hf.py (logit parity at fp32).
+plus the checkpoint's sizes), and one weight table per family: each archlab tensor is a list of
+(HF name, layout) parts concatenated along the output rows (archlab's fused ``attn.qkv`` = HF's
+q, k, v; its fused ``mlp.fc`` = up, gate). Layouts: ``T`` transposes GPT-2's Conv1D weights
+(whose ``c_attn`` already is the fused qkv); ``rope`` permutes each head's rotary dims from
+the interleaved layout (GPT-J, Cohere: pairs 2i, 2i+1) to archlab's half-split one (pairs
+i, i + r/2), a fixed permutation of q/k rows that leaves q·k unchanged. ``to_hf`` splits the
+rows by the HF parts' shapes. Tests: tests/test_hf.py (logit parity at fp32, exact weights
+back).
 """
 
 from __future__ import annotations
