@@ -42,17 +42,21 @@ def test_bench_quick_writes_valid_json(tmp_path, monkeypatch):
     res = json.loads(out.read_text())
     assert res["peak"]["float32"]["flops"] > 0 and res["machine"]["cores"] >= 1
     (row,) = res["train"]
-    assert (row["size"], row["arch"]) == ("tiny", "default")
-    assert row["archlab_tok_s"] > 0 and row["hand_tok_s"] > 0 and row["ratio"] > 0
-    assert 0 < row["archlab_mfu"] <= 1 and 0 < row["hand_mfu"] <= 1
+    assert (row["size"], row["arch"], row["reference"]) == ("tiny", "default", "LlamaForCausalLM")
+    assert row["archlab_tok_s"] > 0 and row["hand_tok_s"] > 0 and row["reference_tok_s"] > 0
+    for ratio in (row["framework"], row["model"]):
+        assert ratio["min"] <= ratio["median"] <= ratio["max"] and len(ratio["rounds"]) == 1
+    # the reference is transformers' Llama at archlab's shape: the same parameter count
+    assert row["reference_params"] == row["params"]
+    assert 0 < row["archlab_mfu"] <= 1
     assert row["flops_per_token"] <= row["executed_flops_per_token"]
-    assert len(row["archlab_step_s"]) == 2 and len(row["hand_step_s"]) == 2  # steps 2..3
+    assert all(len(v) == 2 for v in row["step_s"].values())  # steps 2..3 of each path
     assert res["decode"]["same_tokens"] is True
     kv = {r["attention"]: r for r in res["kv_bytes"]}
     for r in kv.values():
         assert r["formula"] == r["measured"]
         assert r["formula"] * kv["mha"]["n_kv_heads"] == kv["mha"]["formula"] * r["n_kv_heads"]
-    assert "| tiny | default |" in res["table"]
+    assert "| tiny (2L d64 T64 B16 byte) | default | LlamaForCausalLM |" in res["table"]
 
 
 def test_bench_rejects_unknown_size(tmp_path):
@@ -136,7 +140,7 @@ def test_compile_on_cpu_trains(tmp_path):
     """trainer.compile=true works on CPU through archlab's training path (30–60 s to compile)."""
     from archlab import bench
 
-    res = bench.compile_speedup(threads=1, steps=6, work=tmp_path)
+    res = bench.compile_speedup(threads=1, steps=6, work=tmp_path, size="tiny")
     assert res["speedup"] > 0
 
 
@@ -204,3 +208,24 @@ def test_cache_buffers_grow_and_match_recompute():
         torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
         assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)
         assert cache.allocated_bytes() >= sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v))
+
+
+def test_render_regenerates_docs_and_readme_table_from_json(tmp_path):
+    """``--render`` rewrites docs/bench.md whole and only the README's marked table."""
+    from archlab import bench
+
+    (tmp_path / "docs").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{bench.BEGIN}\nold table\n{bench.END}\nafter\n")
+    src = json.loads((REPO / "docs" / "bench.json").read_text())
+    (tmp_path / "b.json").write_text(json.dumps(src))
+    docs = str(tmp_path / "docs")
+    assert bench.main(["--render", str(tmp_path / "b.json"), "--docs-dir", docs]) == 0
+    text = readme.read_text()
+    assert (
+        "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    )
+    for r in src["train"]:
+        assert f"| {r['size']} ({r['label']}) | {r['arch']} |" in text
+    page = (tmp_path / "docs" / "bench.md").read_text()
+    assert "## Targets (issue #16)" in page and "framework: archlab ÷ hand" in page

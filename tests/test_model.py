@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -10,12 +11,13 @@ import torch
 
 from archlab.config import ModelConfig
 from archlab.model import Transformer
-from archlab.model.attention import ATTENTIONS
-from archlab.model.flops import d_ff
-from archlab.model.mlp import MLPS
+from archlab.model.attention import ATTENTIONS, Attention
+from archlab.model.block import BLOCKS, block_params
+from archlab.model.flops import d_ff, param_count
+from archlab.model.mlp import MLP, MLPS
 from archlab.model.norm import NORMS, QK_NORMS
 from archlab.model.placement import PLACEMENTS
-from archlab.model.position import POSITIONS
+from archlab.model.position import POSITIONS, make_position
 from helpers import tiny_model
 
 TINY = dict(n_heads=4, block_size=16)  # this file's shape of the shared tiny model
@@ -59,35 +61,33 @@ def test_every_option_trains_a_few_steps(kw):
     assert losses[-1] < losses[0] - 0.05, losses
 
 
-def expected_params(c: ModelConfig) -> int:
-    """Closed-form count for the spine's options (no biases, tied head)."""
-    hd, kv = c.d_model // c.n_heads, c.n_kv_heads or c.n_heads
-    attn = c.d_model * hd * (2 * c.n_heads + 2 * kv)
-    mlp = c.d_model * d_ff(c) * (3 if MLPS[c.mlp].gated else 2)
-    norm = c.d_model  # bias=False: LayerNorm and RMSNorm both have only a gain
-    qk = 2 * hd if c.qk_norm != "none" else 0
-    per_layer = attn + mlp + 2 * norm + qk
-    final = c.d_model if PLACEMENTS[c.norm_placement].final_norm else 0
-    pos = c.block_size * c.d_model if c.position == "learned" else 0
-    head = 0 if c.tie_embeddings else c.vocab_size * c.d_model
-    return c.n_layers * per_layer + final + c.vocab_size * c.d_model + pos + head
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {},
-        {"mlp": "gelu", "position": "learned", "norm": "layernorm"},
-        {"attention": "gqa", "n_kv_heads": 2, "qk_norm": "rmsnorm"},
-        {"attention": "mqa", "n_kv_heads": 1, "tie_embeddings": False, "norm_placement": "post"},
-    ],
-)
-def test_num_params_is_exact(kw):
+COUNT_CASES = [
+    *knob_options(),
+    {"block": "parallel", "norm_placement": "double", "bias": True, "norm": "layernorm"},
+    {"qk_norm": "layernorm", "qk_norm_scope": "full", "attention": "gqa", "n_kv_heads": 2},
+    {"mlp": "geglu", "mlp_bias": True, "attn_bias": True, "head_bias": True},
+]
+
+
+@pytest.mark.parametrize("kw", COUNT_CASES, ids=lambda kw: "-".join(map(str, kw.values())))
+def test_each_component_counts_its_own_parameters(kw):
+    """Every component's closed-form count equals its built module's, and the model's count
+    (``param_count``) is the sum the model really has (a tied head counts once)."""
     c = tiny(**kw)
+    ff = d_ff(c)
+    assert Attention.n_params(c) == _count(Attention(c))
+    assert MLP.n_params(c, ff) == _count(MLP(c, ff))
+    assert block_params(c, ff) == _count(BLOCKS[c.block](c, 0, ff))
+    assert POSITIONS[c.position].n_params(c) == _count(make_position(c))
+    for cls, bias in itertools.product(NORMS.values(), (False, True)):
+        assert cls.n_params(24, bias) == _count(cls(24, bias=bias))
     model = Transformer(c)
-    assert model.num_params() == expected_params(c)
-    distinct = {id(p): p.numel() for p in model.parameters()}
-    assert model.num_params() == sum(distinct.values())
+    assert model.num_params() == param_count(c)
+    assert model.num_params() == sum({id(p): p.numel() for p in model.parameters()}.values())
 
 
 def test_bias_adds_biases_and_layernorm_bias():
@@ -128,10 +128,11 @@ def test_init_scales_residual_projections():
     c = tiny(n_layers=8, d_model=256, n_heads=4)
     model = Transformer(c)
     block = model.blocks[0]
-    assert block.attn.f.q.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.mlp.fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
     expected = 0.02 / math.sqrt(2 * 8)
-    assert block.attn.f.proj.weight.std().item() == pytest.approx(expected, rel=0.05)
-    assert block.mlp.f.proj.weight.std().item() == pytest.approx(expected, rel=0.05)
+    assert block.attn.proj.weight.std().item() == pytest.approx(expected, rel=0.05)
+    assert block.mlp.proj.weight.std().item() == pytest.approx(expected, rel=0.05)
     assert model.head.weight is model.embed.weight
     untied = Transformer(dataclasses.replace(c, tie_embeddings=False))
     assert untied.head.weight is not untied.embed.weight
@@ -147,7 +148,7 @@ def test_init_scales_residual_projections():
     ],
 )
 def test_iso_params_matches_the_reference_count(kw):
-    from archlab.model.flops import iso_params_reference, param_count
+    from archlab.model.flops import iso_params_reference
 
     c = tiny(d_model=64, n_heads=4, iso_params=True, **kw)
     target = param_count(iso_params_reference(c))

@@ -145,7 +145,8 @@ def test_attention_max_logit_is_the_largest_visible_score():
         model = Transformer(cfg)
         attn = next(m for m in model.modules() if isinstance(m, Attention))
         x, pos = torch.randn(2, 16, 32) * 20, torch.arange(16)
-        q, k, _, _ = attn.project(x, pos, model.position)
+        q, k, _, _ = attn.project(x, pos, model.position)  # k: (B, Hkv, T, hd), shared
+        k = k.repeat_interleave(attn.n_heads // attn.n_kv_heads, dim=1)
         scores = (q @ k.transpose(-2, -1)) * attn.scale  # (B, H, T, T)
         expected = scores[..., visible].max().item()
         assert attn.max_logit(x, pos, model.position).item() == pytest.approx(expected)

@@ -1,20 +1,25 @@
-"""``archlab bench``: the machine's matmul peak, training throughput and MFU (archlab's real
-training path vs a minimal hand-written loop, interleaved in one process), start-up time to the
-first optimizer step, KV-cache decode speed and KV bytes per token. Prints a table, writes JSON.
+"""``archlab bench``: the machine's matmul peak; training throughput and MFU of archlab's real
+training path, of a minimal hand-written loop on archlab's model, and of the same loop on an
+independent reference model (Hugging Face ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` built
+from their config classes, SDPA attention, no download), interleaved in one process; start-up
+time to the first optimizer step; ``trainer.compile`` speedup; KV-cache decode speed and KV
+bytes per token. Prints a table, writes JSON; ``--docs`` regenerates docs/bench.md and the
+README's performance table from that JSON (``--render bench.json`` does it without a run).
 
-    archlab bench                       # full run (a few minutes on 2 idle cores)
+    archlab bench --docs                # full run (~15 min on 2 idle cores) → bench.json + docs
     archlab bench --quick               # CI-sized (< ~1 min)
-    archlab bench --sizes tiny,small --archs default,gpt2 --out bench.json
+    archlab bench --render bench.json   # docs/bench.md + README table from an earlier run
 
-Noise: every timing is a median over repeats, the two training paths alternate in rounds of
-``--steps`` steps (so a load change hits both), and the load average is recorded next to the
-numbers. MFU = model FLOPs per token (causal attention, ``model/flops.py``) × tokens/s ÷ the
-fp32 matmul peak measured in the same process; the model FLOPs never exceed the executed ones.
+Two ratios per size and arch, each the median over rounds of the per-round ratio (the three
+paths of a round run back to back, so a load change hits all of them; spread = min–max):
+**framework** = archlab end-to-end tok/s ÷ hand loop on archlab's model (Lightning, data,
+logging, callbacks), **model** = archlab's model ÷ the reference model, both in the hand loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -26,13 +31,37 @@ from pathlib import Path
 
 from archlab.runs.machine import machine
 
-SIZES = {  # name → (overrides, batch size); batch sizes keep a step ≲ 1 s on 2 cores
-    "tiny": (["model/size=tiny"], 16),
-    "small": (["model/size=small"], 16),
-    "medium": (["model/size=medium"], 4),
-    "d512": (["model/size=medium", "model.d_model=512", "model.n_heads=8", "model.n_layers=4"], 4),
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    overrides: tuple[str, ...]
+    batch: int
+    label: str
+    text: bool = False  # char-level Tiny Shakespeare (needs --text), else the byte default
+
+
+TEXT_DEFAULT = "../shared/data/tinyshakespeare.txt"
+SIZES = {
+    # the classic CPU configuration of minimal GPT implementations (char-level Shakespeare)
+    "classic": Size(("model/size=small", "model.block_size=64"), 12, "4L d128 T64 B12 char", True),
+    # this project's standard ablation rung
+    "rung": Size(("model/size=small",), 16, "4L d128 T128 B16 byte"),
+    "large": Size(
+        (
+            "model/size=small",
+            "model.n_layers=6",
+            "model.d_model=384",
+            "model.n_heads=6",
+            "model.block_size=256",
+        ),
+        8,
+        "6L d384 T256 B8 byte",
+    ),
+    "tiny": Size(("model/size=tiny",), 16, "2L d64 T64 B16 byte"),  # --quick
 }
 ARCHS = {"default": [], "gpt2": ["model/arch=gpt2"]}
+REFERENCES = {"default": "llama", "gpt2": "gpt2"}  # arch → archlab.hf converter of its reference
+NO_DROPOUT = ("model.embed_dropout=0", "model.attn_dropout=0", "model.resid_dropout=0")
 
 
 # ---------------------------------------------------------------------- machine
@@ -74,16 +103,19 @@ def matmul_peak(dtype_name: str = "float32", sizes=(256, 512, 1024), reps: int =
 # ---------------------------------------------------------------------- configs
 
 
-def bench_config(size: str, arch: str, threads: int, steps: int):
+def bench_config(size: str, arch: str, threads: int, steps: int, text: str = TEXT_DEFAULT):
     from archlab.compose import compose
 
-    overrides, batch = SIZES[size]
+    sz = SIZES[size]
+    data = ["data=text", f"data.path={text}", "tokenizer=char"] if sz.text else []
     return compose(
         [
             *ARCHS[arch],
-            *overrides,
+            *sz.overrides,
+            *data,
+            *NO_DROPOUT,
             "logger=none",
-            f"train.batch_size={batch}",
+            f"train.batch_size={sz.batch}",
             f"train.max_steps={steps}",
             f"trainer.threads={threads}",
             "trainer=cpu",
@@ -97,7 +129,8 @@ def bench_config(size: str, arch: str, threads: int, steps: int):
 
 class _StepClock:
     """Wall time between consecutive ``on_train_batch_end`` calls: everything a step costs in
-    archlab's loop (data, forward, backward, clip, AdamW, scheduler, logging, callbacks)."""
+    archlab's loop (data, forward, backward, clip, AdamW, scheduler, logging, callbacks); and
+    from ``on_train_start`` to the first step's end (which includes any compilation)."""
 
     def __init__(self):
         from lightning.pytorch.callbacks import Callback
@@ -105,38 +138,42 @@ class _StepClock:
         clock = self
 
         class _CB(Callback):
+            def on_train_start(self, *args, **kwargs):
+                clock.start = time.perf_counter()
+
             def on_train_batch_end(self, *args, **kwargs):
                 clock.marks.append(time.perf_counter())
 
         self.marks: list[float] = []
+        self.start: float | None = None
         self.callback = _CB()
 
     def intervals(self) -> list[float]:
         return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
 
-def archlab_round(cfg, steps: int, run_dir: Path) -> list[float]:
+def archlab_round(cfg, steps: int, run_dir: Path, clock: _StepClock | None = None) -> list[float]:
     """Per-step seconds of archlab's real training path (``train.run.train``: data, LitLM,
     Lightning Trainer, run record, divergence stop, telemetry), steps 2..steps."""
-    import dataclasses
-
     from archlab.train import run
 
-    clock = _StepClock()
+    clock = clock or _StepClock()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
     run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]), callbacks=(clock.callback,))
     return clock.intervals()
 
 
 def hand_round(model, opt, batches, steps: int) -> list[float]:
-    """Per-step seconds of a minimal loop: forward, cross-entropy, backward, clip, AdamW."""
+    """Per-step seconds of a minimal loop: forward, cross-entropy, backward, clip, AdamW (the
+    same loop for archlab's model and the reference; an HF model's output has ``.logits``)."""
     import torch
     import torch.nn.functional as F
 
     marks = []
     for i in range(steps):
         x, y = batches[i % len(batches)]
-        logits = model(x)
+        out = model(x)
+        logits = getattr(out, "logits", out)
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,73 +183,113 @@ def hand_round(model, opt, batches, steps: int) -> list[float]:
     return [b - a for a, b in zip(marks, marks[1:])]
 
 
-def train_throughput(
-    size: str, arch: str, rounds: int, steps: int, threads: int, peak: float, work: Path
-) -> dict:
-    import dataclasses
+def reference_model(m, arch: str, vocab: int):
+    """The independent reference at archlab's shape: transformers' own model class for the
+    arch's family (GPT-2 or Llama), from its config class (random init, no download, SDPA),
+    with the tokenizer's true vocabulary (archlab pads its own to a multiple of 64)."""
+    import transformers
 
+    from archlab.hf import CONVERTERS
+
+    conv = CONVERTERS[REFERENCES[arch]]
+    cls = getattr(transformers, conv.hf_class)
+    kw = conv.hf_config(dataclasses.replace(m, arch=REFERENCES[arch])) | {"vocab_size": vocab}
+    return cls(cls.config_class(**kw, attn_implementation="sdpa")).train()
+
+
+def _vocabs(cfg) -> tuple[int, int]:
+    """(tokenizer vocab, archlab's padded model vocab) of the run's data."""
+    from archlab.data.store import load_tokens
+
+    data = load_tokens(cfg.data, cfg.tokenizer)
+    return data.vocab_size, data.model_vocab_size
+
+
+def _hand_setup(model, vocab: int, B: int, T: int):
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randint(0, vocab, (B, T), generator=g), torch.randint(0, vocab, (B, T), generator=g))
+        for _ in range(4)
+    ]
+    return model, opt, batches
+
+
+def _spread(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "rounds": xs}
+
+
+def train_throughput(
+    size: str, arch: str, rounds: int, steps: int, threads: int, peak: float, work: Path, text: str
+) -> dict:
+    """Interleaved rounds of archlab end to end, the hand loop on archlab's model and the hand
+    loop on the reference model; ratios per round, then median and spread."""
     import torch
 
     from archlab.model import Transformer
     from archlab.model.flops import param_count, train_flops_per_token
 
-    cfg = bench_config(size, arch, threads, steps)
-    m = dataclasses.replace(cfg.model, vocab_size=256)  # the byte tokenizer's padded vocab
+    cfg = bench_config(size, arch, threads, steps, text)
+    vocab, padded = _vocabs(cfg)
+    m = dataclasses.replace(cfg.model, vocab_size=padded)
     B, T = cfg.train.batch_size, m.block_size
     torch.manual_seed(0)
-    model = Transformer(m)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    g = torch.Generator().manual_seed(0)
-    batches = [
-        (torch.randint(0, 256, (B, T), generator=g), torch.randint(0, 256, (B, T), generator=g))
-        for _ in range(4)
-    ]
-    tokens = B * T
-    model_flops = train_flops_per_token(m, T)  # causal: what the MFU counts
-    executed = train_flops_per_token(m, T, attention="dense")
-    ours, hand, loads, mfus, ratios = [], [], [], {"archlab": [], "hand": []}, []
-    for r in range(rounds):  # alternate, so load changes hit both paths
+    paths = {"hand": _hand_setup(Transformer(m), vocab, B, T)}
+    torch.manual_seed(0)
+    paths["reference"] = _hand_setup(reference_model(m, arch, vocab), vocab, B, T)
+    times: dict[str, list[float]] = {"archlab": [], "hand": [], "reference": []}
+    per_round: dict[str, list[float]] = {k: [] for k in times}
+    framework, model_ratio, mfus, loads = [], [], [], []
+    for r in range(rounds):  # alternate, so load changes hit every path
         torch.set_num_threads(threads)
-        a = archlab_round(cfg, steps, work / f"{size}-{arch}-{r}")
-        torch.set_num_threads(threads)
-        h = hand_round(model, opt, batches, steps)
-        # the peak, re-measured each round: MFU against the machine as loaded right now
-        p = matmul_peak("float32", (512,), 3)["flops"]
-        for name, times in (("archlab", a), ("hand", h)):
-            mfus[name].append(model_flops * tokens / statistics.median(times) / p)
-        ratios.append(statistics.median(h) / statistics.median(a))
-        ours, hand = ours + a, hand + h
+        steps_s = {"archlab": archlab_round(cfg, steps, work / f"{size}-{arch}-{r}")}
+        for name, state in paths.items():
+            torch.set_num_threads(threads)
+            steps_s[name] = hand_round(*state, steps)
+        med = {k: statistics.median(v) for k, v in steps_s.items()}
+        for k in times:
+            times[k] += steps_s[k]
+            per_round[k].append(med[k])
+        framework.append(med["hand"] / med["archlab"])
+        model_ratio.append(med["reference"] / med["hand"])
+        p = matmul_peak("float32", (512,), 3)["flops"]  # the machine as loaded right now
+        mfus.append(train_flops_per_token(m, T) * B * T / med["archlab"] / p)
         loads.append(load()[0] if load() else None)
-    t_ours, t_hand = statistics.median(ours), statistics.median(hand)
+    tok_s = {k: B * T / statistics.median(v) for k, v in times.items()}
     return {
         "size": size,
+        "label": SIZES[size].label,
         "arch": arch,
+        "reference": transformers_class(arch),
         "params": param_count(m),
+        "reference_params": sum(p.numel() for p in paths["reference"][0].parameters()),
         "n_layers": m.n_layers,
         "d_model": m.d_model,
         "batch": B,
         "seq_len": T,
+        "vocab": vocab,
+        "model_vocab": padded,
         "threads": threads,
-        "flops_per_token": model_flops,
-        "executed_flops_per_token": executed,
-        "archlab_tok_s": tokens / t_ours,
-        "hand_tok_s": tokens / t_hand,
-        # archlab throughput ÷ hand-written throughput: median over rounds of the per-round
-        # ratio (both paths of a round ran back to back, so a load change cancels out)
-        "ratio": statistics.median(ratios),
-        "ratio_rounds": ratios,
-        "gap_ms_per_step": 1e3 * (t_ours - t_hand),
-        # median over rounds of (model FLOP/s ÷ that round's fp32 peak), clamped to ≤ 1 (flagged)
-        "archlab_mfu": min(1.0, statistics.median(mfus["archlab"])),
-        "hand_mfu": min(1.0, statistics.median(mfus["hand"])),
-        "mfu_clamped": max(mfus["archlab"] + mfus["hand"]) > 1,
-        "archlab_mfu_vs_start_peak": model_flops * tokens / t_ours / peak,
-        "archlab_mfu_rounds": mfus["archlab"],
-        "hand_mfu_rounds": mfus["hand"],
-        "archlab_step_s": ours,
-        "hand_step_s": hand,
+        "flops_per_token": train_flops_per_token(m, T),
+        "executed_flops_per_token": train_flops_per_token(m, T, attention="dense"),
+        **{f"{k}_tok_s": v for k, v in tok_s.items()},
+        "framework": _spread(framework),  # archlab end to end ÷ hand loop, same model
+        "model": _spread(model_ratio),  # archlab's model ÷ reference model, same loop
+        "archlab_mfu": min(1.0, statistics.median(mfus)),
+        "mfu_clamped": max(mfus) > 1,
+        "archlab_mfu_vs_start_peak": train_flops_per_token(m, T) * tok_s["archlab"] / peak,
+        "step_s": times,
+        "round_median_step_s": per_round,
         "load1": loads,
     }
+
+
+def transformers_class(arch: str) -> str:
+    from archlab.hf import CONVERTERS
+
+    return CONVERTERS[REFERENCES[arch]].hf_class
 
 
 # ---------------------------------------------------------------------- start-up
@@ -256,6 +333,7 @@ def startup(runs: int, work: Path) -> dict:
         out["load1"].append(load()[0] if load() else None)
     out["lean_median"] = statistics.median(out["lean"])
     out["stock_median"] = statistics.median(out["stock"])
+    out["runs"] = runs
     return out
 
 
@@ -263,10 +341,11 @@ def startup(runs: int, work: Path) -> dict:
 
 
 def decode(
-    d_model: int, n_layers: int, checkpoints: list[int], threads: int, prompt: int = 16
+    d_model: int, n_layers: int, checkpoints: list[int], threads: int, rounds: int, prompt: int = 16
 ) -> dict:
-    """Greedy decode with the KV cache vs recomputing the whole prefix per token; cumulative
-    time at each checkpoint (tokens generated). Both must produce the same tokens."""
+    """Greedy decode with the KV cache vs recomputing the whole prefix per token, alternating
+    for ``rounds`` rounds; cumulative time at each checkpoint (tokens generated). Both must
+    produce the same tokens. Per checkpoint: median (and spread) of the per-round speedups."""
     import torch
 
     from archlab.config import ModelConfig
@@ -300,25 +379,39 @@ def decode(
                     logits = (model(nxt, cache) if cached else model(seq))[:, -1]
         return seq, {c: marks[c - 1] for c in checkpoints}
 
-    out_c, t_c = run(True)
-    out_r, t_r = run(False)
+    same, cached, recomputed = True, [], []
+    for _ in range(rounds):
+        out_c, t_c = run(True)
+        out_r, t_r = run(False)
+        same = same and bool(torch.equal(out_c, out_r))
+        cached.append(t_c)
+        recomputed.append(t_r)
     return {
         "d_model": d_model,
         "n_layers": n_layers,
         "prompt": prompt,
-        "same_tokens": bool(torch.equal(out_c, out_r)),
+        "rounds": rounds,
+        "same_tokens": same,
         "load1": load()[0] if load() else None,
-        # speedup: total time to generate c tokens; marginal: tokens since the previous checkpoint
         "points": [
-            {
-                "generated": c,
-                "cached_tok_s": c / t_c[c],
-                "recompute_tok_s": c / t_r[c],
-                "speedup": t_r[c] / t_c[c],
-                "marginal_speedup": (t_r[c] - t_r.get(p, 0.0)) / (t_c[c] - t_c.get(p, 0.0)),
-            }
-            for p, c in zip([0, *checkpoints], checkpoints)
+            _decode_point(c, p, cached, recomputed) for p, c in zip([0, *checkpoints], checkpoints)
         ],
+    }
+
+
+def _decode_point(c: int, prev: int, cached: list[dict], recomputed: list[dict]) -> dict:
+    """Speedup: time to generate c tokens; marginal: tokens since the previous checkpoint."""
+    total = [r[c] / k[c] for k, r in zip(cached, recomputed)]
+    marginal = [
+        (r[c] - r.get(prev, 0.0)) / (k[c] - k.get(prev, 0.0)) for k, r in zip(cached, recomputed)
+    ]
+    return {
+        "generated": c,
+        "cached_tok_s": c / statistics.median(k[c] for k in cached),
+        "recompute_tok_s": c / statistics.median(r[c] for r in recomputed),
+        "speedup": statistics.median(total),
+        "speedup_spread": _spread(total),
+        "marginal_speedup": statistics.median(marginal),
     }
 
 
@@ -363,25 +456,35 @@ def kv_bytes(d_model: int = 256, n_layers: int = 4, n_heads: int = 8, tokens: in
 # ---------------------------------------------------------------------- compile
 
 
-def compile_speedup(threads: int, steps: int, work: Path) -> dict:
-    """archlab's training path with trainer.compile=true vs eager (tiny), steady-state step
-    time (the first steps, which compile, are dropped)."""
-    import dataclasses
-
+def compile_speedup(threads: int, steps: int, work: Path, size: str = "rung") -> dict:
+    """archlab's training path with trainer.compile=true vs eager at the standard rung:
+    steady-state step time (median of the second half) and the first step's time, which for
+    the compiled run includes compilation (inductor's on-disk caches switched off: a cold
+    compile, the worst case)."""
     import torch
+    import torch._inductor.config as inductor
 
-    out = {}
+    inductor.fx_graph_cache = False
+    if hasattr(inductor, "autograd_cache"):
+        inductor.autograd_cache = False
+    out: dict = {"size": size, "label": SIZES[size].label, "steps": steps}
     for flag in (False, True):
-        cfg = bench_config("tiny", "default", threads, steps)
+        cfg = bench_config(size, "default", threads, steps)
         cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, compile=flag))
         torch.set_num_threads(threads)
+        clock = _StepClock()
         t = time.perf_counter()
-        steps_s = archlab_round(cfg, steps, work / f"compile-{flag}")
+        steps_s = archlab_round(cfg, steps, work / f"compile-{flag}", clock)
         out["compiled" if flag else "eager"] = {
             "step_s": statistics.median(steps_s[steps // 2 :]),
+            "first_step_s": clock.marks[0] - clock.start,
             "wall_s": time.perf_counter() - t,
         }
-    out["speedup"] = out["eager"]["step_s"] / out["compiled"]["step_s"]
+    c, e = out["compiled"], out["eager"]
+    out["speedup"] = e["step_s"] / c["step_s"]
+    out["compile_s"] = c["first_step_s"] - e["first_step_s"]
+    # steps after which the compiled run has caught up with eager (compile time amortised)
+    out["break_even_steps"] = out["compile_s"] / max(e["step_s"] - c["step_s"], 1e-9)
     out["load1"] = load()[0] if load() else None
     return out
 
@@ -389,159 +492,316 @@ def compile_speedup(threads: int, steps: int, work: Path) -> dict:
 # ---------------------------------------------------------------------- report
 
 
-def table(res: dict) -> str:
-    m, lines = res["machine"], []
-    lines.append(
-        f"archlab bench · {m['date']} · {m['cpu']} · {m['cores']} cores · "
-        f"torch {m['torch']} · threads {res['threads']} · load avg "
-        f"{res['load_start']} → {res['load_end']}"
-    )
-    p = res["peak"]
-    lines.append(
-        f"matmul peak fp32 {p['float32']['flops'] / 1e9:.1f} GFLOP/s (n={p['float32']['best_n']})"
-        + (f" · bf16 {p['bfloat16']['flops'] / 1e9:.1f} GFLOP/s" if "bfloat16" in p else "")
-    )
-    lines += [
-        "",
-        "| size | arch | params | B×T | archlab tok/s | hand tok/s | ratio | gap ms/step | "
-        "archlab MFU | hand MFU | load1 |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+def _r(x: dict) -> str:
+    return f"{x['median']:.3f} ({x['min']:.2f}–{x['max']:.2f})"
+
+
+def train_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| size | arch | reference | params (archlab / ref) | archlab tok/s | hand tok/s | "
+        "reference tok/s | framework: archlab ÷ hand | model: archlab ÷ reference | MFU |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in res["train"]:
+    for r in rows:
         lines.append(
-            f"| {r['size']} | {r['arch']} | {r['params'] / 1e6:.2f}M | {r['batch']}×{r['seq_len']} | "
-            f"{r['archlab_tok_s']:,.0f} | {r['hand_tok_s']:,.0f} | {r['ratio']:.3f} | "
-            f"{r['gap_ms_per_step']:+.1f} | "
-            f"{100 * r['archlab_mfu']:.1f}% | {100 * r['hand_mfu']:.1f}% | "
-            f"{'/'.join(str(x) for x in r['load1'])} |"
+            f"| {r['size']} ({r['label']}) | {r['arch']} | {r['reference']} | "
+            f"{r['params'] / 1e6:.2f}M / {r['reference_params'] / 1e6:.2f}M | "
+            f"{r['archlab_tok_s']:,.0f} | {r['hand_tok_s']:,.0f} | {r['reference_tok_s']:,.0f} | "
+            f"{_r(r['framework'])} | {_r(r['model'])} | {100 * r['archlab_mfu']:.1f}% |"
         )
+    return lines
+
+
+def _header(res: dict) -> list[str]:
+    m, p = res["machine"], res["peak"]
+    return [
+        f"archlab bench · {m['date']} · {m['cpu']} · {m['cores']} cores · torch {m['torch']} · "
+        f"threads {res['threads']} · rounds {res['rounds']} × {res['steps']} steps · "
+        f"load avg {res['load_start']} → {res['load_end']}",
+        f"matmul peak fp32 {p['float32']['flops'] / 1e9:.1f} GFLOP/s (n={p['float32']['best_n']})"
+        + (f" · bf16 {p['bfloat16']['flops'] / 1e9:.1f} GFLOP/s" if "bfloat16" in p else ""),
+    ]
+
+
+def extras(res: dict) -> list[str]:
+    lines = []
     if res.get("startup"):
         s = res["startup"]
         lines += [
+            f"Start-up to the first optimizer step (`model/size=tiny`, `logger=none`), median of "
+            f"{s['runs']}: **{s['lean_median']:.2f} s** (runs {s['lean']}); without the lean-import "
+            f"hook {s['stock_median']:.2f} s.",
             "",
-            f"start-up to first optimizer step (tiny, logger=none): lean imports "
-            f"{s['lean_median']:.2f} s {s['lean']} · stock {s['stock_median']:.2f} s "
-            f"{s['stock']} · load1 {s['load1']}",
-        ]
-    if res.get("decode"):
-        d = res["decode"]
-        lines += [
-            "",
-            f"decode (d={d['d_model']}, {d['n_layers']} layers, prompt {d['prompt']}, "
-            f"greedy, same tokens: {d['same_tokens']}, load1 {d['load1']}):",
-            "| generated | KV cache tok/s | recompute tok/s | speedup (total) | "
-            "speedup (tokens since previous row) |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {p['generated']} | {p['cached_tok_s']:,.0f} | {p['recompute_tok_s']:,.0f} | "
-            f"{p['speedup']:.1f}× | {p['marginal_speedup']:.1f}× |"
-            for p in d["points"]
-        ]
-    if res.get("kv_bytes"):
-        lines += [
-            "",
-            "KV bytes/token: "
-            + ", ".join(
-                f"{r['attention']} (kv heads {r['n_kv_heads']}) {r['formula']} formula / "
-                f"{r['measured']:.0f} measured ({r.get('allocated', 0):.0f} allocated)"
-                for r in res["kv_bytes"]
-            ),
         ]
     if res.get("compile"):
         c = res["compile"]
         lines += [
+            f"`trainer.compile=true` at the {c['size']} ({c['label']}): "
+            f"{c['compiled']['step_s'] * 1e3:.1f} ms/step vs eager {c['eager']['step_s'] * 1e3:.1f}"
+            f" ms → **{c['speedup']:.2f}×**; cold compilation {c['compile_s']:.0f} s, repaid after "
+            f"~{c['break_even_steps']:,.0f} steps.",
             "",
-            f"trainer.compile=true (tiny): step {c['compiled']['step_s'] * 1e3:.1f} ms vs "
-            f"eager {c['eager']['step_s'] * 1e3:.1f} ms → speedup {c['speedup']:.2f}× "
-            f"(compiled run wall {c['compiled']['wall_s']:.0f} s incl. compilation; load1 {c['load1']})",
         ]
-    return "\n".join(lines)
+    if res.get("decode"):
+        d = res["decode"]
+        lines += [
+            f"KV-cache decode (d={d['d_model']}, {d['n_layers']} layers, prompt {d['prompt']}, greedy, "
+            f"{d['rounds']} interleaved rounds, same tokens: {d['same_tokens']}):",
+            "",
+            "| generated | KV cache tok/s | recompute tok/s | speedup (median, spread) | "
+            "speedup since previous row |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {p['generated']} | {p['cached_tok_s']:,.0f} | {p['recompute_tok_s']:,.0f} | "
+            f"{_r(p['speedup_spread'])}× | {p['marginal_speedup']:.1f}× |"
+            for p in d["points"]
+        ]
+        lines.append("")
+    if res.get("kv_bytes"):
+        kv = ", ".join(
+            f"{r['attention']} ({r['n_kv_heads']} kv heads) {r['formula']} / {r['measured']:.0f}"
+            for r in res["kv_bytes"]
+        )
+        lines += [f"KV bytes per token, formula / measured: {kv}.", ""]
+    return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def table(res: dict) -> str:
+    return "\n".join([*_header(res), "", *train_table(res["train"]), "", *extras(res)])
+
+
+def _verdict(x: dict, target: float) -> str:
+    if x["min"] >= target:
+        return "met in every round"
+    return "met by the median (not every round)" if x["median"] >= target else "**missed**"
+
+
+def targets(res: dict) -> list[str]:
+    """Issue #16's targets, each judged from this run's numbers (ratios: median and rounds)."""
+    rows = []
+    for r in res["train"]:
+        name = f"{r['size']}/{r['arch']}"
+        rows.append(
+            (f"{name}: model ≥ 1.0× {r['reference']}", _r(r["model"]), _verdict(r["model"], 1.0))
+        )
+        rows.append(
+            (f"{name}: Lightning overhead ≤ 3%", _r(r["framework"]), _verdict(r["framework"], 0.97))
+        )
+    ok = {True: "met", False: "**missed**"}
+    if res.get("compile"):
+        c = res["compile"]["speedup"]
+        rows.append(("compile ≥ 1.3× eager (stretch)", f"{c:.2f}×", ok[c >= 1.3]))
+    if res.get("startup"):
+        t = res["startup"]["lean_median"]
+        rows.append(("start-up ≤ 4 s (tiny)", f"{t:.2f} s", ok[t <= 4.0]))
+    if res.get("decode"):
+        last = res["decode"]["points"][-1]
+        rows.append(
+            (
+                f"KV decode ≥ 10× at {last['generated']} tokens",
+                _r(last["speedup_spread"]),
+                _verdict(last["speedup_spread"], 10),
+            )
+        )
+    return ["| target | this run | verdict |", "|---|---:|---|"] + [
+        f"| {name} | {value} | {verdict} |" for name, value, verdict in rows
+    ]
+
+
+COMMAND = "archlab bench --docs --out docs/bench.json"
+METHOD = """\
+- **Training throughput**, three paths per size and arch, interleaved in rounds of `--steps`
+  steps in one process (a load change hits all three): archlab end to end
+  (`archlab.train.run.train`: data pipeline, LitLM, Lightning, run record, callbacks,
+  `logger=none`, fused AdamW); a hand-written loop (forward, cross-entropy, backward,
+  `clip_grad_norm_(1.0)`, `torch.optim.AdamW` defaults) on archlab's model; the same loop on
+  the independent reference: transformers' `GPT2LMHeadModel` (gpt2 preset) or
+  `LlamaForCausalLM` (default arch), built from their config classes at the same shape
+  (SDPA attention, random init, no download) with the tokenizer's true vocabulary (archlab
+  pads its own to a multiple of 64: 66 → 128 for the char vocabulary). A step's time is the
+  wall time between consecutive step ends; tok/s columns are medians over all steps. Dropout 0.
+- **Ratios**: per round, throughput ratios of the round's median step times; reported as the
+  median over rounds with the min–max spread. *framework* = archlab end to end ÷ hand loop on
+  the same model (Lightning, data, logging; the fused AdamW is on archlab's side); *model* =
+  archlab's model ÷ the reference model in the same loop. Absolute tok/s depend on the load;
+  the ratios are what a shared machine can measure.
+- **MFU** = model FLOPs per token (`model/flops.py`, causal attention) × archlab tok/s ÷ the
+  fp32 matmul peak re-measured after every round.
+- **Start-up**: process start → end of the first optimizer step (`summary.json`
+  `startup_sec`) of `archlab train model/size=tiny logger=none train.max_steps=1`, fresh
+  interpreters, lean and stock imports alternating.
+- **Compile**: archlab end to end with `trainer.compile=true` vs eager at the standard rung;
+  steady-state step = median of the second half; compile time = first compiled step − first
+  eager step, with inductor's on-disk caches off (cold).
+- **Decode**: greedy generation after a 16-token prompt with the KV cache vs recomputing the
+  prefix per token, alternating; both must produce the same tokens.
+"""
+
+
+def render_docs(res: dict, json_name: str, docs: Path, readme: Path | None) -> None:
+    """docs/bench.md (whole file) and the README's table (between the bench markers)."""
+    body = [
+        "# `archlab bench`: archlab vs independent reference models",
+        "",
+        f"Generated by `archlab bench --render {json_name}` from the run below "
+        f"(regenerate both this page and the README table: `{COMMAND}`). Profile findings "
+        "behind these numbers: [perf.md](perf.md).",
+        "",
+        "```",
+        *_header(res),
+        "```",
+        "",
+        "## Training throughput",
+        "",
+        *train_table(res["train"]),
+        "",
+        *extras(res),
+        "## Targets (issue #16)",
+        "",
+        *targets(res),
+        "",
+        "## Method",
+        "",
+        METHOD,
+    ]
+    docs.write_text("\n".join(body))
+    if readme is not None and readme.exists():
+        _replace_between(readme, [*train_table(res["train"]), "", *extras(res)], res)
+
+
+BEGIN, END = "<!-- bench:begin (generated by archlab bench --docs) -->", "<!-- bench:end -->"
+
+
+def _replace_between(readme: Path, lines: list[str], res: dict) -> None:
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"archlab bench: {readme} has no {BEGIN} … {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    m = res["machine"]
+    note = (
+        f"Measured {m['date']} ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+        f"{res['threads']} threads, load avg {res['load_start']}):"
+    )
+    readme.write_text("\n".join([head + BEGIN, note, "", *lines, END]) + tail)
+
+
+def _args(argv):
     ap = argparse.ArgumentParser(prog="archlab bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="tiny,small,medium,d512")
+    ap.add_argument("--sizes", default="classic,rung,large")
     ap.add_argument("--archs", default="default,gpt2")
     ap.add_argument("--quick", action="store_true", help="CI-sized run (< ~1 min)")
     ap.add_argument("--out", default="bench.json")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
     ap.add_argument("--steps", type=int, default=None, help="steps per round and path")
-    ap.add_argument("--startup-runs", type=int, default=None)
+    ap.add_argument("--startup-runs", type=int, default=None, help="default 5")
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--no-decode", action="store_true")
-    ap.add_argument("--compile", action="store_true", help="also time trainer.compile=true")
+    ap.add_argument("--no-compile", action="store_true", help="skip the trainer.compile A/B")
+    ap.add_argument("--text", default=os.environ.get("ARCHLAB_TINYSHAKESPEARE", TEXT_DEFAULT))
+    ap.add_argument("--docs", action="store_true", help="then regenerate docs/bench.md + README")
+    ap.add_argument("--render", metavar="JSON", help="only regenerate the docs from a bench JSON")
+    ap.add_argument("--docs-dir", default="docs", help="where bench.md goes (README: its parent)")
     args = ap.parse_args(argv)
+    quick = args.quick
+    if quick and args.sizes == ap.get_default("sizes"):
+        args.sizes = "tiny"
+    if quick and args.archs == ap.get_default("archs"):
+        args.archs = "default"
+    for name, known in ((args.sizes, SIZES), (args.archs, ARCHS)):
+        for x in name.split(","):
+            if x not in known:
+                kind = "size" if known is SIZES else "arch"
+                raise SystemExit(
+                    f"archlab bench: unknown {kind} {x!r}; choose among {', '.join(known)}"
+                )
+    if any(SIZES[x].text for x in args.sizes.split(",")) and not Path(args.text).is_file():
+        raise SystemExit(
+            f"archlab bench: the classic size trains on Tiny Shakespeare, not found at "
+            f"{args.text}: pass --text PATH (or ARCHLAB_TINYSHAKESPEARE), or drop it from --sizes"
+        )
+    args.text = str(Path(args.text).resolve())
+    args.rounds = args.rounds or (2 if quick else 5)
+    args.steps = args.steps or (6 if quick else 8)
+    return args
 
+
+def _quiet() -> None:
     import logging
     import warnings
 
+    os.environ.setdefault("CI", "1")  # no progress bar inside the timed loop
+    for name in ("archlab", "lightning", "lightning.pytorch", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def run(args, work: Path) -> dict:
     import torch
 
-    os.environ.setdefault("CI", "1")  # no progress bar inside the timed loop
-    logging.getLogger("archlab").setLevel(logging.ERROR)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    quick = args.quick
-    sizes = ["tiny"] if quick and args.sizes == ap.get_default("sizes") else args.sizes.split(",")
-    archs = (
-        ["default"] if quick and args.archs == ap.get_default("archs") else args.archs.split(",")
-    )
-    rounds = args.rounds or (2 if quick else 3)
-    steps = args.steps or (6 if quick else 8)
-    for s in sizes:
-        if s not in SIZES:
-            raise SystemExit(f"archlab bench: unknown size {s!r}; choose among {', '.join(SIZES)}")
-    for a in archs:
-        if a not in ARCHS:
-            raise SystemExit(f"archlab bench: unknown arch {a!r}; choose among {', '.join(ARCHS)}")
-
-    res: dict = {
-        "machine": {**machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
-        "threads": threads,
-        "load_start": load(),
-        "quick": quick,
+    q = args.quick
+    m = {**machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    res: dict = {"machine": m, "threads": threads, "load_start": load(), "quick": q}
+    res |= {"rounds": args.rounds, "steps": args.steps, "command": " ".join(sys.argv)}
+    res["peak"] = {
+        "float32": matmul_peak("float32", (256, 512) if q else (256, 512, 1024), 3 if q else 5),
+        "bfloat16": matmul_peak("bfloat16", (256,) if q else (512,), 3),
     }
-    with tempfile.TemporaryDirectory(prefix="archlab-bench-") as tmp:
-        work = Path(tmp)
-        res["peak"] = {
-            "float32": matmul_peak(
-                "float32", (256, 512) if quick else (256, 512, 1024), 3 if quick else 5
+    res["train"] = []
+    for size in args.sizes.split(","):
+        for arch in args.archs.split(","):
+            r = train_throughput(
+                size,
+                arch,
+                args.rounds,
+                args.steps,
+                threads,
+                res["peak"]["float32"]["flops"],
+                work,
+                args.text,
             )
-        }
-        res["peak"]["bfloat16"] = matmul_peak("bfloat16", (256,) if quick else (512,), 3)
-        peak = res["peak"]["float32"]["flops"]
-        res["train"] = []
-        for size in sizes:
-            for arch in archs:
-                r = train_throughput(size, arch, rounds, steps, threads, peak, work)
-                res["train"].append(r)
-                print(
-                    f"  {size}/{arch}: archlab {r['archlab_tok_s']:,.0f} tok/s, hand "
-                    f"{r['hand_tok_s']:,.0f} tok/s, ratio {r['ratio']:.3f}, MFU "
-                    f"{100 * r['archlab_mfu']:.1f}%",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if not args.no_startup:
-            res["startup"] = startup(args.startup_runs or (1 if quick else 3), work)
-        if not args.no_decode:
-            res["decode"] = (
-                decode(128, 2, [32, 64], threads)
-                if quick
-                else decode(256, 4, [128, 256, 512], threads)
+            res["train"].append(r)
+            print(
+                f"  {size}/{arch}: archlab {r['archlab_tok_s']:,.0f} tok/s, framework "
+                f"{_r(r['framework'])}, model vs {r['reference']} {_r(r['model'])}",
+                file=sys.stderr,
+                flush=True,
             )
-            res["kv_bytes"] = kv_bytes()
-        if args.compile:
-            res["compile"] = compile_speedup(threads, 12 if quick else 30, work)
+    if not args.no_startup:
+        res["startup"] = startup(args.startup_runs or (1 if q else 5), work)
+    if not args.no_decode:
+        res["decode"] = (
+            decode(128, 2, [32, 64], threads, 1 if q else 2)
+            if q
+            else decode(256, 4, [128, 256, 512], threads, 5)
+        )
+        res["kv_bytes"] = kv_bytes()
+    if not args.no_compile and not q:
+        res["compile"] = compile_speedup(threads, 30, work)
     res["load_end"] = load()
-    text = table(res)
-    print(text)
-    res["table"] = text
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    docs = Path(args.docs_dir) / "bench.md"
+    readme = Path(args.docs_dir).resolve().parent / "README.md"
+    if args.render:
+        render_docs(json.loads(Path(args.render).read_text()), args.render, docs, readme)
+        print(f"wrote {docs} and the table in {readme}", file=sys.stderr)
+        return 0
+    _quiet()
+    with tempfile.TemporaryDirectory(prefix="archlab-bench-") as tmp:
+        res = run(args, Path(tmp))
+    res["table"] = table(res)
+    print(res["table"])
     Path(args.out).write_text(json.dumps(res, indent=1, default=str))
     print(f"\nwrote {args.out}", file=sys.stderr)
+    if args.docs:
+        render_docs(res, args.out, docs, readme)
+        print(f"wrote {docs} and the table in {readme}", file=sys.stderr)
     return 0

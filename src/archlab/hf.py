@@ -5,11 +5,14 @@
     hf_model = to_hf(model)               # back to transformers, where the arch exists there
 
 Each supported ``model_type`` has a converter: its config → a ModelConfig (the preset's knobs
-plus the checkpoint's sizes), and a table of (archlab name, HF name, layout) for every weight.
-Layouts: ``T`` transposes GPT-2's Conv1D weights; ``rope`` permutes each head's rotary dims
-from the interleaved layout (GPT-J, Cohere: pairs 2i, 2i+1) to archlab's half-split one
-(pairs i, i + r/2), a fixed permutation of q/k rows that leaves q·k unchanged; ``qkv0..2``
-split GPT-2's fused c_attn. Tests: tests/test_hf.py (logit parity at fp32).
+plus the checkpoint's sizes), and one weight table per family: each archlab tensor is a list of
+(HF name, layout) parts concatenated along the output rows (archlab's fused ``attn.qkv`` = HF's
+q, k, v; its fused ``mlp.fc`` = up, gate). Layouts: ``T`` transposes GPT-2's Conv1D weights
+(whose ``c_attn`` already is the fused qkv); ``rope`` permutes each head's rotary dims from
+the interleaved layout (GPT-J, Cohere: pairs 2i, 2i+1) to archlab's half-split one (pairs
+i, i + r/2), a fixed permutation of q/k rows that leaves q·k unchanged. ``to_hf`` splits the
+rows by the HF parts' shapes. Tests: tests/test_hf.py (logit parity at fp32, exact weights
+back).
 """
 
 from __future__ import annotations
@@ -320,177 +323,115 @@ def _hf_gptj(m):
 
 
 # ------------------------------------------------------------------- weight names
+#
+# One table per family: {archlab name inside a block: [(HF name inside a layer, layout), …]}.
+# Serial and parallel blocks name their weights the same way, so a family's table holds
+# for every block knob. An archlab tensor is its HF parts, each in archlab's layout,
+# concatenated along the output rows (the fused qkv = q, k, v; the fused MLP fc = up, gate).
+
+_QKV = ("q", "k", "v")
+LLAMA = {
+    "attn.qkv": [(f"self_attn.{x}_proj", None) for x in _QKV],
+    "attn.proj": [("self_attn.o_proj", None)],
+    "attn.q_norm": [("self_attn.q_norm", None)],
+    "attn.k_norm": [("self_attn.k_norm", None)],
+    "mlp.fc": [("mlp.up_proj", None), ("mlp.gate_proj", None)],
+    "mlp.proj": [("mlp.down_proj", None)],
+}
+NORMS_LLAMA = {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"}
+NORMS_OLMO2 = {
+    "attn_out_norm": "post_attention_layernorm",
+    "mlp_out_norm": "post_feedforward_layernorm",
+}
+NORMS_GEMMA2 = {
+    "attn_norm": "input_layernorm",
+    "attn_out_norm": "post_attention_layernorm",
+    "mlp_norm": "pre_feedforward_layernorm",
+    "mlp_out_norm": "post_feedforward_layernorm",
+}
+COHERE = LLAMA | {  # interleaved RoPE, a parallel block with one input norm
+    "attn.qkv": [
+        ("self_attn.q_proj", "rope"),
+        ("self_attn.k_proj", "rope"),
+        ("self_attn.v_proj", None),
+    ],
+    "norm": [("input_layernorm", None)],
+}
+GPTJ = {
+    "attn.qkv": [(f"attn.{x}_proj", "rope" if x != "v" else None) for x in _QKV],
+    "attn.proj": [("attn.out_proj", None)],
+    "mlp.fc": [("mlp.fc_in", None)],
+    "mlp.proj": [("mlp.fc_out", None)],
+    "norm": [("ln_1", None)],
+}
+GPT2 = {  # Conv1D weights are (in, out): transposed; c_attn is already the fused q, k, v
+    "attn.qkv": [("attn.c_attn", "T")],
+    "attn.proj": [("attn.c_proj", "T")],
+    "mlp.fc": [("mlp.c_fc", "T")],
+    "mlp.proj": [("mlp.c_proj", "T")],
+    "attn_norm": [("ln_1", None)],
+    "mlp_norm": [("ln_2", None)],
+}
 
 
-def _serial(i, attn_norms, mlp_norms, qk=False, qk_scope="head") -> list[tuple]:
-    """Llama-family serial blocks: ``attn_norms`` / ``mlp_norms`` = {archlab slot: HF name}."""
-    ours, hf = f"blocks.{i}", f"model.layers.{i}"
-    rows = [
-        (f"{ours}.attn.{slot}.weight", f"{hf}.{name}.weight", None)
-        for slot, name in attn_norms.items()
-    ]
-    rows += [
-        (f"{ours}.mlp.{slot}.weight", f"{hf}.{name}.weight", None)
-        for slot, name in mlp_norms.items()
-    ]
-    rows += [
-        (f"{ours}.attn.f.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", None)
-        for a, b in (("q", "q"), ("k", "k"), ("v", "v"), ("proj", "o"))
-    ]
-    rows += [
-        (f"{ours}.mlp.f.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
-        for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))
-    ]
-    if qk:
-        inner = ".norm" if qk_scope == "full" else ""
-        rows += [
-            (f"{ours}.attn.f.{a}_norm{inner}.weight", f"{hf}.self_attn.{a}_norm.weight", None)
-            for a in ("q", "k")
-        ]
-    return rows
+def _norms(table: dict[str, str]) -> dict:
+    return {ours: [(hf, None)] for ours, hf in table.items()}
 
 
-def _biases(rows: list[tuple], keys: tuple[str, ...]) -> list[tuple]:
-    return [
-        (o.replace(".weight", ".bias"), h.replace(".weight", ".bias"), k)
-        for o, h, k in rows
-        if any(f".{key}." in o for key in keys)
-    ]
-
-
-def _names_llama_like(m: ModelConfig, attn_norms, mlp_norms, **kw) -> list[tuple]:
-    rows = [
-        ("embed.weight", "model.embed_tokens.weight", None),
-        ("norm.weight", "model.norm.weight", None),
-    ]
-    for i in range(m.n_layers):
-        layer = _serial(i, attn_norms, mlp_norms, **kw)
-        rows += layer
-        if _bias(m, "attn_bias"):
-            rows += [r for r in _biases(layer, ("q", "k", "v", "proj")) if ".attn.f." in r[0]]
-        if _bias(m, "mlp_bias"):
-            rows += [r for r in _biases(layer, ("gate", "fc", "proj")) if ".mlp.f." in r[0]]
+def _rows(m: ModelConfig, block: dict, layer: str, top: dict) -> list[tuple]:
+    """[(archlab name, [(HF name, layout), …])] for weights and biases of every layer (rows
+    the archlab model lacks, e.g. absent biases or q/k norms, are dropped by the caller)."""
+    rows = [(ours, [(hf, None)]) for ours, hf in top.items()]
     if not m.tie_embeddings:
-        rows.append(("head.weight", "lm_head.weight", None))
+        rows.append(("head.weight", [("lm_head.weight", None)]))
+    for i in range(m.n_layers):
+        for ours, parts in block.items():
+            for p in ("weight", "bias"):
+                hf = [(f"{layer}.{i}.{name}.{p}", lay) for name, lay in parts]
+                rows.append((f"blocks.{i}.{ours}.{p}", hf))
     return rows
+
+
+_LLAMA_TOP = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
 
 
 def _names_llama(m):
-    return _names_llama_like(
-        m, {"norm_in": "input_layernorm"}, {"norm_in": "post_attention_layernorm"}
-    )
+    return _rows(m, LLAMA | _norms(NORMS_LLAMA), "model.layers", _LLAMA_TOP)
 
 
-def _names_qwen3(m):
-    return _names_llama_like(
-        m, {"norm_in": "input_layernorm"}, {"norm_in": "post_attention_layernorm"}, qk=True
-    )
-
-
-def _names_olmo2(m):
-    return _names_llama_like(
-        m,
-        {"norm_out": "post_attention_layernorm"},
-        {"norm_out": "post_feedforward_layernorm"},
-        qk=True,
-        qk_scope="full",
-    )
+def _names_olmo2(m):  # q/k norms over all heads at once: archlab's AcrossHeads wrapper
+    full = {f"attn.{x}_norm.norm": [(f"self_attn.{x}_norm", None)] for x in "qk"}
+    return _rows(m, LLAMA | _norms(NORMS_OLMO2) | full, "model.layers", _LLAMA_TOP)
 
 
 def _names_gemma2(m):
-    return _names_llama_like(
-        m,
-        {"norm_in": "input_layernorm", "norm_out": "post_attention_layernorm"},
-        {"norm_in": "pre_feedforward_layernorm", "norm_out": "post_feedforward_layernorm"},
-    )
+    return _rows(m, LLAMA | _norms(NORMS_GEMMA2), "model.layers", _LLAMA_TOP)
 
 
 def _names_cohere2(m):
-    rows = [
-        ("embed.weight", "model.embed_tokens.weight", None),
-        ("norm.weight", "model.norm.weight", None),
-    ]
-    for i in range(m.n_layers):
-        ours, hf = f"blocks.{i}", f"model.layers.{i}"
-        rows.append((f"{ours}.norm_in.weight", f"{hf}.input_layernorm.weight", None))
-        rows += [
-            (f"{ours}.attn.{a}.weight", f"{hf}.self_attn.{b}_proj.weight", lay)
-            for a, b, lay in (
-                ("q", "q", "rope"),
-                ("k", "k", "rope"),
-                ("v", "v", None),
-                ("proj", "o", None),
-            )
-        ]
-        rows += [
-            (f"{ours}.mlp.{a}.weight", f"{hf}.mlp.{b}_proj.weight", None)
-            for a, b in (("gate", "gate"), ("fc", "up"), ("proj", "down"))
-        ]
-    if not m.tie_embeddings:
-        rows.append(("head.weight", "lm_head.weight", None))
-    return rows
+    return _rows(m, COHERE, "model.layers", _LLAMA_TOP)
 
 
 def _names_gpt2(m):
-    rows = [
-        ("embed.weight", "transformer.wte.weight", None),
-        ("position.wpe.weight", "transformer.wpe.weight", None),
-    ]
-    for p in ("weight", "bias"):
-        rows.append((f"norm.{p}", f"transformer.ln_f.{p}", None))
-        for i in range(m.n_layers):
-            ours, hf = f"blocks.{i}", f"transformer.h.{i}"
-            t = "T" if p == "weight" else None
-            rows += [
-                (f"{ours}.attn.norm_in.{p}", f"{hf}.ln_1.{p}", None),
-                (f"{ours}.mlp.norm_in.{p}", f"{hf}.ln_2.{p}", None),
-                (f"{ours}.attn.f.proj.{p}", f"{hf}.attn.c_proj.{p}", t),
-                (f"{ours}.mlp.f.fc.{p}", f"{hf}.mlp.c_fc.{p}", t),
-                (f"{ours}.mlp.f.proj.{p}", f"{hf}.mlp.c_proj.{p}", t),
-            ]
-            rows += [
-                (f"{ours}.attn.f.{a}.{p}", f"{hf}.attn.c_attn.{p}", f"qkv{j}")
-                for j, a in enumerate("qkv")
-            ]
-    if not m.tie_embeddings:
-        rows.append(("head.weight", "lm_head.weight", None))
-    return rows
+    top = {
+        "embed.weight": "transformer.wte.weight",
+        "position.wpe.weight": "transformer.wpe.weight",
+    }
+    top |= {f"norm.{p}": f"transformer.ln_f.{p}" for p in ("weight", "bias")}
+    return _rows(m, GPT2, "transformer.h", top)
 
 
 def _names_gptj(m):
-    rows = [
-        ("embed.weight", "transformer.wte.weight", None),
-        ("head.weight", "lm_head.weight", None),
-        ("head.bias", "lm_head.bias", None),
-    ]
-    for p in ("weight", "bias"):
-        rows.append((f"norm.{p}", f"transformer.ln_f.{p}", None))
-        for i in range(m.n_layers):
-            ours, hf = f"blocks.{i}", f"transformer.h.{i}"
-            rows += [
-                (f"{ours}.norm_in.{p}", f"{hf}.ln_1.{p}", None),
-                (f"{ours}.mlp.fc.{p}", f"{hf}.mlp.fc_in.{p}", None),
-                (f"{ours}.mlp.proj.{p}", f"{hf}.mlp.fc_out.{p}", None),
-            ]
-    for i in range(m.n_layers):
-        ours, hf = f"blocks.{i}", f"transformer.h.{i}"
-        rows += [
-            (f"{ours}.attn.{a}.weight", f"{hf}.attn.{b}_proj.weight", lay)
-            for a, b, lay in (
-                ("q", "q", "rope"),
-                ("k", "k", "rope"),
-                ("v", "v", None),
-                ("proj", "out", None),
-            )
-        ]
-    return rows
+    top = {"embed.weight": "transformer.wte.weight", "head.bias": "lm_head.bias"}
+    top |= {f"norm.{p}": f"transformer.ln_f.{p}" for p in ("weight", "bias")}
+    return _rows(m, GPTJ, "transformer.h", top)
 
 
 @dataclasses.dataclass(frozen=True)
 class Converter:
     config: Callable  # HF config → ModelConfig kwargs
     hf_config: Callable  # ModelConfig → HF config kwargs
-    names: Callable  # ModelConfig → [(archlab name, HF name, layout)]
+    names: Callable  # ModelConfig → [(archlab name, [(HF name, layout), …])]
     hf_class: str  # transformers class name
 
 
@@ -499,7 +440,7 @@ CONVERTERS: dict[str, Converter] = {
     "gptj": Converter(_cfg_gptj, _hf_gptj, _names_gptj, "GPTJForCausalLM"),
     "llama": Converter(_cfg_llama, _hf_llama, _names_llama, "LlamaForCausalLM"),
     "mistral": Converter(_cfg_mistral, _hf_mistral, _names_llama, "MistralForCausalLM"),
-    "qwen3": Converter(_cfg_qwen3, _hf_qwen3, _names_qwen3, "Qwen3ForCausalLM"),
+    "qwen3": Converter(_cfg_qwen3, _hf_qwen3, _names_llama, "Qwen3ForCausalLM"),
     "olmo2": Converter(_cfg_olmo2, _hf_olmo2, _names_olmo2, "Olmo2ForCausalLM"),
     "gemma2": Converter(_cfg_gemma2, _hf_gemma2, _names_gemma2, "Gemma2ForCausalLM"),
     "cohere2": Converter(_cfg_cohere2, _hf_cohere2, _names_cohere2, "Cohere2ForCausalLM"),
@@ -518,26 +459,31 @@ def _rope_perm(m: ModelConfig, rows: int) -> torch.Tensor:
 
 
 def _to_ours(m, t: torch.Tensor, layout) -> torch.Tensor:
-    if layout is None:
-        return t
     if layout == "T":
-        return t.t()
+        return t.t()  # a no-op on biases
     if layout == "rope":
         return t[_rope_perm(m, t.shape[0])]
-    j = int(layout[-1])  # qkv0..2: GPT-2's fused (d, 3d) Conv1D weight or (3d,) bias
-    return (t.t() if t.ndim == 2 else t).chunk(3, dim=0)[j]
+    return t
 
 
-def _to_hf(m, parts: list[tuple[torch.Tensor, str | None]]) -> torch.Tensor:
-    if len(parts) == 3:  # the fused qkv
-        t = torch.cat([p for p, _ in parts], dim=0)
-        return t.t() if t.ndim == 2 else t
-    t, layout = parts[0]
+def _to_hf(m, t: torch.Tensor, layout) -> torch.Tensor:
     if layout == "T":
-        return t.t()
+        return t.t().contiguous()
     if layout == "rope":
         return t[torch.argsort(_rope_perm(m, t.shape[0]))]
     return t
+
+
+def _fuse(m, theirs: dict, parts: list) -> torch.Tensor:
+    """An archlab tensor from its HF parts (each in archlab's layout), along the rows."""
+    ts = [_to_ours(m, theirs[h].float(), lay) for h, lay in parts]
+    return ts[0] if len(ts) == 1 else torch.cat(ts, dim=0)
+
+
+def _unfuse(m, t: torch.Tensor, parts: list, shapes: dict) -> dict:
+    """The HF tensors of an archlab tensor: split its rows by the HF parts' sizes."""
+    sizes = [_to_ours(m, torch.empty(shapes[h]), lay).shape[0] for h, lay in parts]
+    return {h: _to_hf(m, x, lay) for (h, lay), x in zip(parts, t.split(sizes, dim=0))}
 
 
 # ------------------------------------------------------------------- public API
@@ -572,11 +518,13 @@ def from_hf(model_or_path) -> Transformer:
     hf = _load(model_or_path)
     cfg = config_from_hf(hf.config)
     theirs = hf.state_dict()
-    ours = {
-        name: _to_ours(cfg, theirs[h].float(), layout)
-        for name, h, layout in CONVERTERS[hf.config.model_type].names(cfg)
-    }
     model = Transformer(cfg)
+    keys = set(model.state_dict())
+    ours = {
+        name: _fuse(cfg, theirs, parts)
+        for name, parts in CONVERTERS[hf.config.model_type].names(cfg)
+        if name in keys and all(h in theirs for h, _ in parts)
+    }
     missing, unexpected = model.load_state_dict(ours, strict=False)
     missing = [k for k in missing if not (cfg.tie_embeddings and k == "head.weight")]
     if missing or unexpected:
@@ -601,10 +549,11 @@ def to_hf(model: Transformer):
     hf_cfg = cls.config_class(**conv.hf_config(m))
     hf = cls(hf_cfg).eval()
     ours = model.state_dict()
-    grouped: dict[str, list] = {}
-    for name, h, layout in conv.names(m):
-        grouped.setdefault(h, []).append((ours[name], layout))
-    theirs = {h: _to_hf(m, parts) for h, parts in grouped.items()}
+    shapes = {k: v.shape for k, v in hf.state_dict().items()}
+    theirs = {}
+    for name, parts in conv.names(m):
+        if name in ours:
+            theirs |= _unfuse(m, ours[name], parts, shapes)
     missing, unexpected = hf.load_state_dict(theirs, strict=False)
     missing = [k for k in missing if k != "lm_head.weight" or not m.tie_embeddings]
     if missing or unexpected:

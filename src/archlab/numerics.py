@@ -7,6 +7,11 @@ identical does not bump it.
 
 History:
 1. the first released model and training loop (separate q/k/v projections).
+2. fused projections (issue #16): one q/k/v GEMM per layer and one up/gate GEMM per gated
+   MLP. The initial weights are v1's, concatenated (same draws, same order), but the fused
+   GEMMs sum in another order (the input gradient is one GEMM instead of three added), so
+   training drifts apart in the last bits; GQA/MQA through SDPA's ``enable_gqa``. Keys no longer depend on model/block (v1 checkpoints
+   still load, see model/migrate.py, but runs never resume across the change).
 """
 
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2

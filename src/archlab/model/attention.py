@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.config import ConfigError, attn_bias, head_dim, n_kv_heads
-from archlab.model.norm import make_qk_norm
+from archlab.model.norm import make_qk_norm, qk_norm_params
 from archlab.model.window import layer_window
 
 
@@ -60,6 +60,12 @@ def softcap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
     return x if cap is None else cap * torch.tanh(x / cap)
 
 
+def expand_kv(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, Hkv, S, hd) → (B, H, S, hd): each kv head serves H / Hkv query heads (explicit-math
+    paths only; SDPA shares them without copies, ``enable_gqa``)."""
+    return t if t.shape[1] == n_heads else t.repeat_interleave(n_heads // t.shape[1], dim=1)
+
+
 def allowed(qpos, kpos, window: int | None) -> torch.Tensor:
     """(T, S) bool: query t may see key s (causal, and within the sliding window if any)."""
     dist = qpos[:, None] - kpos[None, :]  # (T, S): how far back key s is from query t
@@ -76,34 +82,43 @@ def score_bias(qpos, kpos, window: int | None, position) -> torch.Tensor:
 
 
 class Attention(nn.Module):
+    """Causal self-attention with one fused q/k/v projection: ``qkv`` has (H + 2·Hkv)·hd rows,
+    the q heads, then the k heads, then the v heads (GPT-2's c_attn order, GQA/MQA-aware)."""
+
     def __init__(self, cfg, layer: int = 0):
         super().__init__()
         self.layer, self.window = layer, layer_window(cfg, layer)
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, n_kv_heads(cfg), head_dim(cfg)
         self.scale = cfg.attn_scale or 1 / math.sqrt(self.head_dim)
         self.softcap, self.dropout = cfg.attn_softcap, cfg.attn_dropout
-        bias = attn_bias(cfg)
-        self.q = nn.Linear(cfg.d_model, self.n_heads * self.head_dim, bias=bias)
-        self.k = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=bias)
-        self.v = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=bias)
-        self.proj = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=bias)
+        bias, hd = attn_bias(cfg), self.head_dim
+        self.qkv = nn.Linear(cfg.d_model, (self.n_heads + 2 * self.n_kv_heads) * hd, bias=bias)
+        self.proj = nn.Linear(self.n_heads * hd, cfg.d_model, bias=bias)
         self.proj.residual_out = True  # scaled init (see model/init.py)
-        self.q_norm = make_qk_norm(cfg, self.n_heads, self.head_dim)
-        self.k_norm = make_qk_norm(cfg, self.n_kv_heads, self.head_dim)
+        self.q_norm = make_qk_norm(cfg, self.n_heads, hd)  # None without model/qk_norm
+        self.k_norm = make_qk_norm(cfg, self.n_kv_heads, hd)
+
+    @staticmethod
+    def n_params(cfg) -> int:
+        """Parameters of one attention sublayer (projections, biases, q/k norm gains)."""
+        d, hd, H, Hkv = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg)
+        proj = d * hd * (2 * H + 2 * Hkv) + attn_bias(cfg) * (hd * (H + 2 * Hkv) + d)
+        return proj + qk_norm_params(cfg, H, hd) + qk_norm_params(cfg, Hkv, hd)
 
     def project(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None):
-        """q (B, H, T, hd) and keys/values expanded to H heads (B, H, S, hd), with key positions."""
+        """q (B, H, T, hd) and keys/values (B, Hkv, S, hd), with the key positions (S,)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        q = self.q_norm(self.q(x).view(B, T, H, hd)).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_norm(self.k(x).view(B, T, Hkv, hd)).transpose(1, 2)  # (B, Hkv, T, hd)
-        v = self.v(x).view(B, T, Hkv, hd).transpose(1, 2)  # (B, Hkv, T, hd)
-        q, k = position.rotate(q, k, pos)
+        qk, v = self.qkv(x).view(B, T, H + 2 * Hkv, hd).split((H + Hkv, Hkv), dim=2)
+        if self.q_norm is not None:
+            q, k = qk.split((H, Hkv), dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
+        qk = position.rotate(qk, pos)  # queries and keys in one go: (B, T, H + Hkv, hd)
+        q, k = qk.transpose(1, 2).split((H, Hkv), dim=1)  # (B, H, T, hd), (B, Hkv, T, hd)
+        v = v.transpose(1, 2)
         kpos = pos
         if cache is not None:  # prepend the cached keys/values: (B, Hkv, S, hd), S ≥ T
             k, v, kpos = cache.update(self.layer, k, v, pos, self.window)
-        if Hkv != H:  # each kv head serves H / Hkv queries
-            k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
         return q, k, v, kpos
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, position, cache=None) -> torch.Tensor:
@@ -124,8 +139,10 @@ class Attention(nn.Module):
                 is_causal=mask is None and not one_query,
                 dropout_p=p_drop,
                 scale=self.scale,
+                enable_gqa=self.n_kv_heads != self.n_heads,  # kv heads shared, never copied
             )
         else:  # explicit math: scale → cap → mask → softmax (Gemma 2 order)
+            k, v = expand_kv(k, self.n_heads), expand_kv(v, self.n_heads)
             scores = softcap((q @ k.transpose(-2, -1)) * self.scale, self.softcap)  # (B, H, T, S)
             if mask is None:
                 mask = score_bias(pos, kpos, None, position)
@@ -139,5 +156,5 @@ class Attention(nn.Module):
         positions each query may attend to: the quantity whose growth signals instability
         (Dehghani et al. 2023; Wortsman et al. 2023). Telemetry only; not on the training path."""
         q, k, _, kpos = self.project(x, pos, position)
-        scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, T, S)
+        scores = (q @ expand_kv(k, self.n_heads).transpose(-2, -1)) * self.scale  # (B, H, T, S)
         return scores.masked_fill(~allowed(pos, kpos, self.window), float("-inf")).amax()

@@ -23,9 +23,12 @@ from dataclasses import replace
 import torch
 from torch.utils import flop_counter as fcm
 
-from archlab.config import ModelConfig, attn_bias, head_dim, mlp_bias, n_kv_heads, norm_bias
+from archlab.config import ModelConfig, head_dim, n_kv_heads
+from archlab.model.block import block_params
 from archlab.model.mlp import MLPS
+from archlab.model.norm import norm_params
 from archlab.model.placement import PLACEMENTS
+from archlab.model.position import POSITIONS
 from archlab.model.window import layer_window
 
 
@@ -107,26 +110,14 @@ def executed_flops(model, idx, backward: bool = True) -> int:
 
 
 def param_count(cfg: ModelConfig) -> int:
-    """Number of parameters, in closed form from the config (a tied head counts once)."""
-    d, hd, H, Hkv, ff = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg), d_ff(cfg)
-    attn = d * hd * (2 * H + 2 * Hkv) + attn_bias(cfg) * (hd * (H + 2 * Hkv) + d)
-    n_mats = 3 if MLPS[cfg.mlp].gated else 2
-    mlp = n_mats * d * ff + mlp_bias(cfg) * ((n_mats - 1) * ff + d)
-    norm = d * (2 if cfg.norm == "layernorm" and norm_bias(cfg) else 1)
-    qk = 0
-    if cfg.qk_norm != "none":
-        qk = hd * (H + Hkv) if cfg.qk_norm_scope == "full" else 2 * hd  # gains only, no bias
-    p = PLACEMENTS[cfg.norm_placement]
-    slots = p.norm_in + p.norm_out + p.norm_after
-    if cfg.block == "parallel":  # one shared input norm, an output norm per sublayer
-        norms = p.norm_in + 2 * p.norm_out + p.norm_after
-    else:
-        norms = 2 * slots
-    per_layer = attn + mlp + qk + norms * norm
-    embed = cfg.vocab_size * d + (cfg.block_size * d if cfg.position == "learned" else 0)
-    final = norm if p.final_norm else 0
-    head = (0 if cfg.tie_embeddings else cfg.vocab_size * d) + cfg.head_bias * cfg.vocab_size
-    return cfg.n_layers * per_layer + embed + final + head
+    """Number of parameters, in closed form from the config (a tied head counts once): the sum
+    of each component's own count (attention, MLP, the norms the block and placement have,
+    the position scheme's table)."""
+    d, V = cfg.d_model, cfg.vocab_size
+    final = norm_params(cfg) if PLACEMENTS[cfg.norm_placement].final_norm else 0
+    head = (0 if cfg.tie_embeddings else V * d) + cfg.head_bias * V
+    embed = V * d + POSITIONS[cfg.position].n_params(cfg)
+    return cfg.n_layers * block_params(cfg, d_ff(cfg)) + embed + final + head
 
 
 def iso_params_reference(cfg: ModelConfig) -> ModelConfig:

@@ -1,7 +1,9 @@
 """Knob ``model/mlp``: the feed-forward sublayer.
 
 Non-gated:  proj(act(fc(x)))                 2 matrices, d_ff = 4·d by default
-Gated (GLU): proj(act(gate(x)) * fc(x))      3 matrices, d_ff = 8/3·d by default (param-matched)
+Gated (GLU): proj(act(gate) * up)            3 matrices, d_ff = 8/3·d by default (param-matched)
+             where up, gate = fc(x)          one fused GEMM: ``fc`` holds the up rows, then the
+                                             gate rows (2·d_ff outputs)
 
 ``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.model.flops.d_ff``).
 """
@@ -53,13 +55,19 @@ class MLP(nn.Module):
         super().__init__()
         kind = MLPS[cfg.mlp]
         bias = mlp_bias(cfg)
-        self.act = kind.act
-        self.fc = nn.Linear(cfg.d_model, hidden, bias=bias)
-        self.gate = nn.Linear(cfg.d_model, hidden, bias=bias) if kind.gated else None
+        self.act, self.gated = kind.act, kind.gated
+        self.fc = nn.Linear(cfg.d_model, hidden * (2 if kind.gated else 1), bias=bias)
         self.proj = nn.Linear(hidden, cfg.d_model, bias=bias)
         self.proj.residual_out = True  # scaled init (see model/init.py)
 
+    @staticmethod
+    def n_params(cfg, ff: int) -> int:
+        """Parameters of ``MLP(cfg, ff)``: 2 (3 if gated) d × ff matrices and their biases."""
+        n_in = 2 if MLPS[cfg.mlp].gated else 1
+        return (n_in + 1) * cfg.d_model * ff + mlp_bias(cfg) * (n_in * ff + cfg.d_model)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) → (B, T, d)
-        if self.gate is None:
+        if not self.gated:
             return self.proj(self.act(self.fc(x)))
-        return self.proj(self.act(self.gate(x)) * self.fc(x))
+        up, gate = self.fc(x).chunk(2, dim=-1)
+        return self.proj(self.act(gate) * up)

@@ -29,6 +29,10 @@ class RMSNorm(nn.Module):
         self.eps, self.offset = eps, offset
         self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
 
+    @staticmethod
+    def n_params(dim: int, bias: bool) -> int:
+        return dim  # a gain only
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # normalise in fp32 (as Llama does), cast back
         xf = x.float()
@@ -48,6 +52,10 @@ class LayerNorm(nn.Module):
         self.eps, self.offset = eps, offset
         self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    @staticmethod
+    def n_params(dim: int, bias: bool) -> int:
+        return dim * (2 if bias else 1)  # gain (+ bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gain = self.weight + self.offset if self.offset else self.weight
@@ -86,8 +94,21 @@ def make_norm(cfg, dim: int | None = None) -> nn.Module:
     )
 
 
-def make_qk_norm(cfg, n_heads: int, head_dim: int) -> nn.Module:
+def norm_params(cfg, dim: int | None = None) -> int:
+    """Parameters of one ``make_norm(cfg)``."""
+    from archlab.config import norm_bias
+
+    return NORMS[cfg.norm].n_params(dim or cfg.d_model, norm_bias(cfg))
+
+
+def make_qk_norm(cfg, n_heads: int, head_dim: int) -> nn.Module | None:
+    """The q or k norm of ``model/qk_norm`` on (B, T, heads, hd), or None (no module at all)."""
     norm = QK_NORMS[cfg.qk_norm]
-    return (
-        QK_NORM_SCOPES[cfg.qk_norm_scope](norm, n_heads, head_dim, cfg) if norm else nn.Identity()
-    )
+    return QK_NORM_SCOPES[cfg.qk_norm_scope](norm, n_heads, head_dim, cfg) if norm else None
+
+
+def qk_norm_params(cfg, n_heads: int, head_dim: int) -> int:
+    """Parameters of one ``make_qk_norm`` (gains only: q/k norms never have a bias)."""
+    if QK_NORMS[cfg.qk_norm] is None:
+        return 0
+    return head_dim * (n_heads if cfg.qk_norm_scope == "full" else 1)

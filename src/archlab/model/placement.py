@@ -41,5 +41,6 @@ PLACEMENTS: dict[str, Placement] = {
 }
 
 
-def norm_if(present: bool, cfg) -> nn.Module:
-    return make_norm(cfg) if present else nn.Identity()
+def norm_if(present: bool, cfg) -> nn.Module | None:
+    """A norm for a slot the placement has, else None (no module, nothing on the hot path)."""
+    return make_norm(cfg) if present else None

@@ -3,7 +3,9 @@
 Absolute schemes add a vector to the token embedding (``embed``); relative schemes act inside
 attention, on queries and keys (``rotate``) or as a score bias (``bias``). ``pos`` is the (T,)
 tensor of absolute positions of the current tokens, so the same code serves training and
-cached decoding.
+cached decoding. ``extend(length)`` runs once per forward, before any layer, with the end of
+``pos`` as a Python int: tables grow there (and learned positions refuse to extrapolate), so
+no layer ever reads a tensor value.
 
     learned     trained table (GPT-2)                        absolute, ≤ block_size
     sinusoidal  fixed sin/cos (Vaswani et al. 2017)          absolute
@@ -35,11 +37,18 @@ class Position(nn.Module):
     def check(m) -> None:
         """This option's rules on the model config (none by default)."""
 
+    @staticmethod
+    def n_params(cfg) -> int:
+        return 0  # relative and fixed schemes train nothing
+
+    def extend(self, length: int) -> None:  # positions 0 .. length − 1 are about to be used
+        pass
+
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # x: (B, T, d)
         return x
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor):  # (B, H, T, hd)
-        return q, k
+    def rotate(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # (B, T, heads, hd)
+        return x  # queries and keys, all heads at once
 
     def bias(self, dist: torch.Tensor) -> torch.Tensor | None:  # dist = q_pos − k_pos (T, S)
         return None  # or an additive score bias (H, T, S)
@@ -54,14 +63,18 @@ class Learned(Position):
         super().__init__()
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
 
-    def embed(self, x, pos):
-        # the check reads a tensor value: skip it in compiled training (within block_size),
-        # where it would break the graph
-        if not torch.compiler.is_compiling() and int(pos[-1]) >= self.wpe.num_embeddings:
+    @staticmethod
+    def n_params(cfg) -> int:
+        return cfg.block_size * cfg.d_model
+
+    def extend(self, length):
+        if length > self.wpe.num_embeddings:
             raise ValueError(
-                f"position {int(pos[-1])} is past model.block_size={self.wpe.num_embeddings} "
+                f"position {length - 1} is past model.block_size={self.wpe.num_embeddings} "
                 "(learned positions cannot extrapolate)"
             )
+
+    def embed(self, x, pos):
         return x + self.wpe(pos)
 
 
@@ -91,7 +104,9 @@ class Sinusoidal(Position):
 
 
 class RoPE(Position):
-    """Rotary embeddings (Su et al. 2021), half-split layout as in Llama / GPT-NeoX.
+    """Rotary embeddings (Su et al. 2021), half-split layout as in Llama / GPT-NeoX:
+    x · cos + rotate_half(x) · sin on each head's first ``rotary_dim`` dims, with
+    rotate_half(x1, x2) = (−x2, x1). The cos/sin tables are built once (and grown on demand).
 
     With ``model.rope_fraction`` < 1 only the first ``rotary_dim`` dims of each head rotate,
     the rest pass through (GPT-J, GPT-NeoX)."""
@@ -112,30 +127,24 @@ class RoPE(Position):
         self.rot = rotary_dim(cfg)
         exps = torch.arange(0, self.rot, 2, dtype=torch.float32) / self.rot
         self.register_buffer("inv_freq", 1.0 / (cfg.rope_theta**exps), persistent=False)
-        self._cache_len = 0
         self._build(cfg.block_size)
 
     def _build(self, length: int) -> None:
         t = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
-        freqs = torch.outer(t, self.inv_freq)  # (L, rot/2)
+        freqs = torch.outer(t, self.inv_freq).repeat(1, 2)  # (L, rot): both halves alike
         self.register_buffer("cos", freqs.cos(), persistent=False)
         self.register_buffer("sin", freqs.sin(), persistent=False)
-        self._cache_len = length
 
-    def rotate(self, q, k, pos):
-        # longer than the table (decoding/evaluating past block_size): extend it. Compiled
-        # training stays within block_size, and reading pos there would break the graph.
-        if not torch.compiler.is_compiling() and int(pos[-1]) >= self._cache_len:
-            self._build(2 * int(pos[-1]) + 1)
-        cos, sin = self.cos[pos], self.sin[pos]  # (T, rot/2)
-        return _rotate(q, cos, sin, self.rot), _rotate(k, cos, sin, self.rot)
+    def extend(self, length):
+        if length > self.cos.shape[0]:  # decoding / evaluating past block_size
+            self._build(2 * length)  # room to go on without a rebuild per token
 
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rot: int) -> torch.Tensor:
-    x_rot, x_pass = x[..., :rot], x[..., rot:]  # x_pass is empty unless rope_fraction < 1
-    x1, x2 = x_rot.float().chunk(2, dim=-1)
-    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
-    return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
+    def rotate(self, x, pos):
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (T, 1, rot)
+        x_rot, x_pass = x[..., : self.rot], x[..., self.rot :]  # x_pass: empty unless partial
+        x1, x2 = x_rot.chunk(2, dim=-1)
+        out = (x_rot * cos + torch.cat([-x2, x1], dim=-1) * sin).type_as(x)
+        return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
 
 
 def alibi_slopes(n_heads: int) -> list[float]:

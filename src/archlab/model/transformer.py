@@ -14,11 +14,12 @@ from torch import nn
 
 from archlab.config import ModelConfig
 from archlab.model.attention import softcap
-from archlab.model.block import BLOCKS
+from archlab.model.block import BLOCKS, dropout, maybe
 from archlab.model.cache import KVCache
+from archlab.model.flops import d_ff
 from archlab.model.init import INITS
-from archlab.model.norm import make_norm
-from archlab.model.placement import PLACEMENTS
+from archlab.model.migrate import upgrade_state_dict
+from archlab.model.placement import PLACEMENTS, norm_if
 from archlab.model.position import NOPE, make_position
 from archlab.model.window import layer_has_position
 
@@ -30,31 +31,33 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
         self.position = make_position(cfg)
-        self.drop = nn.Dropout(cfg.embed_dropout)
-        self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, i) for i in range(cfg.n_layers))
+        hidden = d_ff(cfg)  # the MLP width (param-matched, iso-params, or set)
+        self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, i, hidden) for i in range(cfg.n_layers))
         # the position scheme each layer attends with (NoPE for local_global_nope's full layers)
         self.layer_positions = [
             self.position if layer_has_position(cfg, i) else NOPE for i in range(cfg.n_layers)
         ]
-        self.norm = make_norm(cfg) if PLACEMENTS[cfg.norm_placement].final_norm else nn.Identity()
+        self.norm = norm_if(PLACEMENTS[cfg.norm_placement].final_norm, cfg)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
         INITS[cfg.init](self, cfg)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
+        self.register_load_state_dict_pre_hook(upgrade_state_dict)  # older checkpoint layouts
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx: (B, T) token ids → logits (B, T, vocab). With a cache, idx continues it."""
         start = cache.seen if cache is not None else 0
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
+        self.position.extend(start + idx.shape[1])
         x = self.embed(idx)  # (B, T, d)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
-        x = self.drop(self.position.embed(x, pos))
+        x = dropout(self.position.embed(x, pos), self.cfg.embed_dropout, self.training)
         for block, position in zip(self.blocks, self.layer_positions):
             x = block(x, pos, position, cache)
         if cache is not None:
             cache.seen += idx.shape[1]
-        logits = self.head(self.norm(x))  # (B, T, vocab)
+        logits = self.head(maybe(self.norm, x))  # (B, T, vocab)
         if self.cfg.logit_scale != 1.0:
             logits = logits * self.cfg.logit_scale
         return softcap(logits, self.cfg.logit_softcap)

@@ -43,6 +43,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from archlab.config import ConfigError
 from archlab.errors import first_line
+from archlab.numerics import NUMERICS_VERSION
 
 log = logging.getLogger("archlab")
 
@@ -263,6 +264,13 @@ class Checkpointing(Callback):
         self.saved: list[int] = []
         if resume_from is not None:
             self.ckpt = load(resume_from)
+            saved = self.ckpt.get("numerics", 1)  # v1 checkpoints predate the field
+            if saved != NUMERICS_VERSION:
+                raise ConfigError(
+                    f"resume: checkpoint {resume_from} was trained with numerics version "
+                    f"{saved}, this code is version {NUMERICS_VERSION} (archlab/numerics.py): "
+                    "start a new run (its weights still load for generate / evaluation)"
+                )
             diffs = config_diff(self.ckpt.get("config", {}), config_dict)
             if diffs:
                 raise ConfigError(
@@ -312,6 +320,7 @@ class Checkpointing(Callback):
         return {
             "format": FORMAT,
             "version": VERSION,
+            "numerics": NUMERICS_VERSION,
             "global_step": int(trainer.global_step),
             "state_dict": {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
             "config": self.config_dict,
