@@ -145,6 +145,7 @@ class LoggerConfig:
     group: str | None = None  # default: the sweep / experiment name
     mode: str = "offline"  # W&B mode: offline | online | disabled
     init_timeout: float = 10.0
+    log_model: bool = False  # W&B: upload the final checkpoint as a `model` artifact
 
 
 @dataclass

@@ -29,22 +29,11 @@ class Job:
     overrides: list[str] = field(default_factory=list)  # e.g. ["model/mlp=gelu", "seed=1"]
     group: str = "default"  # the sweep / experiment
     choices: dict[str, str] = field(default_factory=dict)  # config-group choices (knob options)
+    swept: list[str] | None = None  # the keys a sweep varies (W&B job_type); None: unknown
 
     @property
     def name(self) -> str:  # W&B run name: the override string
         return ",".join(self.overrides) or "default"
-
-    @property
-    def arm(self) -> str:  # W&B job_type: the overrides that are not the seed
-        return ",".join(o for o in self.overrides if not o.startswith("seed=")) or "default"
-
-    @property
-    def tags(self) -> list[str]:
-        return [
-            f"{k.split('/')[-1]}={v}"
-            for k, v in sorted(self.choices.items())
-            if not k.startswith("hydra") and v is not None
-        ][:60]
 
 
 def _quiet_libraries() -> None:
@@ -73,35 +62,13 @@ def _configure_torch(cfg: ArchlabConfig):
     return precision, deterministic
 
 
-def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None) -> list:
-    from archlab.runs.record import JsonlLogger
-
-    loggers = [JsonlLogger(job.run_dir)]
-    if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
-        from archlab.train.wandb import make_wandb_logger
-
-        loggers.append(make_wandb_logger(cfg, job, config_dict, run_id=wandb_id))
-    if "csv" in cfg.logger.kinds:
-        from lightning.pytorch.loggers import CSVLogger
-
-        loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
-    if "tensorboard" in cfg.logger.kinds:  # `tensorboard --logdir <sweep dir>`: runs side by side
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(
-            TensorBoardLogger(
-                save_dir=job.run_dir, name="tensorboard", version="", default_hp_metric=False
-            )
-        )
-    return loggers
-
-
 def train(cfg: ArchlabConfig, job: Job) -> dict:
     """Train one run; always writes summary.json and finishes the W&B run, also on failure."""
     from omegaconf import OmegaConf
 
     from archlab.runs.record import write_json
     from archlab.train.faults import Interrupted, SignalGuard, describe_error
+    from archlab.train.loggers import finish_loggers, make_loggers
 
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +141,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             flops_per_token=lit.flops_per_token,
             kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
         )
-        loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
+        loggers = make_loggers(cfg, job, config_dict, ckpt.wandb_id, job.swept)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
         ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
         trainer = L.Trainer(
@@ -245,13 +212,16 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         for logger in loggers:
             if getattr(logger, "error", None):
                 summary["wandb_error"] = logger.error
-        for logger in loggers:
-            if hasattr(logger, "finish"):
-                logger.finish(summary)
-            else:
-                logger.finalize("success" if summary["status"] == "completed" else "failed")
+        finish_loggers(loggers, summary, _model_artifact(cfg, ckpt))
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _model_artifact(cfg: ArchlabConfig, ckpt) -> Path | None:
+    """The checkpoint W&B uploads as a model artifact (``logger.log_model=true``)."""
+    if not cfg.logger.log_model or ckpt is None or not ckpt.path.exists():
+        return None
+    return ckpt.path
 
 
 _FIRST_JOB = [True]
