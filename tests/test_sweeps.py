@@ -86,7 +86,7 @@ def test_optuna_lr_search_and_slurm_launcher_config(tmp_path):
     r = run_cli(
         "train",
         "-m",
-        "+experiment=lr_optuna",
+        "hparams_search=lr_optuna",
         "hydra.sweeper.n_trials=2",
         *TINY,
         "train.max_steps=5",
