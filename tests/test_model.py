@@ -8,13 +8,15 @@ import math
 import pytest
 import torch
 
-from archlab.config import ModelConfig, d_ff, validate_model
+from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.model.attention import ATTENTIONS
+from archlab.model.flops import d_ff
 from archlab.model.mlp import MLPS
 from archlab.model.norm import NORMS, QK_NORMS
 from archlab.model.placement import PLACEMENTS
 from archlab.model.position import POSITIONS
+from archlab.validate import validate_model
 
 TINY = dict(n_layers=2, d_model=32, n_heads=4, block_size=16, vocab_size=64)
 

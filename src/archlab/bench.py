@@ -94,19 +94,9 @@ def matmul_peak(dtype_name: str = "float32", sizes=(256, 512, 1024), reps: int =
 # ---------------------------------------------------------------------- configs
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from archlab.cli import CONF_DIR
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="bench"):
-        return to_dataclass(hcompose(config_name="train", overrides=overrides))
-
-
 def bench_config(size: str, arch: str, threads: int, steps: int):
+    from archlab.compose import compose
+
     overrides, batch = SIZES[size]
     return compose(
         [
@@ -153,13 +143,8 @@ def archlab_round(cfg, steps: int, run_dir: Path) -> list[float]:
     from archlab.train import run
 
     clock = _StepClock()
-    original = run._callbacks
-    run._callbacks = lambda c: [*original(c), clock.callback]
-    try:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
-        run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]))
-    finally:
-        run._callbacks = original
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+    run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]), callbacks=(clock.callback,))
     return clock.intervals()
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from archlab.config import ConfigError, ModelConfig, validate_model
+from archlab.config import ConfigError, ModelConfig
+from archlab.validate import validate_model
 
 DEFAULTS = {
     "ckpt": None,

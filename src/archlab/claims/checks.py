@@ -29,21 +29,18 @@ Verdict: **reproduced** when every required check passes, **not reproduced** whe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from archlab.runs import stats
 from archlab.runs.load import RunRecord
+from archlab.runs.values import finite as _finite
+from archlab.runs.values import fmt as _fmt
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 LOSS_METRICS = ("val_loss",)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -207,14 +204,6 @@ def resolve_margin(spec: Any, base_values: list[float]) -> float | None:
         ci = stats.mean_ci(base_values)
         return None if ci.std is None else float(text[:-3] or 1) * ci.std
     return float(text)
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and (abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3)):
-        return f"{x:.3g}"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
 def _diff_numbers(a: dict, b: dict, alpha: float) -> dict[str, Any]:

@@ -18,22 +18,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from archlab.claims import checks as C
 from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
+from archlab.runs.naming import job_dirname
+from archlab.runs.values import finite, json_ready
+from archlab.runs.values import fmt as _fmt
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
 RESULTS_DIR = REPO / "experiments" / "results"
 RUNS_DIR = REPO / "experiments" / "runs"
 SUMMARY_MD = REPO / "experiments" / "README.md"
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
-
-
-def slug(overrides: list[str]) -> str:
-    """Hydra's sweep subdir for these overrides (``conf/train.yaml``: sorted, ',' joined)."""
-    text = ",".join(sorted(o for o in overrides if not o.startswith(("name=", "out_dir="))))
-    return (text or "default").replace("/", ".").replace(" ", "")[:200]
 
 
 def sweep_dir(runs_dir: Path, claim: Claim) -> Path:
@@ -49,18 +45,15 @@ def validate_jobs(claim: Claim, smoke: bool) -> None:
 
 
 def validate_claims(claims: list[Claim], modes=(False,)) -> int:
-    """Compose every distinct job of ``claims`` with Hydra in one context and validate it like
+    """Compose every distinct job of ``claims`` in one Hydra context and validate it like
     ``archlab train`` does (``archlab.cli.prevalidate``), checking each data source once.
     Raises ClaimError naming the claim and arm; returns the number of configs checked."""
-    from hydra import compose, initialize_config_dir
+    from archlab.compose import Composer
+    from archlab.config import ConfigError
+    from archlab.train.faults import check_run_environment
 
-    from archlab.cli import CONF_DIR, _one_line
-    from archlab.config import ConfigError, register_schema, to_dataclass, validate
-    from archlab.data.sources import SOURCES
-
-    register_schema()
     seen, sources, n = set(), set(), 0
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+    with Composer() as composer:
         for claim in claims:
             for smoke in modes:
                 for arm, overrides in claim.jobs(smoke):
@@ -69,19 +62,9 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
                         continue
                     seen.add(sig)
                     try:
-                        try:
-                            cfg = to_dataclass(
-                                compose(config_name="train", overrides=list(overrides))
-                            )
-                        except ConfigError:
-                            raise
-                        except Exception as e:
-                            raise ConfigError(_one_line(e)) from None
-                        validate(cfg)
-                        key = repr(cfg.data)
-                        if key not in sources:
-                            SOURCES[cfg.data.source].check(cfg.data)
-                            sources.add(key)
+                        cfg = composer.compose(list(overrides))
+                        check_run_environment(cfg, data=repr(cfg.data) not in sources)
+                        sources.add(repr(cfg.data))
                     except ConfigError as err:
                         raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
                     n += 1
@@ -109,15 +92,10 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from archlab.cli import CONF_DIR, _register_resolvers
-    from archlab.config import to_dataclass
+    from archlab.compose import Composer, first_line
     from archlab.runs.record import read_summary
     from archlab.train.run import Job, train
 
-    _register_resolvers()
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
     counts = {"ran": 0, "skipped": 0, "failed": 0}
@@ -125,8 +103,8 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
         o
         for _, o in jobs
         if not is_done(
-            read_summary(sweep_dir(runs_dir, claim) / slug(o))
-            if (sweep_dir(runs_dir, claim) / slug(o) / "summary.json").exists()
+            read_summary(sweep_dir(runs_dir, claim) / job_dirname(o))
+            if (sweep_dir(runs_dir, claim) / job_dirname(o) / "summary.json").exists()
             else None,
             o,
         )
@@ -135,9 +113,9 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
         sweep_dir(runs_dir, claim).mkdir(parents=True, exist_ok=True)
         with open(sweep_dir(runs_dir, claim) / COMMITS, "a") as f:
             f.write(f"{git_commit()} {time.strftime('%Y-%m-%dT%H:%M:%S')} {len(pending)} jobs\n")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+    with Composer() as composer:
         for i, (arm, overrides) in enumerate(jobs, 1):
-            run_dir = sweep_dir(runs_dir, claim) / slug(overrides)
+            run_dir = sweep_dir(runs_dir, claim) / job_dirname(overrides)
             done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
             tag = f"[{claim.id} {i}/{len(jobs)}] {arm} {' '.join(o for o in overrides if o.startswith(('seed=', 'optim.lr=')))}"
             if is_done(done, overrides):
@@ -145,17 +123,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 continue
             for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
                 (run_dir / stale).unlink(missing_ok=True)
-            cfg = compose(
-                config_name="train",
-                return_hydra_config=True,
-                overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"],
-            )
-            choices = {
-                k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")
-            }
-            with_hydra = OmegaConf.to_container(cfg, resolve=False)
-            with_hydra.pop("hydra", None)
-            typed = to_dataclass(OmegaConf.create(with_hydra))
+            typed, choices = composer.job([*overrides, f"name={name}", f"out_dir={runs_dir}"])
             if threads and typed.trainer.threads is None:
                 typed.trainer.threads = threads
             job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
@@ -164,7 +132,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 summary = train(typed, job)
             except Exception as err:
                 counts["failed"] += 1
-                log(f"{tag}: failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+                log(f"{tag}: failed: {type(err).__name__}: {first_line(err, 200)}")
                 continue
             counts["ran"] += 1
             vl = summary.get("val_loss")
@@ -248,10 +216,6 @@ def machine() -> str:
     )
 
 
-def _fmt(x: Any, d: int = 4) -> str:
-    return C._fmt(x, d)
-
-
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
     """Mean over seeds of a metrics.jsonl key vs step, one line per arm."""
     import matplotlib
@@ -269,7 +233,7 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
             if r.status == "failed" or (lrs.get(arm) is not None and C.run_lr(r) != lrs[arm]):
                 continue
             for m in r.metrics:
-                if C._finite(m.get(key)):
+                if finite(m.get(key)):
                     acc.setdefault(int(m["step"]), []).append(float(m[key]))
         if acc:
             steps = sorted(acc)
@@ -527,15 +491,9 @@ def write_report(
         "headline": headline.as_dict() if headline else None,
     }
     (results_dir / f"{claim.id}.json").write_text(
-        json.dumps(C_json(summary), indent=2) + "\n", encoding="utf-8"
+        json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8"
     )
     return summary
-
-
-def C_json(obj):
-    from archlab.runs.compare import _json_ready
-
-    return _json_ready(obj)
 
 
 # --------------------------------------------------------------------------- summary table

@@ -37,6 +37,7 @@ from archlab.runs.arms import (
     pick_baseline,
 )
 from archlab.runs.load import RunRecord, find_runs
+from archlab.runs.values import json_ready
 
 X_CHOICES = ("step", "tokens", "flops", "time", "all")
 # Config keys shown in the setup line when they are the same for every run.
@@ -230,22 +231,7 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
         ],
         "warnings": warnings,
     }
-    return Analysis(
-        result=_json_ready(result), arms=arms, compared_runs=compared, warnings=warnings
-    )
-
-
-def _json_ready(obj: Any) -> Any:
-    """NaN/inf -> None, tuples -> lists, numpy scalars -> Python, so JSON round-trips exactly."""
-    if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, str) else k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    return Analysis(result=json_ready(result), arms=arms, compared_runs=compared, warnings=warnings)
 
 
 def load_records(

@@ -9,11 +9,12 @@ locating ``summary.json`` files. Unreadable runs are skipped with a warning, nev
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from archlab.runs.values import finite as _finite
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -52,10 +53,6 @@ class RunRecord:
             if _finite(line.get("train/loss")):
                 return float(line["train/loss"])
         return None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _natural_key(path: Path) -> list:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.runs.curves import LOSS_METRICS, arm_curve
+from archlab.runs.html import render_html
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -379,8 +380,6 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
 
 def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     """Write every output into ``out`` (created if needed); returns the written paths."""
-    from archlab.runs.html import render_html
-
     out.mkdir(parents=True, exist_ok=True)
     charts, notes = build_charts(analysis, x_axes)
     for axis in x_axes:
@@ -389,7 +388,14 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     pngs = write_pngs(charts, analysis.result, out)
     paths = {
         "report.md": render_markdown(analysis.result, pngs, notes),
-        "report.html": render_html(analysis.result, charts, table_rows(analysis.result), notes),
+        "report.html": render_html(
+            analysis.result,
+            charts,
+            table_rows(analysis.result),
+            notes,
+            setup_line(analysis.result),
+            verdict_lines(analysis.result),
+        ),
         "compare.json": json.dumps(analysis.result, indent=2, allow_nan=False) + "\n",
     }
     for name, text in paths.items():

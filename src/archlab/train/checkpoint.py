@@ -40,7 +40,6 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from archlab.config import ConfigError
-from archlab.train.faults import ckpt_every
 
 log = logging.getLogger("archlab")
 
@@ -59,6 +58,11 @@ RESUME_MAY_CHANGE = (
     "train.log_every",
     "data_info",
 )
+
+
+def ckpt_every(cfg) -> int:
+    """Steps between checkpoints (``train.ckpt_every``; None: every validation; 0: never)."""
+    return cfg.train.val_every if cfg.train.ckpt_every is None else cfg.train.ckpt_every
 
 
 class DiskFullError(RuntimeError):

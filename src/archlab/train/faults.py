@@ -1,7 +1,7 @@
 """Faults a long sweep meets: preemption signals, unwritable or full disks, config mistakes.
 
-Kept light (no torch / lightning imports at module level): ``config.validate`` calls
-:func:`validate_reliability` during the CLI's up-front validation.
+Kept light (no torch / lightning imports at module level): the CLI and the claims runner call
+:func:`check_run_environment` during their up-front validation, and ``train`` calls it again.
 """
 
 from __future__ import annotations
@@ -13,29 +13,34 @@ import signal
 from pathlib import Path
 
 from archlab.config import ConfigError
+from archlab.data.sources import SOURCES
 
 log = logging.getLogger("archlab")
 
 
-# ----------------------------------------------------------------- config checks (prevalidate)
+# ----------------------------------------------------- the training edge (disk, devices, data)
 
 
-def ckpt_every(cfg) -> int:
-    return cfg.train.val_every if cfg.train.ckpt_every is None else cfg.train.ckpt_every
+def check_run_environment(cfg, data: bool = False) -> None:
+    """What a valid config still needs from this machine: the resume file, devices and
+    strategy, a writable ``out_dir`` and (``data=True``: the up-front check) the data source."""
+    _check_resume_file(cfg)
+    _check_devices(cfg)
+    check_writable(cfg.out_dir, "out_dir")
+    if data:
+        SOURCES[cfg.data.source].check(cfg.data)
 
 
-def validate_reliability(cfg) -> None:
-    """Checks for the reliability keys (called from config.validate)."""
-    if cfg.train.ckpt_every is not None and cfg.train.ckpt_every < 0:
-        raise ConfigError(
-            f"train.ckpt_every={cfg.train.ckpt_every} must be >= 0 (0: no checkpoints)"
-        )
+def _check_resume_file(cfg) -> None:
     r = cfg.resume
     if r is not None and r != "auto" and not Path(r).expanduser().is_file():
         raise ConfigError(
             f"resume={r}: no such checkpoint file; use resume=auto (this run dir's "
             "last checkpoint) or resume=<run dir> or resume=<file.ckpt>"
         )
+
+
+def _check_devices(cfg) -> None:
     devices = cfg.trainer.devices
     if isinstance(devices, bool) or (isinstance(devices, int) and devices <= 0 and devices != -1):
         raise ConfigError(f"trainer.devices={devices} must be a positive integer, -1 or 'auto'")
@@ -58,7 +63,6 @@ def validate_reliability(cfg) -> None:
             f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
             f"divisible by trainer.devices={n}"
         )
-    check_writable(cfg.out_dir, "out_dir")
 
 
 def check_writable(path: str, key: str) -> None:
@@ -194,7 +198,7 @@ def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[s
         return args
     path = Path(value).expanduser()
     if path.is_file():
-        from archlab.train.checkpoint import load
+        from archlab.train.checkpoint import load  # torch + Lightning: only when resuming
 
         try:  # a truncated / foreign / code-carrying file: one line, before any output dir
             load(path)

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archlab.config import ArchlabConfig, d_ff, validate
-from archlab.startup import install as _lean_imports
+from archlab.config import ArchlabConfig
+from archlab.startup import install as lean_imports
+from archlab.train.faults import check_run_environment
+from archlab.validate import validate
 
-_lean_imports()  # the training path: before Lightning imports torchmetrics (archlab/startup.py)
+lean_imports()  # the training path: before Lightning imports torchmetrics (archlab/startup.py)
 
 log = logging.getLogger("archlab")
 
@@ -62,8 +64,9 @@ def _configure_torch(cfg: ArchlabConfig):
     return precision, deterministic
 
 
-def train(cfg: ArchlabConfig, job: Job) -> dict:
-    """Train one run; always writes summary.json and finishes the W&B run, also on failure."""
+def train(cfg: ArchlabConfig, job: Job, callbacks: tuple = ()) -> dict:
+    """Train one run; always writes summary.json and finishes the W&B run, also on failure.
+    ``callbacks``: extra Lightning callbacks (``archlab bench`` times steps with one)."""
     from omegaconf import OmegaConf
 
     from archlab.runs.record import write_json
@@ -101,6 +104,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         from archlab.data.store import data_regime, load_tokens
         from archlab.data.windows import TrainBatches, train_loader, val_windows
         from archlab.model.cache import kv_bytes_per_token
+        from archlab.model.flops import d_ff
         from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
         from archlab.train.module import LitLM
 
@@ -110,6 +114,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         data = load_tokens(cfg.data, cfg.tokenizer)
         cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
         validate(cfg)
+        check_run_environment(cfg)
         summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
         if cfg.model.iso_params:  # and the parameter count it was matched to
             from archlab.model.flops import iso_params_reference, param_count
@@ -159,7 +164,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             limit_val_batches=0,
             log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
             enable_progress_bar=_progress_bar_wanted(),
-            callbacks=[*_callbacks(cfg), ckpt],
+            callbacks=[*_callbacks(cfg), *callbacks, ckpt],
             default_root_dir=run_dir,
             use_distributed_sampler=False,
         )
