@@ -93,7 +93,7 @@ def test_agent_command_trains_a_tiny_run_and_falls_back_offline_with_its_run_id(
     assert summary["status"] == "completed" and summary["wandb_dir"].endswith("-run123")
     config = yaml.safe_load((Path(summary["run_dir"]) / "config.yaml").read_text())
     assert config["model"]["mlp"] == "gelu" and config["model"]["norm"] == "layernorm"
-    check_wandb_run(summary, job_type="model.mlp=gelu,model.norm=layernorm")
+    check_wandb_run(summary, job_type="model/mlp=gelu,model/norm=layernorm")
     records = wandb_records(summary["wandb_dir"])
     [artifact] = [r["artifact"] for r in records if r["type"] == "artifact"]
     assert artifact["type"] == "model" and "final" in artifact["aliases"]

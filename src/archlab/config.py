@@ -165,6 +165,14 @@ class TrainerConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where archlab reads and writes besides ``out_dir`` (``conf/paths/default.yaml``)."""
+
+    work_dir: str | None = None  # the launch directory; relative user paths resolve against it
+    cache_dir: str = "~/.cache/archlab"  # token stores (data.cache_dir)
+
+
+@dataclass
 class ArchlabConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -174,6 +182,7 @@ class ArchlabConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     name: str = "default"  # experiment / sweep name (W&B group)
     out_dir: str = "outputs"
