@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def test_agent_command_trains_a_tiny_run_and_falls_back_offline_with_its_run_id(
     assert (r.stdout + r.stderr).count("W&B online init failed") == 1
     summary = json.loads(next(tmp_path.glob("**/summary.json")).read_text())
     assert summary["status"] == "completed" and summary["wandb_dir"].endswith("-run123")
+    # its own folder: time + a random tail, so two agents on one host never share one
+    assert re.fullmatch(r"[\d-]+_[\d-]+_[0-9a-f]{6}", Path(summary["run_dir"]).name)
     config = yaml.safe_load((Path(summary["run_dir"]) / "config.yaml").read_text())
     assert config["model"]["mlp"] == "gelu" and config["model"]["norm"] == "layernorm"
     check_wandb_run(summary, job_type="model/mlp=gelu,model/norm=layernorm")

@@ -140,7 +140,7 @@ def save(workspace) -> str:
     """Upload the view (the only step that needs the W&B server)."""
     try:
         return workspace.save().url
-    except Exception as err:  # any API / network / auth failure: one line
+    except Exception as err:  # noqa: BLE001 - any API / network / auth failure: one line
         msg = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise WorkspaceError(
             f"cannot save the W&B workspace: {type(err).__name__}: {msg}"

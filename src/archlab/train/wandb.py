@@ -124,7 +124,7 @@ class ArchlabWandbLogger(WandbLogger):
             return
         try:
             super().log_metrics(metrics, step)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
             self._disable(e)
         else:
             value = metrics.get("val/loss")
@@ -136,7 +136,7 @@ class ArchlabWandbLogger(WandbLogger):
         if self.error is None:
             try:
                 super().log_hyperparams(params)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
                 self._disable(e)
 
     def _disable(self, e: Exception) -> None:
@@ -150,7 +150,7 @@ class ArchlabWandbLogger(WandbLogger):
     def finish(self, summary: dict, checkpoint: Path | None = None) -> None:
         try:
             self._finish(summary, checkpoint)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
             log.warning(
                 "W&B finish failed (%s); the local run files are kept",
                 str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
