@@ -23,6 +23,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 
+from archlab.runs import naming
+
 log = logging.getLogger("archlab")
 
 JOB_TYPE_MAX = 64  # W&B's limits for job_type and the run name
@@ -36,7 +38,7 @@ KNOB_GROUPS = ("model/", "loss")
 
 def override_key(override: str) -> str:
     """``model/mlp=gelu`` and ``model.mlp=gelu`` -> ``model.mlp``; ``+x.y=1`` -> ``x.y``."""
-    return override.partition("=")[0].lstrip("+~").replace("/", ".")
+    return naming.override_key(override).replace("/", ".")
 
 
 def is_bookkeeping(key: str) -> bool:
