@@ -13,6 +13,7 @@ PKG = SRC / "archlab"
 # layer's modules only where the layer says so, and any lower layer
 LAYERS = {
     "archlab.config": 0,
+    "archlab.errors": 0,
     "archlab.numerics": 0,
     "archlab.startup": 0,
     "archlab.model": 1,
@@ -145,3 +146,61 @@ def test_the_checker_sees_cycles_and_private_imports():
     tree = ast.parse("def f():\n    from archlab.model import flops\n")
     node = tree.body[0].body[0]
     assert _targets(node, "archlab.cli", False, module_files()) == {"archlab.model.flops"}
+
+
+# ------------------------------------------------------- options: YAML, registries, docs
+
+
+REPO = SRC.parent
+
+
+def yaml_options(knob: str) -> dict[str, str]:
+    """conf/model/<knob>/<option>.yaml → the ``model.<knob>`` value that option selects."""
+    import yaml
+
+    out = {}
+    for path in sorted((REPO / "conf" / "model" / knob).glob("*.yaml")):
+        out[path.stem] = (yaml.safe_load(path.read_text()) or {})[knob]
+    return out
+
+
+def test_every_registry_entry_has_a_yaml_option_and_back():
+    """An option cannot exist in a registry and not as a config group option, or the reverse:
+    the values the YAML files select are exactly the registry's keys."""
+    from archlab.validate import KNOBS
+
+    for knob, registry in KNOBS.items():
+        selected = set(yaml_options(knob).values())
+        assert selected == set(registry), (knob, selected ^ set(registry))
+    assert {p.name for p in (REPO / "conf" / "model").iterdir()} == {*KNOBS, "size", "arch"}
+
+
+def test_every_option_carries_its_own_check():
+    from archlab.config import ModelConfig
+    from archlab.validate import CHECKED_KNOBS, KNOBS
+
+    assert set(CHECKED_KNOBS) == set(KNOBS) - {"qk_norm"}  # qk_norm reuses NORMS (see validate)
+    for knob in CHECKED_KNOBS:
+        for option, entry in KNOBS[knob].items():
+            assert callable(entry.check), (knob, option)
+    KNOBS["norm"]["rmsnorm"].check(ModelConfig())  # the default passes its own rules
+
+
+def test_docs_knob_table_lists_exactly_the_yaml_options():
+    """docs/knobs.md's "Knob groups" table names every option of every group (and no other)."""
+    import re
+
+    from archlab.config import ModelConfig
+    from archlab.validate import KNOBS
+
+    rows = {}
+    for line in (REPO / "docs" / "knobs.md").read_text().splitlines():
+        m = re.match(r"\| `model/(\w+)`[^|]*\| ([^|]*) \| `?([\w.–-]+)`? \|", line)
+        if m:
+            rows[m.group(1)] = (set(re.findall(r"`(\w+)`", m.group(2))), m.group(3))
+    for knob in KNOBS:
+        named, module = rows[knob]
+        options = set(yaml_options(knob))
+        assert options <= named, (knob, options - named)
+        assert named - options <= set(ModelConfig.__dataclass_fields__), (knob, named - options)
+        assert (SRC / "archlab" / "model" / module).is_file(), (knob, module)

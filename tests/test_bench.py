@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO, TINY, run_cli
+from helpers import REPO, TINY, run_cli
 
 HEAVY = ("transformers", "datasets", "matplotlib", "scipy", "tokenizers", "wandb", "pandas")
 

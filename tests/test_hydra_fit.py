@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import yaml
 
-from conftest import TINY, TINYSHAKESPEARE, run_cli
+from helpers import REPO, TINY, TINYSHAKESPEARE, run_cli
 
 
 def test_dotted_knob_names_select_the_whole_option():
@@ -63,8 +63,6 @@ def test_option_whose_extra_is_missing_fails_with_the_install_line(tmp_path, arg
     (site / "sitecustomize.py").write_text(
         "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in BLOCKED)
     )
-    from conftest import REPO
-
     env = {"PYTHONPATH": f"{site}:{REPO / 'src'}"}
     r = run_cli("train", *args, f"out_dir={tmp_path / 'out'}", cwd=tmp_path, env=env)
     assert r.returncode == 2, r.stderr[-2000:]

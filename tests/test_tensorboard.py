@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY, run_cli
+from helpers import REPO, TINY, run_cli
 from test_train_cli import wandb_records, wandb_summary
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))

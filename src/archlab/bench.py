@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from archlab.runs.machine import machine
 
 SIZES = {  # name → (overrides, batch size); batch sizes keep a step ≲ 1 s on 2 cores
     "tiny": (["model/size=tiny"], 16),
@@ -35,27 +36,6 @@ ARCHS = {"default": [], "gpt2": ["model/arch=gpt2"]}
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 def load() -> list[float]:
@@ -520,7 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         if a not in ARCHS:
             raise SystemExit(f"archlab bench: unknown arch {a!r}; choose among {', '.join(ARCHS)}")
 
-    res: dict = {"machine": machine(), "threads": threads, "load_start": load(), "quick": quick}
+    res: dict = {
+        "machine": {**machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+        "threads": threads,
+        "load_start": load(),
+        "quick": quick,
+    }
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as tmp:
         work = Path(tmp)
         res["peak"] = {

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from archlab.config import ConfigError
+from archlab.errors import describe
+from archlab.runs.values import fmt
 from archlab.startup import install as lean_imports
 
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
     """(override strings, multirun?, only-inspecting? e.g. --help/--cfg), read with the
     argument parser of Hydra's own ``@hydra.main``."""
-    from hydra._internal.utils import get_args_parser
+    from hydra._internal.utils import get_args_parser  # Hydra: `archlab train` only
 
     parser = get_args_parser()
 
@@ -77,10 +79,14 @@ def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of every job this command would launch (for up-front validation)."""
     # Hydra's parser: only when composing (keeps `archlab --help` and the others fast)
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra._internal.core_plugins.basic_sweeper import (
+        BasicSweeper,  # Hydra: only for `archlab train`
+    )
+    from hydra.core.override_parser.overrides_parser import (
+        OverridesParser,  # (`archlab --help`, compare …
+    )
 
-    from archlab.compose import hydra_error_line
+    from archlab.compose import hydra_error_line  # … and generate start without Hydra / torch)
 
     parser = OverridesParser.create()
     try:
@@ -106,10 +112,9 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def prevalidate(overrides: list[str], multirun: bool) -> int:
     """Compose and validate every job; raise ConfigError on the first bad one. Returns #jobs."""
-    # composing imports Hydra and the registries (torch): only for `archlab train`
-    from archlab.compose import Composer
-    from archlab.train.extras import check_logger_kinds
-    from archlab.train.faults import check_run_environment
+    from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
+    from archlab.train.extras import check_logger_kinds  # with compose: `archlab train` only
+    from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
 
     jobs = _jobs(overrides, multirun)
     with Composer() as composer:
@@ -121,11 +126,11 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
 
 
 def train_main(args: list[str]) -> int:
-    from archlab.train.extras import check_overrides
+    from archlab.train.extras import check_overrides  # light: before anything heavy loads
 
     check_overrides(args)  # an option whose extra is not installed: one line, before any import
-    from archlab.compose import knob_group_overrides, register_schema
-    from archlab.train.faults import check_writable, resume_args
+    from archlab.compose import knob_group_overrides, register_schema  # Hydra: `archlab train`
+    from archlab.train.faults import check_writable, resume_args  # `archlab train` only
 
     args = knob_group_overrides(args)  # model.mlp=gelu (W&B sweeps) → model/mlp=gelu
     overrides, multirun, inspect = _overrides(args)
@@ -146,12 +151,12 @@ def train_main(args: list[str]) -> int:
 def _task(cfg) -> float | None:
     """One Hydra job. Returns the final val loss: the objective for sweepers such as Optuna
     (+inf for a diverged run, None for a failed one)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # a Hydra job: `archlab train` only
+    from hydra.types import RunMode  # (as above)
 
-    from archlab.compose import to_dataclass
-    from archlab.runs.record import read_summary
-    from archlab.train.paths import resolve_user_paths
+    from archlab.compose import to_dataclass  # (as above)
+    from archlab.runs.record import read_summary  # (as above)
+    from archlab.train.paths import resolve_user_paths  # (as above)
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -176,8 +181,8 @@ def _task(cfg) -> float | None:
 
 def _job(hc, group: str, multirun: bool):
     """Who this Hydra job is: its identifying overrides, sweep, knob choices, swept keys."""
-    from archlab.runs.naming import job_overrides
-    from archlab.train.run import Job
+    from archlab.runs.naming import job_overrides  # (as in _task)
+    from archlab.train.run import Job  # Lightning: `archlab train` only
 
     return Job(
         run_dir=Path(hc.runtime.output_dir),
@@ -192,7 +197,7 @@ def _swept_keys(hc, multirun: bool) -> list[str] | None:
     """The keys a sweep varies (the W&B ``job_type``): a W&B agent's sweep parameters, or a
     Hydra multirun's sweep overrides (from its ``multirun.yaml``) and sweeper params; None
     for a single run (then every identifying override counts)."""
-    import yaml
+    import yaml  # (as in _task)
 
     agent_params = os.environ.get("WANDB_SWEEP_PARAM_PATH")  # set by `wandb agent`
     if agent_params and Path(agent_params).is_file():
@@ -203,7 +208,7 @@ def _swept_keys(hc, multirun: bool) -> list[str] | None:
     keys = [str(k) for k in (hc.sweeper.get("params") or {})]
     sweep_yaml = Path(hc.runtime.cwd) / hc.sweep.dir / "multirun.yaml"
     if sweep_yaml.is_file():
-        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.overrides_parser import OverridesParser  # (as above)
 
         task = yaml.safe_load(sweep_yaml.read_text())["hydra"]["overrides"]["task"]
         parsed = OverridesParser.create().parse_overrides(task)
@@ -214,7 +219,7 @@ def _swept_keys(hc, multirun: bool) -> list[str] | None:
 def _run_job(cfg, job, multirun: bool) -> dict | None:
     """train(); in a sweep a failing job prints one line and returns None (the sweep goes on;
     summary.json says failed), a single run exits 2 on a config mistake."""
-    from archlab.train.run import train
+    from archlab.train.run import train  # Lightning: `archlab train` only
 
     try:
         return train(cfg, job)
@@ -226,7 +231,7 @@ def _run_job(cfg, job, multirun: bool) -> dict | None:
     except Exception as e:
         if not multirun:
             raise
-        print(f"archlab train: job {job.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"archlab train: job {job.name} failed: {describe(e)}", file=sys.stderr)
         return None
 
 
@@ -235,9 +240,6 @@ def _objective(summary: dict) -> float | None:
 
 
 def _report(s: dict, run_dir: Path) -> None:
-    def fmt(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) else "n/a"
-
     print(
         f"archlab: {s['status']} {s['steps']} steps · val_loss {fmt(s['val_loss'], '.4f')} · "
         f"train_loss {fmt(s['train_loss'], '.4f')} · {fmt(s['tokens_per_sec'], ',.0f')} tok/s · "
@@ -253,8 +255,8 @@ def _report(s: dict, run_dir: Path) -> None:
 
 
 def _hydra_entry() -> None:
-    import hydra
+    import hydra  # Hydra: `archlab train` only
 
-    from archlab.compose import CONF_DIR
+    from archlab.compose import CONF_DIR  # (as above)
 
     hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")(_task)()

@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from archlab.config import ArchlabConfig, ConfigError
+from archlab.errors import first_line
 from archlab.runs.naming import job_dirname, run_stamp
 from archlab.validate import validate
 
@@ -87,14 +88,6 @@ def _missing_option(lines: list[str]) -> str | None:
     i = next(i for i, ln in enumerate(lines) if "Available options" in ln)
     options = [ln for ln in lines[i + 1 :] if " " not in ln and ":" not in ln]
     return f"{group}={option} is not an option; choose one of: {', '.join(options)}"
-
-
-def first_line(exc: BaseException, limit: int | None = None) -> str:
-    """The first non-empty line of an error's message (or its type name), at most ``limit``
-    characters: how one-line messages quote an underlying error."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:limit] if limit else line
 
 
 def knob_group_overrides(args) -> list[str]:

@@ -545,7 +545,7 @@ def _to_hf(m, parts: list[tuple[torch.Tensor, str | None]]) -> torch.Tensor:
 
 def _load(model_or_path):
     if isinstance(model_or_path, (str, Path)):
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # the hf extra: only when loading
 
         if not Path(model_or_path).is_dir():
             raise FileNotFoundError(
@@ -588,7 +588,7 @@ def from_hf(model_or_path) -> Transformer:
 
 def to_hf(model: Transformer):
     """An archlab Transformer built from a supported preset → the transformers model."""
-    import transformers
+    import transformers  # the hf extra: only when converting
 
     m = model.cfg
     if m.arch not in CONVERTERS:

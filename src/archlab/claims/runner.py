@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,15 +19,20 @@ import time
 from pathlib import Path
 
 from archlab.claims import checks as C
-from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
+from archlab.claims.bench import BENCHMARKS, to_markdown
+from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
+from archlab.config import ConfigError
+from archlab.errors import OneLineParser, first_line
+from archlab.runs.compare import CompareError, analyze
+from archlab.runs.load import find_runs
+from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
+from archlab.runs.record import read_summary
+from archlab.runs.report import color, markdown_table, table_rows, write_outputs
 from archlab.runs.values import finite, json_ready
 from archlab.runs.values import fmt as _fmt
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
-RESULTS_DIR = REPO / "experiments" / "results"
-RUNS_DIR = REPO / "experiments" / "runs"
-SUMMARY_MD = REPO / "experiments" / "README.md"
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
 
 
@@ -48,9 +52,10 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
     """Compose every distinct job of ``claims`` in one Hydra context and validate it like
     ``archlab train`` does (``archlab.cli.prevalidate``), checking each data source once.
     Raises ClaimError naming the claim and arm; returns the number of configs checked."""
-    from archlab.compose import Composer
-    from archlab.config import ConfigError
-    from archlab.train.faults import check_run_environment
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.faults import (
+        check_run_environment,  # with compose: only when validating jobs
+    )
 
     seen, sources, n = set(), set(), 0
     with Composer() as composer:
@@ -92,9 +97,8 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
-    from archlab.compose import Composer, first_line
-    from archlab.runs.record import read_summary
-    from archlab.train.run import Job, train
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.run import Job, train  # Lightning: only when training (not --report-only)
 
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
@@ -148,8 +152,6 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
 
 def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
     """arm -> its run records, matched by the recorded overrides (stale runs are ignored)."""
-    from archlab.runs.load import find_runs
-
     sigs = claim.arm_signatures(smoke)
     arms: dict[str, list] = {a: [] for a in claim.arms}
     root = sweep_dir(runs_dir, claim)
@@ -164,9 +166,12 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
 
 
 def git_commit() -> str:
+    """The commit of the archlab code that runs (``+dirty`` if src/ or conf/ changed);
+    ``unknown`` outside a git checkout (a wheel install)."""
+    here = str(Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            ["git", "-C", here, "rev-parse", "--short=12", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -175,13 +180,13 @@ def git_commit() -> str:
             [
                 "git",
                 "-C",
-                str(REPO),
+                here,
                 "status",
                 "--porcelain",
                 "--",
-                "src",
-                "conf",
-                ":(exclude)src/archlab/claims",
+                ":(top)src",
+                ":(top)conf",
+                ":(top,exclude)src/archlab/claims",
             ],
             capture_output=True,
             text=True,
@@ -192,38 +197,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:  # pragma: no cover
-        tv = "n/a"
-    load = "n/a"
-    if hasattr(os, "getloadavg"):
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)"
-    )
-
-
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
     """Mean over seeds of a metrics.jsonl key vs step, one line per arm."""
-    import matplotlib
+    import matplotlib  # matplotlib: only when drawing a figure
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from archlab.runs.report import color
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     drawn = False
@@ -251,8 +230,6 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
 
 
 def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
-    from archlab.runs.compare import CompareError, analyze
-
     recs = claim_records(claim, runs_dir, smoke)
     arm_data = {a: C.ArmData(a, rs) for a, rs in recs.items()}
     _, _, grid = claim.settings(smoke)
@@ -269,7 +246,7 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     return recs, arm_data, results, verdict, analysis
 
 
-def write_report(
+def write_report(  # noqa: C901 (split by issue #11)
     claim: Claim,
     runs_dir: Path,
     results_dir: Path,
@@ -278,8 +255,6 @@ def write_report(
     wall: float | None,
     alpha: float = 0.05,
 ) -> dict:
-    from archlab.runs.report import markdown_table, table_rows, write_outputs
-
     recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
     out = Path(results_dir) / claim.id
     pngs: list[Path] = []
@@ -322,7 +297,7 @@ def write_report(
     )
     headline = next((r for r in results if r.headline), None)
     commit = git_commit()
-    mach = machine()
+    mach = describe_machine()
 
     label_of = {}
     if analysis is not None:
@@ -456,8 +431,6 @@ def write_report(
         md += ["## Results", "", "No runs found.", ""]
     bench_results = []
     if claim.benchmark:
-        from archlab.claims.bench import BENCHMARKS, to_markdown
-
         md += ["## Micro-benchmarks", ""]
         for name in claim.benchmark:
             res = BENCHMARKS[name](smoke)
@@ -569,16 +542,18 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ClaimError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict"
+    p = OneLineParser(
+        error_type=ClaimError,
+        prog="archlab reproduce",
+        description="run a lecture claim's sweep and write its verdict",
     )
     p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
+    p.add_argument(
+        "--claims-dir",
+        metavar="DIR",
+        help="the claim files (default: experiments/claims/ in the working directory or above)",
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -587,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="root for runs/ and results/ (default: experiments/, "
+        help="root for runs/ and results/ (default: the claims dir's parent, experiments/, "
         "or $TMPDIR/archlab-claims-smoke with --smoke)",
     )
     p.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default: <out>/runs)")
@@ -603,40 +578,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_dirs(args, experiments: Path) -> tuple[Path, Path]:
+    """(runs dir, results dir) from --out / --smoke / --runs-dir / --results-dir."""
+    if args.out:
+        root = Path(args.out)
+        runs_dir, results_dir = root / "runs", root / "results"
+    elif args.smoke:
+        root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
+        runs_dir, results_dir = root / "runs", root / "results"
+    else:
+        runs_dir, results_dir = experiments / "runs", experiments / "results"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
+    results_dir = Path(args.results_dir) if args.results_dir else results_dir
+    return runs_dir.resolve(), results_dir.resolve()
+
+
+def _runnable(claims: list[Claim], args) -> list[Claim]:
+    """The claims whose requirements exist, each validated up front (unless --report-only)."""
+    runnable = []
+    for c in claims:
+        missing = c.missing_requirements()
+        if missing:
+            print(
+                f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
+                file=sys.stderr,
+            )
+            continue
+        if not args.report_only:
+            validate_jobs(c, args.smoke)
+        runnable.append(c)
+    return runnable
+
+
+def _reproduce(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int) -> dict:
+    """Train (unless --report-only) and judge one claim; returns its summary."""
+    start = time.time()
+    counts = None
+    if not args.report_only:
+        print(
+            f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → {sweep_dir(runs_dir, c)}",
+            flush=True,
+        )
+        counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
+    elapsed = None if args.report_only else time.time() - start
+    return write_report(c, runs_dir, results_dir, args.smoke, counts, elapsed, args.alpha)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        claims_dir = Path(args.claims_dir) if args.claims_dir else find_claims_dir()
+        experiments = claims_dir.resolve().parent  # results/, runs/ and README.md beside claims/
         if args.list:
-            for c in load_all():
+            for c in load_all(claims_dir):
                 print(f"{c.id:24s} {c.claim}")
             return 0
         if not args.claim:
             raise ClaimError("give a claim id or all (archlab reproduce --list shows them)")
-        claims = load_all() if "all" in args.claim else [get(c) for c in args.claim]
-        if args.out:
-            root = Path(args.out)
-            runs_dir, results_dir = root / "runs", root / "results"
-        elif args.smoke:
-            root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
-            runs_dir, results_dir = root / "runs", root / "results"
+        if "all" in args.claim:
+            claims = load_all(claims_dir)
         else:
-            runs_dir, results_dir = RUNS_DIR, RESULTS_DIR
-        runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
-        results_dir = Path(args.results_dir) if args.results_dir else results_dir
-        runs_dir, results_dir = runs_dir.resolve(), results_dir.resolve()
+            claims = [get(c, claims_dir) for c in args.claim]
+        runs_dir, results_dir = _output_dirs(args, experiments)
         threads = args.threads or min(2, os.cpu_count() or 1)
-        runnable = []
-        for c in claims:
-            missing = c.missing_requirements()
-            if missing:
-                print(
-                    f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
-                    file=sys.stderr,
-                )
-                continue
-            if not args.report_only:
-                validate_jobs(c, args.smoke)
-            runnable.append(c)
+        runnable = _runnable(claims, args)
     except ClaimError as err:
         print(f"archlab reproduce: error: {err}", file=sys.stderr)
         return 2
@@ -644,31 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     os.environ.setdefault("WANDB_MODE", "offline")
     for c in runnable:
-        start = time.time()
-        counts = None
-        if not args.report_only:
-            print(
-                f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
-                f"{sweep_dir(runs_dir, c)}",
-                flush=True,
-            )
-            counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
-        s = write_report(
-            c,
-            runs_dir,
-            results_dir,
-            args.smoke,
-            counts,
-            None if args.report_only else time.time() - start,
-            args.alpha,
-        )
+        s = _reproduce(c, args, runs_dir, results_dir, threads)
         print(
             f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
             f"{results_dir / (c.id + '.md')}",
             flush=True,
         )
-        if results_dir == RESULTS_DIR.resolve() and not args.smoke:
-            write_summary_table(load_all(), results_dir, SUMMARY_MD)
+        if results_dir == (experiments / "results").resolve() and not args.smoke:
+            write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
         elif args.smoke:
-            write_summary_table(load_all(), results_dir, results_dir / "README.md")
+            write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")
     return 0

@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import torch
+from torch.utils import flop_counter as fcm
+
 from archlab.config import ModelConfig, attn_bias, head_dim, mlp_bias, n_kv_heads, norm_bias
 from archlab.model.mlp import MLPS
 from archlab.model.placement import PLACEMENTS
@@ -87,9 +90,6 @@ def executed_flops(model, idx, backward: bool = True) -> int:
     (``_scaled_dot_product_flash_attention_for_cpu`` and its backward), so it would count
     plain causal attention as 0 FLOPs on CPU; we register the same dense formula torch uses
     for the GPU kernels (full T × S, no causal savings)."""
-    import torch
-    from torch.utils import flop_counter as fcm
-
     aten = torch.ops.aten
     custom = {}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from archlab.errors import describe
 from archlab.runs.values import finite as _finite
 
 SUMMARY = "summary.json"
@@ -62,8 +65,6 @@ def _natural_key(path: Path) -> list:
 
 def load_run_dir(run_dir: Path) -> RunRecord:
     """Load one run directory; raises ``OSError``/``ValueError`` if a file is unreadable."""
-    import yaml
-
     summary = json.loads((run_dir / SUMMARY).read_text())
     if not isinstance(summary, dict):
         raise ValueError(f"{SUMMARY} is not a JSON object")
@@ -93,8 +94,6 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
     A path may be a run directory or a sweep directory. Directories without any
     ``summary.json`` and runs with unreadable files produce one warning line via ``warn``.
     """
-    import yaml
-
     records: list[RunRecord] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
@@ -112,8 +111,5 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
             try:
                 records.append(load_run_dir(summary_path.parent))
             except (OSError, ValueError, yaml.YAMLError) as err:
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                warn(
-                    f"warning: unreadable run {summary_path.parent}: {type(err).__name__}: {first_line}"
-                )
+                warn(f"warning: unreadable run {summary_path.parent}: {describe(err)}")
     return records

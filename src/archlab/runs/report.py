@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archlab.runs.curves import LOSS_METRICS, arm_curve
 from archlab.runs.html import render_html
 
@@ -224,8 +226,6 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
 
 
 def _plot_series(ax, s: dict[str, Any]) -> None:
-    import numpy as np
-
     x, y = (
         np.asarray(s["x"], float),
         np.asarray([np.nan if v is None else v for v in s["y"]], float),
@@ -244,10 +244,10 @@ def _plot_series(ax, s: dict[str, Any]) -> None:
 def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per chart group (train+val side by side) plus the per-seed final loss plot."""
     os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="archlab-mpl-"))
-    import matplotlib
+    import matplotlib  # matplotlib (~0.5 s): only when writing PNGs
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     written = []
     groups: dict[str, list[dict]] = {}

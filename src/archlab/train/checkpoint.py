@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import random
 import time
@@ -38,8 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from archlab.config import ConfigError
+from archlab.errors import first_line
 
 log = logging.getLogger("archlab")
 
@@ -106,7 +109,7 @@ def load(path: str | Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise ConfigError(
             f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
             f"a plain-data checkpoint: {reason})"
@@ -361,8 +364,6 @@ class Checkpointing(Callback):
             self.guard.trainer = None
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         # Lightning raises SIGTERMException after a complete step: the state is consistent
         if self.guard is not None:
             self.guard.trainer = None
@@ -406,6 +407,4 @@ class Checkpointing(Callback):
 
 def _in_worker_process(trainer) -> bool:
     """True in a worker started by Lightning's multiprocessing launcher (fork / spawn)."""
-    import multiprocessing
-
     return trainer.world_size > 1 and multiprocessing.parent_process() is not None

@@ -6,14 +6,21 @@ Kept light (no torch / lightning imports at module level): the CLI and the claim
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
+
+import yaml
 
 from archlab.config import ConfigError
 from archlab.data.sources import SOURCES
+from archlab.errors import describe
+from archlab.runs.naming import override_key
 
 log = logging.getLogger("archlab")
 
@@ -115,24 +122,18 @@ class SignalGuard:
 
     def install(self) -> SignalGuard:
         for sig in self.SIGNALS:
-            try:
+            # not the main thread (e.g. a threaded launcher): ValueError, leave it as is
+            with contextlib.suppress(ValueError):
                 self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (e.g. a threaded launcher): leave as is
-                pass
         return self
 
     def restore(self) -> None:
         for sig, old in self._old.items():
-            try:
+            with contextlib.suppress(ValueError):
                 signal.signal(sig, old)
-            except ValueError:
-                pass
         self._old.clear()
 
     def _handler(self, signum, frame) -> None:
-        import multiprocessing
-        import time
-
         first = self.signum is None
         if not first and signum == self.signum and time.monotonic() - self._first_at < 2:
             return  # the same signal twice (scheduler + forwarding parent): one request
@@ -176,53 +177,62 @@ def describe_error(e: BaseException, run_dir: Path) -> str:
             f"disk full (ENOSPC) writing {e.filename or 'the run record'}: run stopped; "
             f"last good checkpoint: {kept}"
         )
-    return f"{type(e).__name__}: {e}".splitlines()[0][:2000]
+    return describe(e, 2000)
 
 
 # ------------------------------------------------------------------------------ resume CLI
 
 
+_NO_RESUME = ("auto", "null", "", "None", "none")
+
+
 def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[str]:
     """``archlab train resume=<run dir | file.ckpt> [more overrides]`` → that run's overrides +
     ``hydra.run.dir=<run dir>`` + ``resume=auto`` (or the explicit checkpoint file)."""
-    given = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == "resume"]
+    given = [o for o in overrides if override_key(o) == "resume"]
     if not given:
         return args
     value = given[-1].split("=", 1)[1]
-    if value in ("auto", "null", "", "None", "none") or multirun:
-        if multirun and value not in ("auto", "null", "", "None", "none"):
-            raise ConfigError(
-                f"resume={value}: a sweep resumes with resume=auto (re-run the same "
-                "sweep command: finished jobs are skipped, interrupted ones continue)"
-            )
+    if multirun and value not in _NO_RESUME:
+        raise ConfigError(
+            f"resume={value}: a sweep resumes with resume=auto (re-run the same "
+            "sweep command: finished jobs are skipped, interrupted ones continue)"
+        )
+    if multirun or value in _NO_RESUME:
         return args
-    path = Path(value).expanduser()
-    if path.is_file():
-        from archlab.train.checkpoint import load  # torch + Lightning: only when resuming
-
-        try:  # a truncated / foreign / code-carrying file: one line, before any output dir
-            load(path)
-        except ConfigError as e:
-            raise ConfigError(f"resume={value}: {e}") from None
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        ckpt = str(path.absolute())
-        if not (run_dir / ".hydra" / "overrides.yaml").is_file():
-            return args  # a checkpoint outside a run dir: continue it in this run's dir
-    elif path.is_dir():
-        run_dir, ckpt = path, "auto"
-    else:
-        raise ConfigError(f"resume={value}: no such run directory or checkpoint file")
+    target = _resume_target(value)
+    if target is None:
+        return args  # a checkpoint outside a run dir: continue it in this run's dir
+    run_dir, ckpt = target
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
         raise ConfigError(
             f"resume={value}: {run_dir} is not an archlab run directory (no .hydra/overrides.yaml)"
         )
-    import yaml
-
     saved = [
         o
         for o in (yaml.safe_load(saved_file.read_text()) or [])
-        if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")
+        if override_key(o) not in ("resume", "hydra.run.dir")
     ]
     rest = [a for a in args if a not in given]
     return [*saved, *rest, f"hydra.run.dir={run_dir.absolute()}", f"resume={ckpt}"]
+
+
+def _resume_target(value: str) -> tuple[Path, str] | None:
+    """(run dir, checkpoint: a file or "auto") for ``resume=<value>``; None for a checkpoint
+    file outside a run dir. A bad file is refused in one line before any output dir exists."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return path, "auto"
+    if not path.is_file():
+        raise ConfigError(f"resume={value}: no such run directory or checkpoint file")
+    from archlab.train.checkpoint import load  # torch + Lightning: only when resuming
+
+    try:  # a truncated / foreign / code-carrying file: one line, before any output dir
+        load(path)
+    except ConfigError as e:
+        raise ConfigError(f"resume={value}: {e}") from None
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return None
+    return run_dir, str(path.absolute())

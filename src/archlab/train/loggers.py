@@ -8,6 +8,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from archlab.runs.record import JsonlLogger
+
 
 class ArchlabTensorBoardLogger(TensorBoardLogger):
     """TensorBoard with one point per (tag, step) and the run's config in the HParams tab.
@@ -37,7 +39,7 @@ class ArchlabTensorBoardLogger(TensorBoardLogger):
         whole resolved config instead."""
 
     def log_config(self, config: dict) -> None:
-        from torch.utils.tensorboard.summary import hparams
+        from torch.utils.tensorboard.summary import hparams  # imports tensorboard
 
         flat = {k: _hparam_value(v) for k, v in _flatten(config).items()}
         writer = self.experiment.file_writer
@@ -63,17 +65,15 @@ def _hparam_value(value):
 
 
 def make_loggers(cfg, job, config_dict: dict, wandb_id=None, swept_keys=None) -> list:
-    from archlab.runs.record import JsonlLogger
-
     loggers = [JsonlLogger(job.run_dir)]
     if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
-        from archlab.train.wandb import make_wandb_logger
+        from archlab.train.wandb import make_wandb_logger  # wandb: only when logging to it
 
         loggers.append(
             make_wandb_logger(cfg, job, config_dict, run_id=wandb_id, swept_keys=swept_keys)
         )
     if "csv" in cfg.logger.kinds:
-        from lightning.pytorch.loggers import CSVLogger
+        from lightning.pytorch.loggers import CSVLogger  # each logger only when chosen
 
         loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
     if "tensorboard" in cfg.logger.kinds:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 
+from archlab.errors import describe, first_line
 from archlab.runs import naming
 
 log = logging.getLogger("archlab")
@@ -142,7 +143,7 @@ class ArchlabWandbLogger(WandbLogger):
                 self._disable(e)
 
     def _disable(self, e: Exception) -> None:
-        self.error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        self.error = describe(e, 300)
         log.warning(
             "W&B failed mid-run (%s): W&B logging is off for the rest of this run; "
             "metrics.jsonl has everything",
@@ -155,7 +156,7 @@ class ArchlabWandbLogger(WandbLogger):
         except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
             log.warning(
                 "W&B finish failed (%s); the local run files are kept",
-                str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
+                first_line(e, 200),
             )
         self._experiment = None
 
@@ -171,7 +172,7 @@ class ArchlabWandbLogger(WandbLogger):
         return out
 
     def _finish(self, summary: dict, checkpoint: Path | None) -> None:
-        import wandb
+        import wandb  # wandb (~1 s): only with logger=wandb
 
         run = self._experiment
         if run is None:
@@ -258,7 +259,7 @@ def _init(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
             "W&B online init failed after %.1f s (%s); logging offline instead: sync "
             "later with `wandb sync <run_dir>/wandb/offline-run-*`",
             time.monotonic() - t0,
-            (str(e).splitlines() or [type(e).__name__])[0][:200],
+            first_line(e, 200),
         )
     # the failed attempt keeps a fixed run id busy in the W&B service ("run ID … is in use")
     wandb.teardown()
