@@ -48,6 +48,8 @@ def check_overrides(overrides: list[str]) -> None:
         key, _, value = override.lstrip("+~").partition("=")
         options = NEEDS.get(key, {})
         for option in value.split(","):  # a sweep over options: each one
+            if option.strip() in ("", "null"):
+                continue
             need = options.get(option.strip()) or options.get("*")
             if need and not installed(need[0]):
                 raise ConfigError(install_hint(f"{key}={option.strip()}", need))
