@@ -32,6 +32,14 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
 def main(argv: list[str] | None = None) -> int:
     lean_imports()  # keep torchmetrics' optional integrations off start-up (archlab/startup.py)
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"archlab {version('archlab')}")
+        except PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
+            print("archlab (not installed: source checkout)")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: archlab <command> [args]\n\ncommands:")
         for name, (_, help_) in COMMANDS.items():
@@ -51,38 +59,21 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- train
 
-_HYDRA_FLAGS_WITH_VALUE = {
-    "--cfg",
-    "-c",
-    "--package",
-    "-p",
-    "--info",
-    "--config-path",
-    "-cp",
-    "--config-name",
-    "-cn",
-    "--config-dir",
-    "-cd",
-    "--experimental-rerun",
-}
-
 
 def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
-    """(override strings, multirun?, only-inspecting? e.g. --help/--cfg) from Hydra's argv."""
-    overrides, multirun, inspect, skip = [], False, False, False
-    for a in args:
-        if skip:
-            skip = False
-        elif a in ("-m", "--multirun"):
-            multirun = True
-        elif a in ("-h", "--help", "--hydra-help", "--version", "--shell-completion", "-sc"):
-            inspect = True
-        elif a in _HYDRA_FLAGS_WITH_VALUE:
-            inspect |= a in ("--cfg", "-c", "--info")
-            skip = True
-        elif not a.startswith("-"):
-            overrides.append(a)
-    return overrides, multirun, inspect
+    """(override strings, multirun?, only-inspecting? e.g. --help/--cfg), read with the
+    argument parser of Hydra's own ``@hydra.main``."""
+    from hydra._internal.utils import get_args_parser  # Hydra: `archlab train` only
+
+    parser = get_args_parser()
+
+    def error(message: str):
+        raise ConfigError(f"{message} (`archlab train --help` lists the flags)")
+
+    parser.error = error  # one line, no usage block
+    ns = parser.parse_args(args)
+    inspect = any((ns.help, ns.hydra_help, ns.cfg, ns.shell_completion)) or ns.info is not None
+    return list(ns.overrides), bool(ns.multirun), inspect
 
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -121,21 +112,27 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def prevalidate(overrides: list[str], multirun: bool) -> int:
     """Compose and validate every job; raise ConfigError on the first bad one. Returns #jobs."""
-    # composing imports Hydra and the registries (torch): only for `archlab train`
     from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
+    from archlab.train.extras import check_logger_kinds  # with compose: `archlab train` only
     from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
 
     jobs = _jobs(overrides, multirun)
     with Composer() as composer:
         for job in jobs:
-            check_run_environment(composer.compose(job), data=True)
+            cfg = composer.compose(job)
+            check_logger_kinds(cfg.logger.kinds)
+            check_run_environment(cfg, data=True)
     return len(jobs)
 
 
 def train_main(args: list[str]) -> int:
-    from archlab.compose import register_schema  # Hydra: `archlab train` only
+    from archlab.train.extras import check_overrides  # light: before anything heavy loads
+
+    check_overrides(args)  # an option whose extra is not installed: one line, before any import
+    from archlab.compose import knob_group_overrides, register_schema  # Hydra: `archlab train`
     from archlab.train.faults import check_writable, resume_args  # `archlab train` only
 
+    args = knob_group_overrides(args)  # model.mlp=gelu (W&B sweeps) → model/mlp=gelu
     overrides, multirun, inspect = _overrides(args)
     args = resume_args(args, overrides, multirun)  # resume=<run dir>: that run's overrides
     overrides, multirun, inspect = _overrides(args)
@@ -158,24 +155,19 @@ def _task(cfg) -> float | None:
     from hydra.types import RunMode  # (as above)
 
     from archlab.compose import to_dataclass  # (as above)
-    from archlab.runs.naming import job_overrides  # (as above)
     from archlab.runs.record import read_summary  # (as above)
-    from archlab.train.run import Job  # Lightning: `archlab train` only
+    from archlab.train.paths import resolve_user_paths  # (as above)
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
-    job = Job(
-        run_dir=run_dir,
-        overrides=job_overrides(hc.overrides.task),
-        group=cfg.name,
-        choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
-    )
+    job = _job(hc, cfg.name, multirun)
     done = read_summary(run_dir) if multirun else None
     if done and done.get("status") in ("completed", "diverged"):  # re-run sweep: resume it
         print(f"archlab: skipping {job.name}: already {done['status']} ({run_dir})", flush=True)
         return _objective(done)
     typed = to_dataclass(cfg)
+    resolve_user_paths(typed, hc.runtime.cwd)  # relative to the launch dir, also under chdir
     n_jobs = hc.launcher.get("n_jobs") if multirun else None
     if n_jobs and typed.trainer.threads is None:  # parallel jobs × threads ≤ cores
         cores = os.cpu_count() or 1
@@ -185,6 +177,43 @@ def _task(cfg) -> float | None:
         return None
     _report(summary, run_dir)
     return _objective(summary)
+
+
+def _job(hc, group: str, multirun: bool):
+    """Who this Hydra job is: its identifying overrides, sweep, knob choices, swept keys."""
+    from archlab.runs.naming import job_overrides  # (as in _task)
+    from archlab.train.run import Job  # Lightning: `archlab train` only
+
+    return Job(
+        run_dir=Path(hc.runtime.output_dir),
+        overrides=job_overrides(hc.overrides.task),
+        group=group,
+        choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
+        swept=_swept_keys(hc, multirun),
+    )
+
+
+def _swept_keys(hc, multirun: bool) -> list[str] | None:
+    """The keys a sweep varies (the W&B ``job_type``): a W&B agent's sweep parameters, or a
+    Hydra multirun's sweep overrides (from its ``multirun.yaml``) and sweeper params; None
+    for a single run (then every identifying override counts)."""
+    import yaml  # (as in _task)
+
+    agent_params = os.environ.get("WANDB_SWEEP_PARAM_PATH")  # set by `wandb agent`
+    if agent_params and Path(agent_params).is_file():
+        params = yaml.safe_load(Path(agent_params).read_text()) or {}
+        return [k for k in params if k != "wandb_version"]
+    if not multirun:
+        return None
+    keys = [str(k) for k in (hc.sweeper.get("params") or {})]
+    sweep_yaml = Path(hc.runtime.cwd) / hc.sweep.dir / "multirun.yaml"
+    if sweep_yaml.is_file():
+        from hydra.core.override_parser.overrides_parser import OverridesParser  # (as above)
+
+        task = yaml.safe_load(sweep_yaml.read_text())["hydra"]["overrides"]["task"]
+        parsed = OverridesParser.create().parse_overrides(task)
+        keys += [p.key_or_group for p in parsed if p.is_sweep_override()]
+    return keys
 
 
 def _run_job(cfg, job, multirun: bool) -> dict | None:

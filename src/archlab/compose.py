@@ -90,6 +90,21 @@ def _missing_option(lines: list[str]) -> str | None:
     return f"{group}={option} is not an option; choose one of: {', '.join(options)}"
 
 
+def knob_group_overrides(args) -> list[str]:
+    """``model.<knob>=<option>`` → ``model/<knob>=<option>`` for every config group under
+    ``conf/model/`` (W&B sweep parameter names cannot hold ``/``): the option is selected as a
+    whole, e.g. ``model.attention=gqa`` also sets that option's ``n_kv_heads``. Anything else,
+    ``+``/``~`` forms included, stays as it is."""
+    model = Path(CONF_DIR) / "model"
+    groups = {p.name for p in model.iterdir() if p.is_dir()} if model.is_dir() else set()
+    out = []
+    for arg in args:
+        key, eq, value = str(arg).partition("=")
+        knob = key.removeprefix("model.")
+        out.append(f"model/{knob}={value}" if eq and knob != key and knob in groups else arg)
+    return out
+
+
 class Composer:
     """``with Composer() as c: cfg = c.compose([...])``: many configs in one Hydra context."""
 
@@ -112,7 +127,9 @@ class Composer:
         """The composed DictConfig (``hydra=True``: with the ``hydra`` node); errors → one line."""
         try:
             return hydra_compose(
-                config_name="train", overrides=list(overrides), return_hydra_config=hydra
+                config_name="train",
+                overrides=knob_group_overrides(overrides),
+                return_hydra_config=hydra,
             )
         except ConfigError:
             raise

@@ -153,6 +153,7 @@ class LoggerConfig:
     group: str | None = None  # default: the sweep / experiment name
     mode: str = "offline"  # W&B mode: offline | online | disabled
     init_timeout: float = 10.0
+    log_model: bool = False  # W&B: upload the final checkpoint as a `model` artifact
 
 
 @dataclass
@@ -167,6 +168,14 @@ class TrainerConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where archlab reads and writes besides ``out_dir`` (``conf/paths/default.yaml``)."""
+
+    work_dir: str | None = None  # the launch directory; relative user paths resolve against it
+    cache_dir: str = "~/.cache/archlab"  # token stores (data.cache_dir)
+
+
+@dataclass
 class ArchlabConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -176,6 +185,7 @@ class ArchlabConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     name: str = "default"  # experiment / sweep name (W&B group)
     out_dir: str = "outputs"

@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--x", default="all", help="x axis of the curves: step|tokens|flops|time|all")
     p.add_argument("--out", metavar="DIR", help="output dir (default: <first dir>/compare)")
+    from archlab.runs.workspace import add_arguments as workspace_arguments
+
+    workspace_arguments(p)  # --wandb-workspace ENTITY/PROJECT [--sweep NAME] [--dry-run]
     return p
 
 
@@ -280,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for user errors, printed as one line)."""
     try:
         args = build_parser().parse_args(argv)
+        if args.wandb_workspace:  # a W&B dashboard instead of a local report
+            from archlab.runs.workspace import run as save_workspace
+
+            return save_workspace(args)
         if args.x not in X_CHOICES:
             raise CompareError(f"--x must be one of {'|'.join(X_CHOICES)}, got {args.x!r}")
         if not args.dirs and not args.wandb:

@@ -57,6 +57,7 @@ RESUME_MAY_CHANGE = (
     "out_dir",
     "name",
     "data.cache_dir",
+    "paths",
     "train.ckpt_every",
     "train.max_steps",
     "train.log_every",

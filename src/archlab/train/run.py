@@ -25,11 +25,12 @@ from archlab.data.store import TokenSplits, data_regime, load_tokens
 from archlab.data.windows import TrainBatches, train_loader, val_windows
 from archlab.model.cache import kv_bytes_per_token
 from archlab.model.flops import d_ff, iso_params_reference, param_count
-from archlab.runs.record import JsonlLogger, write_json
+from archlab.runs.record import write_json
 from archlab.startup import process_start_time
 from archlab.train.callbacks import DivergenceStop, Telemetry
 from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
 from archlab.train.faults import Interrupted, SignalGuard, check_run_environment, describe_error
+from archlab.train.loggers import finish_loggers, make_loggers
 from archlab.train.module import LitLM
 from archlab.validate import validate
 
@@ -44,22 +45,11 @@ class Job:
     overrides: list[str] = field(default_factory=list)  # e.g. ["model/mlp=gelu", "seed=1"]
     group: str = "default"  # the sweep / experiment
     choices: dict[str, str] = field(default_factory=dict)  # config-group choices (knob options)
+    swept: list[str] | None = None  # the keys a sweep varies (W&B job_type); None: unknown
 
     @property
-    def name(self) -> str:  # W&B run name: the override string
+    def name(self) -> str:  # the override string (console lines)
         return ",".join(self.overrides) or "default"
-
-    @property
-    def arm(self) -> str:  # W&B job_type: the overrides that are not the seed
-        return ",".join(o for o in self.overrides if not o.startswith("seed=")) or "default"
-
-    @property
-    def tags(self) -> list[str]:
-        return [
-            f"{k.split('/')[-1]}={v}"
-            for k, v in sorted(self.choices.items())
-            if not k.startswith("hydra") and v is not None
-        ][:60]
 
 
 def _quiet_libraries() -> None:
@@ -82,27 +72,6 @@ def _configure_torch(cfg: ArchlabConfig):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return precision, deterministic
-
-
-def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None) -> list:
-    loggers = [JsonlLogger(job.run_dir)]
-    if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
-        from archlab.train.wandb import make_wandb_logger  # wandb: only when logging to it
-
-        loggers.append(make_wandb_logger(cfg, job, config_dict, run_id=wandb_id))
-    if "csv" in cfg.logger.kinds:
-        from lightning.pytorch.loggers import CSVLogger  # each logger only when chosen
-
-        loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
-    if "tensorboard" in cfg.logger.kinds:  # `tensorboard --logdir <sweep dir>`: runs side by side
-        from lightning.pytorch.loggers import TensorBoardLogger  # imports tensorboard
-
-        loggers.append(
-            TensorBoardLogger(
-                save_dir=job.run_dir, name="tensorboard", version="", default_hp_metric=False
-            )
-        )
-    return loggers
 
 
 @dataclass
@@ -212,7 +181,7 @@ def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple
         flops_per_token=run.lit.flops_per_token,
         kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
     )
-    run.loggers = _make_loggers(cfg, run.job, config_dict, run.ckpt.wandb_id)
+    run.loggers = make_loggers(cfg, run.job, config_dict, run.ckpt.wandb_id, run.job.swept)
     summary["wandb_dir"] = next((lg.run_dir for lg in run.loggers if hasattr(lg, "run_dir")), None)
     run.ckpt.wandb_id = next((lg.run_id for lg in run.loggers if hasattr(lg, "run_id")), None)
     run.trainer = L.Trainer(
@@ -297,12 +266,16 @@ def _finalise(run: RunState) -> None:
     for logger in run.loggers:
         if getattr(logger, "error", None):
             summary["wandb_error"] = logger.error
-    for logger in run.loggers:
-        if hasattr(logger, "finish"):
-            logger.finish(summary)
-        else:
-            logger.finalize("success" if summary["status"] == "completed" else "failed")
+    finish_loggers(run.loggers, summary, _model_artifact(run))
     write_json(run.run_dir / "summary.json", summary)
+
+
+def _model_artifact(run: RunState) -> Path | None:
+    """The checkpoint W&B uploads as a model artifact (``logger.log_model=true``)."""
+    ckpt = run.ckpt
+    if not run.cfg.logger.log_model or ckpt is None or not ckpt.path.exists():
+        return None
+    return ckpt.path
 
 
 _FIRST_JOB = [True]

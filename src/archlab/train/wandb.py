@@ -2,15 +2,21 @@
 
 Lightning's ``WandbLogger`` silently reuses an open ``wandb.run`` and never finishes it, so
 under multirun every job would log into the first job's run (lightning-hydra-template#289).
-Here the run is created eagerly for this job (group = sweep, job_type = arm, name =
-overrides, tags = knob options), and :meth:`ArchlabWandbLogger.finish` always closes it with
-the job's exit status. W&B runs offline unless configured otherwise; if an online init fails
-(no network, bad key) the run falls back to offline with one warning instead of blocking.
+Here the run is created eagerly for this job (group = sweep, job_type = the arm's swept
+keys, name = overrides, tags = knob options), and :meth:`ArchlabWandbLogger.finish` always
+closes it with the job's exit status and ONE summary update.
+
+W&B runs offline unless configured otherwise. If an online init fails (no network, bad key)
+the run falls back to offline with one warning, also when its id is fixed (``WANDB_RUN_ID``
+as a sweep agent sets it, or a resumed run): the failed online attempt still holds that id
+in the W&B service, so the service is torn down before the offline init.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -18,8 +24,73 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 
 from archlab.errors import describe, first_line
+from archlab.runs import naming
 
 log = logging.getLogger("archlab")
+
+JOB_TYPE_MAX = 64  # W&B's limits for job_type and the run name
+RUN_NAME_MAX = 128
+# override keys that say where / how a run is logged or stored, never which arm it is
+BOOKKEEPING = ("name", "out_dir", "resume", "ckpt", "seed")
+BOOKKEEPING_PREFIXES = ("logger.", "logger/", "hydra.", "hydra/", "trainer.threads")
+# config groups that are architecture knobs (the tags); size/data/logger/trainer are not
+KNOB_GROUPS = ("model/", "loss")
+
+
+def override_key(override: str) -> str:
+    """``model/mlp=gelu`` and ``model.mlp=gelu`` -> ``model.mlp``; ``+x.y=1`` -> ``x.y``."""
+    return naming.override_key(override).replace("/", ".")
+
+
+def is_bookkeeping(key: str) -> bool:
+    key = key.replace("/", ".")
+    return key in BOOKKEEPING or key.startswith(
+        tuple(p.replace("/", ".") for p in BOOKKEEPING_PREFIXES)
+    )
+
+
+def job_type(overrides: list[str], swept_keys: list[str] | None = None) -> str:
+    """The arm: the job's overrides of the swept keys (all its experiment overrides when the
+    swept keys are unknown), without seed and logger / output settings."""
+    swept = {k.replace("/", ".") for k in swept_keys} if swept_keys is not None else None
+    return _label(
+        [
+            o
+            for o in overrides
+            if not is_bookkeeping(override_key(o)) and (swept is None or override_key(o) in swept)
+        ],
+        JOB_TYPE_MAX,
+    )
+
+
+def run_name(overrides: list[str]) -> str:
+    """The run: its experiment overrides and its seed."""
+    keep = [
+        o for o in overrides if override_key(o) == "seed" or not is_bookkeeping(override_key(o))
+    ]
+    return _label(keep, RUN_NAME_MAX)
+
+
+def _label(overrides: list[str], limit: int) -> str:
+    """Comma-joined overrides; past W&B's ``limit``, a prefix plus a hash of the whole, so two
+    different labels never become one."""
+    text = ",".join(o.lstrip("+~") for o in overrides) or "default"
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    return f"{text[: limit - len(digest) - 1]}~{digest}"
+
+
+def knob_tags(choices: dict[str, str | None]) -> list[str]:
+    """The architecture knob options (``mlp=swiglu``, ``arch=llama``), nothing else."""
+    return [
+        f"{k.split('/')[-1]}={v}"
+        for k, v in sorted(choices.items())
+        if k.startswith(KNOB_GROUPS)
+        and k != "model/size"
+        and v is not None
+        and (k, v) != ("model/arch", "none")
+    ][:60]
 
 
 class ArchlabWandbLogger(WandbLogger):
@@ -28,6 +99,7 @@ class ArchlabWandbLogger(WandbLogger):
     metrics.jsonl keeps the full record."""
 
     error: str | None = None
+    val_loss_min: float | None = None
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -42,19 +114,32 @@ class ArchlabWandbLogger(WandbLogger):
     def run_id(self) -> str:
         return self.experiment.id
 
+    def define_metrics(self) -> None:
+        """Every curve against ``tokens`` (comparable across batch sizes and resumes; Lightning
+        had put them against ``trainer/global_step``). The summary keeps each metric's last
+        value (``val/loss``: the value verdicts use); ``finish`` adds ``val/loss_min``."""
+        run = self.experiment
+        run.define_metric("tokens")
+        run.define_metric("*", step_metric="tokens", step_sync=True, overwrite=True)
+
     def log_metrics(self, metrics, step=None) -> None:
         if self.error is not None:
             return
         try:
             super().log_metrics(metrics, step)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
             self._disable(e)
+        else:
+            value = metrics.get("val/loss")
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                best = self.val_loss_min
+                self.val_loss_min = value if best is None else min(best, value)
 
     def log_hyperparams(self, params) -> None:
         if self.error is None:
             try:
                 super().log_hyperparams(params)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
                 self._disable(e)
 
     def _disable(self, e: Exception) -> None:
@@ -65,35 +150,37 @@ class ArchlabWandbLogger(WandbLogger):
             self.error,
         )
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: dict, checkpoint: Path | None = None) -> None:
         try:
-            self._finish(summary)
-        except Exception as e:
+            self._finish(summary, checkpoint)
+        except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
             log.warning(
                 "W&B finish failed (%s); the local run files are kept",
                 first_line(e, 200),
             )
         self._experiment = None
 
-    def _finish(self, summary: dict) -> None:
+    def run_summary(self, summary: dict) -> dict:
+        """The one summary update: final values under the logged names, plus the run's facts."""
+        out = {k: summary[k] for k in SUMMARY_KEYS if summary.get(k) is not None}
+        if summary.get("val_loss") is not None:
+            out["val/loss"] = summary["val_loss"]
+        if summary.get("train_loss") is not None:
+            out["train/loss"] = summary["train_loss"]
+        if self.val_loss_min is not None:
+            out["val/loss_min"] = self.val_loss_min
+        return out
+
+    def _finish(self, summary: dict, checkpoint: Path | None) -> None:
         import wandb  # wandb (~1 s): only with logger=wandb
 
         run = self._experiment
         if run is None:
             return
-        for key in (
-            "status",
-            "steps",
-            "tokens",
-            "val_loss",
-            "train_loss",
-            "params",
-            "tokens_per_sec",
-            "diverged_at_step",
-            "error",
-        ):
-            if summary.get(key) is not None:
-                run.summary[key] = summary[key]
+        if self.error is None:
+            run.summary.update(self.run_summary(summary))
+            if checkpoint is not None and checkpoint.exists():
+                self.log_checkpoint(run, checkpoint, summary)
         if summary.get("status") == "diverged":
             run.tags = (*run.tags, "diverged")
         run.finish(exit_code=0 if summary.get("status") in ("completed", "diverged") else 1)
@@ -101,35 +188,70 @@ class ArchlabWandbLogger(WandbLogger):
             wandb.finish()
         self._experiment = None
 
+    @staticmethod
+    def log_checkpoint(run, checkpoint: Path, summary: dict) -> None:
+        """``logger.log_model=true``: the final checkpoint as a ``model`` artifact."""
+        import wandb
 
-def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) -> ArchlabWandbLogger:
+        artifact = wandb.Artifact(
+            f"model-{run.id}",
+            type="model",
+            metadata={k: summary.get(k) for k in ("status", "steps", "tokens", "val_loss")},
+        )
+        artifact.add_file(str(checkpoint), name=checkpoint.name)
+        aliases = ["latest"] if summary.get("status") != "completed" else ["latest", "final"]
+        run.log_artifact(artifact, aliases=aliases)
+
+
+SUMMARY_KEYS = (
+    "status",
+    "steps",
+    "tokens",
+    "params",
+    "tokens_per_sec",
+    "diverged_at_step",
+    "error",
+)
+
+
+def make_wandb_logger(
+    cfg, job, config_dict: dict, run_id: str | None = None, swept_keys: list[str] | None = None
+) -> ArchlabWandbLogger:
     """``run_id``: continue that W&B run (resume); offline, the continuation is a second
     ``offline-run-*`` folder with the same id, and ``wandb sync`` of both gives one run."""
-    import wandb  # wandb (~1 s): only with logger=wandb
+    import wandb
 
     if wandb.run is not None:  # a previous job left a run open (e.g. killed mid-way): close it
         wandb.finish(exit_code=1)
     os.environ.setdefault("WANDB_SILENT", "true")
-    kwargs = dict(
-        project=cfg.logger.project,
-        entity=cfg.logger.entity,
-        group=cfg.logger.group or job.group,
-        job_type=job.arm[:64],
-        name=job.name[:128],
-        tags=job.tags,
-        config=config_dict,
-        save_dir=str(job.run_dir),
-        reinit="create_new",
-    )
+    kwargs = {
+        "project": cfg.logger.project,
+        "entity": cfg.logger.entity,
+        "group": cfg.logger.group or job.group,
+        "job_type": job_type(job.overrides, swept_keys),
+        "name": run_name(job.overrides),
+        "tags": knob_tags(job.choices),
+        "config": config_dict,
+        "save_dir": str(job.run_dir),
+        "reinit": "create_new",
+    }
     if run_id:
         kwargs.update(id=run_id, resume="allow")
-    mode = cfg.logger.mode
+    logger = _init(cfg.logger.mode, cfg.logger.init_timeout, kwargs)
+    logger.define_metrics()
+    return logger
+
+
+def _init(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
+    import wandb
+
     t0 = time.monotonic()
     try:
         logger = ArchlabWandbLogger(
-            mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
+            mode=mode, settings=wandb.Settings(init_timeout=timeout), **kwargs
         )
-        logger.experiment  # noqa: B018 (the property starts the W&B run: fail here, not later)
+        _ = logger.experiment  # create the run now, not at the first log call
+        return logger
     except Exception as e:
         if mode != "online":
             raise
@@ -139,6 +261,8 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
             time.monotonic() - t0,
             first_line(e, 200),
         )
-        logger = ArchlabWandbLogger(mode="offline", **kwargs)
-        logger.experiment  # noqa: B018 (starts the run)
+    # the failed attempt keeps a fixed run id busy in the W&B service ("run ID … is in use")
+    wandb.teardown()
+    logger = ArchlabWandbLogger(mode="offline", **kwargs)
+    _ = logger.experiment
     return logger

@@ -1,0 +1,93 @@
+"""The loggers of one job: ``metrics.jsonl`` always, plus W&B / CSV / TensorBoard by
+``logger.kinds``. Each logger writes into the job's own run directory, so a sweep folder
+holds every run side by side (``tensorboard --logdir outputs/sweeps/<name>``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from archlab.runs.record import JsonlLogger
+
+
+class ArchlabTensorBoardLogger(TensorBoardLogger):
+    """TensorBoard with one point per (tag, step) and the run's config in the HParams tab.
+
+    A train row and a val row of the same step both carry ``tokens``/``time``/``flops``;
+    TensorBoard would show each twice, so a tag already written at this step is skipped.
+    The config goes to the HParams tab once, at the start, with ``val/loss`` as its metric:
+    TensorBoard reads the metric's value from the run's last ``val/loss`` point, the final
+    validation loss, so the tab compares the arms of a sweep by the value verdicts use.
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+        self._step: int | None = None
+        self._tags_at_step: set[str] = set()
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        if step != self._step:
+            self._step, self._tags_at_step = step, set()
+        fresh = {k: v for k, v in metrics.items() if k not in self._tags_at_step}
+        self._tags_at_step.update(fresh)
+        if fresh:
+            super().log_metrics(fresh, step)
+
+    def log_hyperparams(self, params, metrics=None) -> None:
+        """Lightning's call (the module's hparams) is ignored: :meth:`log_config` logs the
+        whole resolved config instead."""
+
+    def log_config(self, config: dict) -> None:
+        from torch.utils.tensorboard.summary import hparams  # imports tensorboard
+
+        flat = {k: _hparam_value(v) for k, v in _flatten(config).items()}
+        writer = self.experiment.file_writer
+        for summary in hparams(flat, {"val/loss": 0.0}):  # experiment, session start, end
+            writer.add_summary(summary)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _hparam_value(value):
+    """HParams takes numbers, strings and booleans: lists and null become their YAML text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "null" if value is None else str(value)
+
+
+def make_loggers(cfg, job, config_dict: dict, wandb_id=None, swept_keys=None) -> list:
+    loggers = [JsonlLogger(job.run_dir)]
+    if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
+        from archlab.train.wandb import make_wandb_logger  # wandb: only when logging to it
+
+        loggers.append(
+            make_wandb_logger(cfg, job, config_dict, run_id=wandb_id, swept_keys=swept_keys)
+        )
+    if "csv" in cfg.logger.kinds:
+        from lightning.pytorch.loggers import CSVLogger  # each logger only when chosen
+
+        loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
+    if "tensorboard" in cfg.logger.kinds:
+        tb = ArchlabTensorBoardLogger(job.run_dir)
+        tb.log_config({k: v for k, v in config_dict.items() if k != "data_info"})
+        loggers.append(tb)
+    return loggers
+
+
+def finish_loggers(loggers: list, summary: dict, checkpoint: Path | None = None) -> None:
+    """Close every logger with the run's status; W&B also gets the summary (and, with
+    ``logger.log_model=true``, the checkpoint)."""
+    for logger in loggers:
+        if hasattr(logger, "finish"):
+            logger.finish(summary, checkpoint)
+        else:
+            logger.finalize("success" if summary["status"] == "completed" else "failed")
