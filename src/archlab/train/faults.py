@@ -52,12 +52,9 @@ def validate_reliability(cfg) -> None:
             "device, which the archlab CLI (Hydra) does not support: use "
             "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md"
         )
-    n = devices if isinstance(devices, int) and devices > 0 else 1
-    if cfg.train.batch_size % n:
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
-            f"divisible by trainer.devices={n}"
-        )
+    from archlab.train.distributed import check
+
+    check(cfg)  # global batch vs devices × nodes × micro-batches
     check_writable(cfg.out_dir, "out_dir")
 
 
@@ -146,9 +143,7 @@ class SignalGuard:
             )
             # Lightning's own SIGTERM flag would raise mid-teardown in DDP workers: stop normally
             self.trainer._signal_connector.received_sigterm = False
-            if self.trainer.world_size == 1:
-                self.trainer.should_stop = True
-            return
+            return  # Checkpointing stops the trainer at the end of the optimizer step
         raise Interrupted(self.signum)
 
     @property

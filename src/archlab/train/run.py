@@ -59,18 +59,18 @@ def _quiet_libraries() -> None:
 def _configure_torch(cfg: ArchlabConfig):
     import torch
 
-    torch.set_num_threads(cfg.trainer.threads or os.cpu_count() or 1)
+    from archlab.train.distributed import configure_process, local_devices, srun_tasks
+
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
     )
+    local = 1 if srun_tasks() > 1 else local_devices(cfg, on_gpu) or 1  # ranks on this node
+    configure_process(cfg, on_gpu, local)  # again in every worker (LitLM.setup)
     precision = cfg.trainer.precision or ("bf16-mixed" if on_gpu else "32-true")
     deterministic = (
         cfg.trainer.deterministic if cfg.trainer.deterministic is not None else not on_gpu
     )
-    if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return precision, deterministic
+    return precision, deterministic, on_gpu
 
 
 def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None) -> list:
@@ -123,6 +123,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         "elapsed_sec": None,
         "run_dir": str(run_dir),
     }
+    from archlab.train.distributed import launch_rank
+
+    writer = launch_rank() == 0
     start = time.time()
     t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
     loggers: list = []
@@ -135,10 +138,11 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         from archlab.data.windows import TrainBatches, train_loader, val_windows
         from archlab.model.cache import kv_bytes_per_token
         from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
+        from archlab.train.distributed import MicroBatches, trainer_kwargs
         from archlab.train.module import LitLM
 
         _quiet_libraries()
-        precision, deterministic = _configure_torch(cfg)
+        precision, deterministic, on_gpu = _configure_torch(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         data = load_tokens(cfg.data, cfg.tokenizer)
         cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
@@ -150,8 +154,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
         config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
         config_dict["data_info"] = data.info()
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
-        data.save_tokenizer(run_dir)
+        if writer:  # under srun every rank runs this function: rank 0 writes the record
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+            data.save_tokenizer(run_dir)
         summary.update(
             data_regime(
                 len(data.train),
@@ -167,7 +172,8 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
         ckpt = Checkpointing(cfg, run_dir, config_dict, find_resume(run_dir, cfg.resume), guard)
         ckpt.restore_module(lit)  # resume: weights + counters; optimizer etc. at train start
-        truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
+        if writer:
+            truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
         summary["resumed_from_step"] = ckpt.start_step or None
         summary.update(
             params=lit.model.num_params(),
@@ -177,10 +183,10 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
         summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
         ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
+        parallel = trainer_kwargs(cfg, on_gpu)  # devices, nodes, strategy, accumulation
         trainer = L.Trainer(
             accelerator=cfg.trainer.accelerator,
-            devices=cfg.trainer.devices,
-            strategy=cfg.trainer.strategy,
+            **parallel,
             precision=precision,
             deterministic=deterministic,
             max_steps=cfg.train.max_steps,
@@ -197,7 +203,9 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
             use_distributed_sampler=False,
         )
         first = min(ckpt.start_step, cfg.train.max_steps)
-        trainer.fit(lit, train_dataloaders=train_loader(batches, first, cfg.train.max_steps))
+        k = parallel["accumulate_grad_batches"]  # the loader yields micro-batches
+        loader = train_loader(MicroBatches(batches, k), first * k, cfg.train.max_steps * k)
+        trainer.fit(lit, train_dataloaders=loader)
         ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0 state to this process
         if guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted, not completed
             raise Interrupted(guard.signum)
@@ -250,7 +258,8 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 logger.finish(summary)
             else:
                 logger.finalize("success" if summary["status"] == "completed" else "failed")
-        write_json(run_dir / "summary.json", summary)
+        if writer:
+            write_json(run_dir / "summary.json", summary)
     return summary
 
 
