@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from archlab.config import ArchlabConfig, ConfigError
 from archlab.train import distributed
 from archlab.train.module import LitLM
 from archlab.train.run import Job, train
+from conftest import REPO, run_cli
 
 
 def cfg_for(tmp_path: Path, **train_kw) -> ArchlabConfig:
@@ -55,6 +58,7 @@ def test_four_micro_batches_of_four_equal_one_batch_of_sixteen_resume_included(
     assert full["status"] == acc["status"] == "completed"
     # optimizer steps are what counts: steps, tokens, FLOPs, the LR schedule, the log steps
     assert acc["steps"] == full["steps"] == 8 and acc["tokens"] == full["tokens"]
+    assert acc["micro_batches_per_step"] == 4 and full["micro_batches_per_step"] == 1
     for key in ("train/loss", "val/loss", "grad_norm", "lr", "tokens", "flops"):
         a, f = series(tmp_path / "acc", key), series(tmp_path / "full", key)
         assert [s for s, _ in a] == [s for s, _ in f] and len(a) >= 2, key
@@ -182,3 +186,74 @@ def test_dropout_seeds_differ_per_rank_and_rank0_keeps_its_stream():
     assert not torch.equal(r1, torch.rand(3)) and not torch.equal(r1, expected)
     distributed.seed_rank(0, rank=1, step=0)
     assert torch.equal(torch.rand(3), r1)  # reproducible
+
+
+# ------------------------------------------------------------------ SLURM ranks (emulated)
+
+SLURM_RUN = [
+    "model/size=tiny",
+    "train.batch_size=8",
+    "data.val_windows=8",
+    "train.max_steps=8",
+    "train.log_every=1",
+    "train.val_every=4",
+    "logger=none",
+    "trainer=cpu",
+    "trainer.threads=1",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_srun_tasks_are_two_ranks_and_match_one_process(tmp_path):
+    """What ``srun`` does under ``hydra/launcher=slurm`` with tasks_per_node=2: two processes
+    run the same command with SLURM's variables; Lightning's SLURM environment makes them ranks
+    0 and 1 of one DDP run (nothing re-executed, nothing spawned)."""
+    port = str(free_port())
+    run_dir = tmp_path / "slurm"
+    args = ["train", *SLURM_RUN, "trainer.devices=2", f"hydra.run.dir={run_dir}"]
+    procs = []
+    for rank in (0, 1):
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO / "src"),
+            **SLURM_TASK,
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": str(rank),
+            "SLURM_JOB_ID": "4242",
+            "SLURM_NODELIST": "127.0.0.1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "archlab", *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    one = run_cli("train", *SLURM_RUN, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert one.returncode == 0, one.stderr[-3000:]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())  # written once, by rank 0
+    assert summary["status"] == "completed" and summary["steps"] == 8
+    assert summary["world_size"] == 2  # one DDP run of two ranks, not two 1-process runs
+    for key in ("train/loss", "val/loss", "grad_norm"):
+        a, b = series(run_dir, key), series(tmp_path / "one", key)
+        assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 2, key
+        torch.testing.assert_close(
+            torch.tensor([v for _, v in a]), torch.tensor([v for _, v in b]), rtol=1e-4, atol=1e-5
+        )
+    assert len(rows(run_dir)) == len(rows(tmp_path / "one"))  # rank 1 logged nothing

@@ -204,6 +204,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         )
         first = min(ckpt.start_step, cfg.train.max_steps)
         k = parallel["accumulate_grad_batches"]  # the loader yields micro-batches
+        summary.update(world_size=trainer.world_size, micro_batches_per_step=k)
         loader = train_loader(MicroBatches(batches, k), first * k, cfg.train.max_steps * k)
         trainer.fit(lit, train_dataloaders=loader)
         ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0 state to this process
