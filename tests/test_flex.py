@@ -13,15 +13,25 @@ import torch
 from archlab.config import ModelConfig, validate_model
 from archlab.model import Transformer, flex
 
-pytestmark = pytest.mark.skipif(not flex.available(), reason="torch without flex_attention")
+pytestmark = [
+    pytest.mark.skipif(not flex.available(), reason="torch without flex_attention"),
+    pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile"),
+]
 
-CASES = {
-    "sliding": dict(window="sliding", sliding_window=5),
-    "local_global": dict(window="local_global", sliding_window=4, global_every=2),
-    "alibi": dict(position="alibi"),
-    "softcap": dict(attn_softcap=2.0),
-    "all": dict(window="sliding", sliding_window=6, position="alibi", attn_softcap=3.0),
-    "gqa_alibi": dict(attention="gqa", n_kv_heads=2, position="alibi", n_heads=6),
+CASES = {  # each case mixes the variants flex replaces (they share one score_mod / block mask)
+    "window_alibi_softcap": {
+        "window": "sliding",
+        "sliding_window": 6,
+        "position": "alibi",
+        "attn_softcap": 3.0,
+    },
+    "local_global_softcap": {
+        "window": "local_global",
+        "sliding_window": 4,
+        "global_every": 2,
+        "attn_softcap": 2.0,
+    },
+    "gqa_alibi": {"attention": "gqa", "n_kv_heads": 2, "position": "alibi", "n_heads": 6},
 }
 
 

@@ -87,3 +87,94 @@ def test_bf16_logits_take_the_chunked_fp32_path_and_match_an_fp32_upcast():
         rtol=1e-6,
         atol=1e-4,
     )
+
+
+# ------------------------------------------------------------------ compiled evaluation
+
+
+@pytest.mark.slow  # dynamo tracing: ~10 s alone, 40 s on a loaded machine
+def test_compiled_forward_is_not_recompiled_per_eval_batch():
+    from torch._dynamo.testing import CompileCounter
+
+    from archlab.config import ArchlabConfig
+    from archlab.train.module import LitLM
+
+    cfg = ArchlabConfig()
+    cfg.model = ModelConfig(n_layers=1, d_model=32, n_heads=4, block_size=16, vocab_size=64)
+    cfg.train.batch_size = 4
+    val = (torch.randint(0, 64, (10, 16)), torch.randint(0, 64, (10, 16)))  # batches 4, 4, 2
+    lit = LitLM(cfg, val)
+    counter = CompileCounter()
+    torch._dynamo.reset()
+    lit.__dict__["forward_fn"] = torch.compile(lit.model, backend=counter)
+    lit.forward_fn(val[0][:4])  # the training shape
+    compiled_for_training = counter.frame_count
+    first = lit.evaluate()
+    after_first_eval = counter.frame_count
+    assert lit.evaluate() == first
+    assert counter.frame_count == after_first_eval  # nothing new on the second evaluation
+    # at most one more graph (eval mode), none for the short last batch (it runs eagerly)
+    assert after_first_eval - compiled_for_training <= 1
+    torch._dynamo.reset()
+
+
+# ------------------------------------------------------------------ mixed precision
+
+
+def test_16_mixed_clips_the_true_gradients_of_a_fused_optimizer():
+    """Lightning leaves unscaling to optimizers that do it in their step (fused AdamW); the
+    clipping hook must unscale first, or it clips (and logs) gradients × scale."""
+    from archlab.train.module import clip_gradients
+
+    def run(scaler):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(8, 4)
+        opt = torch.optim.AdamW(net.parameters(), lr=0.1, fused=True)
+        loss = net(torch.randn(16, 8)).pow(2).mean() * 10
+        (scaler.scale(loss) if scaler else loss).backward()
+        norm = clip_gradients(net.parameters(), opt, 0.5, scaler)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        return norm, [p.detach().clone() for p in net.parameters()]
+
+    ref_norm, ref_params = run(None)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    norm, params = run(scaler)
+    assert ref_norm > 0.5  # clipping is active
+    torch.testing.assert_close(norm, ref_norm)  # the norm of the true gradients
+    for a, b in zip(params, ref_params):  # one unscale: the step equals the fp32 step
+        torch.testing.assert_close(a, b)
+
+
+def test_bf16_mixed_on_cpu_trains_like_fp32(tmp_path):
+    import json
+    import os
+
+    from archlab.config import ArchlabConfig
+    from archlab.train.run import Job, train
+
+    def cfg(precision):
+        c = ArchlabConfig()
+        c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.block_size = 2, 32, 2, 32
+        c.train.max_steps, c.train.log_every, c.train.val_every, c.train.batch_size = 6, 1, 3, 8
+        c.train.telemetry_every = 3  # the telemetry forward runs under the same autocast
+        c.data.val_windows, c.data.cache_dir = 4, os.environ["ARCHLAB_CACHE"]
+        c.logger.kinds, c.trainer.accelerator, c.trainer.precision = [], "cpu", precision
+        return c
+
+    def series(run, key):
+        rows = [
+            json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        ]
+        return torch.tensor([r[key] for r in rows if key in r])
+
+    assert train(cfg("32-true"), Job(tmp_path / "fp32"))["status"] == "completed"
+    assert train(cfg("bf16-mixed"), Job(tmp_path / "bf16"))["status"] == "completed"
+    for key in ("train/loss", "val/loss", "logits/mean_log_z"):
+        a, b = series("bf16", key), series("fp32", key)
+        assert len(a) == len(b) >= 2
+        assert not torch.equal(a, b)  # bf16 really ran (autocast changes the numbers)
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)  # bf16: 8 mantissa bits

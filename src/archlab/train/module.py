@@ -84,6 +84,12 @@ class LitLM(L.LightningModule):
         the loader starts at a step boundary, also when resuming)."""
         return (batch_idx + 1) % self.accum == 0
 
+    @property
+    def rows_per_forward(self) -> int:
+        """Rows in one training forward on this device (evaluation uses the same shape)."""
+        world = self._trainer.world_size if self._trainer is not None else 1
+        return max(1, self.cfg.train.batch_size // (world * self.accum))
+
     def autocast(self):
         """The training forward's autocast (bf16/fp16 mixed precision) for other forwards."""
         if self._trainer is None:
@@ -186,11 +192,12 @@ class LitLM(L.LightningModule):
         fn = fn or self.forward_fn
         was_training = self.model.training
         self.model.eval()
-        total, count, bs = 0.0, 0, self.cfg.train.micro_batch_size or self.cfg.train.batch_size
+        total, count, bs = 0.0, 0, self.rows_per_forward
         for i in range(0, len(x), bs):
             xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
+            # a short last batch would recompile a compiled forward: it runs eagerly
             with self.autocast():  # the training forward's precision
-                logits = fn(xb)
+                logits = (fn if len(xb) == bs else self.model)(xb)
             ce = summed_cross_entropy(logits, yb)  # fp32, chunked for bf16 logits
             total, count = total + ce.item(), count + yb.numel()
         self.model.train(was_training)
