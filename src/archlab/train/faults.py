@@ -50,7 +50,7 @@ def validate_reliability(cfg) -> None:
         raise ConfigError(
             f"trainer.strategy={strategy} re-executes the command line once per "
             "device, which the archlab CLI (Hydra) does not support: use "
-            "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md"
+            "trainer.strategy=auto (ddp_spawn on GPUs, ddp under srun) or trainer=ddp (CPU)"
         )
     from archlab.train.distributed import check
 
