@@ -72,3 +72,17 @@ def test_flex_is_used_only_where_it_applies():
         assert not flex.wanted(q, None, NOPE, None, 0.0, True)  # plain causal: SDPA's kernels
         assert not flex.wanted(q, 8, NOPE, None, 0.1, True)  # attention dropout
         assert not flex.wanted(q, 8, NOPE, None, 0.0, False)  # KV-cache decoding
+
+
+def test_flex_reads_shared_kv_heads_in_place():
+    """GQA keys/values with fewer heads than the queries (no repeat) equal the expanded math."""
+    from archlab.model.attention import score_bias
+    from archlab.model.position import NOPE
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 6, 12, 8), torch.randn(2, 2, 12, 8), torch.randn(2, 2, 12, 8)
+    got = flex.attend(q, k, v, 5, NOPE, 0.3, 2.0, compile=False)
+    ke, ve, pos = k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), torch.arange(12)
+    scores = 2.0 * torch.tanh((q @ ke.transpose(-2, -1)) * 0.3 / 2.0)
+    ref = torch.softmax(scores + score_bias(pos, pos, 5, NOPE), -1) @ ve
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)

@@ -68,12 +68,14 @@ def _compiled():
 
 
 def attend(q, k, v, window: int | None, position, scale: float, cap: float | None, compile=None):
-    """Causal attention of q (B, H, T, hd) over k, v (B, H, T, hd) with the layer's window,
-    ALiBi slopes (``position.slopes`` when the scheme has a bias) and soft-cap."""
+    """Causal attention of q (B, H, T, hd) over k, v (B, H or Hkv, T, hd) with the layer's
+    window, ALiBi slopes (``position.slopes`` when the scheme has a bias) and soft-cap; shared
+    key/value heads (GQA) are read in place, never copied."""
     from torch.nn.attention.flex_attention import flex_attention
 
     T = q.shape[2]
     block_mask = _block_mask(T, k.shape[2], window, str(q.device))
     slopes = position.slopes if position.has_bias else None
     fn = _compiled() if (q.is_cuda if compile is None else compile) else flex_attention
-    return fn(q, k, v, score_mod=_score_mod(cap, slopes), block_mask=block_mask, scale=scale)
+    score_mod, gqa = _score_mod(cap, slopes), k.shape[1] != q.shape[1]
+    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa)

@@ -11,7 +11,13 @@ import torch
 from archlab.config import ArchlabConfig
 from archlab.model import Transformer
 from archlab.model.flops import train_flops_per_token
-from archlab.train.distributed import configure_process, mean_across_ranks, seed_rank, shard
+from archlab.train.distributed import (
+    configure_process,
+    mean_across_ranks,
+    seed_rank,
+    shard,
+    srun_tasks,
+)
 from archlab.train.loss import LOSSES, summed_cross_entropy
 from archlab.train.optim import lr_multiplier, make_optimizer
 
@@ -65,7 +71,8 @@ class LitLM(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # in every rank's process: spawned workers start with default threads and no TF32
-        configure_process(self.cfg, self.device.type == "cuda", self.trainer.num_devices)
+        local = 1 if srun_tasks() > 1 else self.trainer.num_devices  # ranks sharing the cores
+        configure_process(self.cfg, self.device.type == "cuda", local)
         if self.cfg.trainer.compile and self.forward_fn is self.model:
             # kept out of the module tree so checkpoints hold plain (uncompiled) weights
             mode = self.cfg.trainer.compile_mode
