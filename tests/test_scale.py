@@ -146,6 +146,10 @@ def test_strategy_never_reexecutes_argv(monkeypatch):
     assert distributed.strategy_for(cfg, on_gpu=False) == ("ddp_notebook", [])
     cfg.trainer.devices = 1
     assert distributed.strategy_for(cfg, on_gpu=True) == ("auto", [])
+    cfg.trainer.num_nodes = 2  # several nodes only with ranks started by srun
+    with pytest.raises(ConfigError, match="hydra/launcher=slurm"):
+        distributed.strategy_for(cfg, on_gpu=True)
+    cfg.trainer.num_nodes = 1
     # one SLURM task (sbatch without srun per rank): Lightning's SLURM environment would give
     # every spawned worker rank 0; the local environment is passed instead
     monkeypatch.setenv("SLURM_NTASKS", "1")

@@ -151,8 +151,13 @@ def strategy_for(cfg, on_gpu: bool) -> tuple[str, list]:
                 "ranks twice: use trainer.strategy=auto (ddp, one rank per SLURM task)"
             )
         return ("ddp" if strategy == "auto" else strategy), []
+    if cfg.trainer.num_nodes > 1:
+        raise ConfigError(
+            f"trainer.num_nodes={cfg.trainer.num_nodes} needs one process per device on every "
+            "node, started by srun: use hydra/launcher=slurm (README: From laptop to cluster)"
+        )
     devices = local_devices(cfg, on_gpu) or 1
-    if devices * cfg.trainer.num_nodes > 1 and strategy == "auto":
+    if devices > 1 and strategy == "auto":
         strategy = "ddp_spawn" if on_gpu else "ddp_notebook"
     plugins = []
     if strategy.startswith(SPAWNING) and "SLURM_NTASKS" in os.environ:
