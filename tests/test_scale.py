@@ -219,10 +219,13 @@ def free_port() -> int:
 def test_two_srun_tasks_are_two_ranks_and_match_one_process(tmp_path):
     """What ``srun`` does under ``hydra/launcher=slurm`` with tasks_per_node=2: two processes
     run the same command with SLURM's variables; Lightning's SLURM environment makes them ranks
-    0 and 1 of one DDP run (nothing re-executed, nothing spawned)."""
+    0 and 1 of one DDP run (nothing re-executed, nothing spawned). With accumulation on top,
+    the curve still equals the 1-process, full-batch run."""
     port = str(free_port())
     run_dir = tmp_path / "slurm"
-    args = ["train", *SLURM_RUN, "trainer.devices=2", f"hydra.run.dir={run_dir}"]
+    # and each rank accumulates 2 micro-batches of 2 rows: 8 = 2 rows × 2 ranks × 2
+    args = ["train", *SLURM_RUN, "trainer.devices=2", "train.micro_batch_size=2"]
+    args.append(f"hydra.run.dir={run_dir}")
     procs = []
     for rank in (0, 1):
         env = {
@@ -254,6 +257,7 @@ def test_two_srun_tasks_are_two_ranks_and_match_one_process(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())  # written once, by rank 0
     assert summary["status"] == "completed" and summary["steps"] == 8
     assert summary["world_size"] == 2  # one DDP run of two ranks, not two 1-process runs
+    assert summary["micro_batches_per_step"] == 2
     for key in ("train/loss", "val/loss", "grad_norm"):
         a, b = series(run_dir, key), series(tmp_path / "one", key)
         assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 2, key
