@@ -265,3 +265,21 @@ def test_two_srun_tasks_are_two_ranks_and_match_one_process(tmp_path):
             torch.tensor([v for _, v in a]), torch.tensor([v for _, v in b]), rtol=1e-4, atol=1e-5
         )
     assert len(rows(run_dir)) == len(rows(tmp_path / "one"))  # rank 1 logged nothing
+
+
+def test_gpt2_preset_sizes_the_readme_states():
+    """README "From laptop to cluster": model/arch=gpt2 is 124.5M with GPT-2's tokenizer
+    (vocab padded to 50,304) and 86.0M with the byte tokenizer."""
+    from hydra import compose, initialize_config_dir
+
+    from archlab.cli import CONF_DIR
+    from archlab.config import register_schema, to_dataclass
+    from archlab.model.flops import param_count
+
+    register_schema()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        model = to_dataclass(compose("train", overrides=["model/arch=gpt2"])).model
+    model.vocab_size = 50304  # tokenizer=pretrained (GPT-2's 50,257, padded to a multiple of 64)
+    assert round(param_count(model) / 1e6, 1) == 124.5
+    model.vocab_size = 256  # tokenizer=byte
+    assert round(param_count(model) / 1e6, 1) == 86.0
