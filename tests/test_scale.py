@@ -283,3 +283,23 @@ def test_gpt2_preset_sizes_the_readme_states():
     assert round(param_count(model) / 1e6, 1) == 124.5
     model.vocab_size = 256  # tokenizer=byte
     assert round(param_count(model) / 1e6, 1) == 86.0
+
+
+@pytest.mark.slow
+def test_spawned_workers_inside_a_one_task_slurm_allocation(tmp_path):
+    """`sbatch` running `archlab train trainer=ddp` directly (one SLURM task): the workers
+    Lightning starts must not take SLURM's rank (all 0, one port: EADDRINUSE before #19)."""
+    env = {
+        **{k: v for k, v in SLURM_TASK.items() if k not in ("SLURM_NTASKS_PER_NODE",)},
+        "SLURM_NTASKS": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_JOB_ID": "4243",
+        "SLURM_NODELIST": "127.0.0.1",
+    }
+    run_dir = tmp_path / "run"
+    args = [a for a in SLURM_RUN if not a.startswith("trainer")]
+    r = run_cli("train", *args, "trainer=ddp", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
