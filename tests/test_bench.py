@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO, TINY, run_cli
+from helpers import REPO, TINY, run_cli
 
 HEAVY = ("transformers", "datasets", "matplotlib", "scipy", "tokenizers", "wandb", "pandas")
 
@@ -65,18 +65,14 @@ def test_bench_rejects_unknown_size(tmp_path):
 def test_plain_training_path_imports_nothing_heavy(tmp_path):
     """train() with logger=none, in a fresh interpreter: the heavy optional packages that
     Lightning → torchmetrics would drag in are never imported."""
-    conf_dir = repr(str(REPO / "conf"))
     overrides = repr([*TINY, "logger=none", "train.max_steps=2"])
     run_dir = repr(str(tmp_path / "run"))
     heavy = repr(HEAVY)
     code = textwrap.dedent(f"""
         import json, sys
-        from hydra import compose, initialize_config_dir
-        from archlab.config import register_schema, to_dataclass
+        from archlab.compose import compose
         from archlab.train.run import Job, train
-        register_schema()
-        with initialize_config_dir(config_dir={conf_dir}, version_base="1.3"):
-            cfg = to_dataclass(compose(config_name="train", overrides={overrides}))
+        cfg = compose({overrides})
         s = train(cfg, Job(run_dir={run_dir}))
         print(json.dumps({{"status": s["status"], "startup": s["startup_sec"],
                           "heavy": [m for m in {heavy} if m in sys.modules]}}))

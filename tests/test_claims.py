@@ -10,10 +10,13 @@ import pytest
 import yaml
 
 from archlab.claims import checks as C
-from archlab.claims.registry import CLAIMS_DIR, ClaimError, load_all, load_claim, merge
+from archlab.claims.registry import ClaimError, find_claims_dir, load_all, load_claim, merge
 from archlab.runs.load import find_runs
-from conftest import REPO, run_cli
 from fixtures_runs import make_run
+from helpers import REPO, run_cli
+
+CLAIMS = REPO / "experiments" / "claims"
+CLAIMS_ARG = ("--claims-dir", str(CLAIMS))  # as from a wheel install: claims given explicitly
 
 
 def arm_data(root: Path, name: str, finals: dict, **kw) -> C.ArmData:
@@ -248,13 +251,22 @@ def test_registry_validation(tmp_path):
     assert merge(["a=1", "b=2"], ["a=3"]) == ["b=2", "a=3"]
 
 
+def test_claims_are_found_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARCHLAB_CLAIMS_DIR", raising=False)
+    assert find_claims_dir(REPO / "src" / "archlab") == CLAIMS  # the nearest parent holding them
+    with pytest.raises(ClaimError, match="--claims-dir"):
+        find_claims_dir(tmp_path)
+    monkeypatch.setenv("ARCHLAB_CLAIMS_DIR", str(tmp_path))
+    assert find_claims_dir(REPO) == tmp_path
+
+
 def test_every_registered_claim_loads_and_composes():
     """Every job of every claim composes with Hydra and passes validation."""
     from archlab.claims.runner import validate_claims
 
-    claims = load_all()
+    claims = load_all(CLAIMS)
     assert len(claims) >= 12, [c.id for c in claims]
-    assert all(c.path.parent == CLAIMS_DIR for c in claims)
+    assert all(c.path.parent == CLAIMS for c in claims)
     assert validate_claims(claims, (False,)) >= 24  # smoke configs: test_reproduce_all_smoke
 
 
@@ -263,7 +275,8 @@ def test_every_registered_claim_loads_and_composes():
 
 def test_reproduce_smoke_end_to_end(tmp_path):
     out = tmp_path / "smoke"
-    res = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=tmp_path, timeout=240)
+    # from a project directory: experiments/claims/ is found from the working directory
+    res = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=REPO / "src", timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     md = (out / "results" / "bias.md").read_text()
     assert "Verdict:" in md and "SMOKE" in md and "archlab commit" in md and "fingerprint" in md
@@ -272,18 +285,31 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert summary["runs"]["completed"] == 2  # 2 arms x 1 smoke seed
     assert (out / "results" / "bias" / "compare.json").exists()
     # resumable: a second call trains nothing
-    again = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=tmp_path, timeout=240)
+    again = run_cli(
+        "reproduce", "bias", "--smoke", "--out", str(out), *CLAIMS_ARG, cwd=tmp_path, timeout=240
+    )
     assert (
         again.returncode == 0
         and "trained 0, skipped 2" in (out / "results" / "bias.md").read_text()
     )
-    bad = run_cli("reproduce", "no_such_claim", cwd=tmp_path)
+    bad = run_cli("reproduce", "no_such_claim", *CLAIMS_ARG, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown claim" in bad.stderr
+    lost = run_cli("reproduce", "bias", cwd=tmp_path)  # no claims here or above, none given
+    assert lost.returncode == 2 and lost.stderr.count("\n") == 1 and "--claims-dir" in lost.stderr
 
 
 def test_reproduce_all_smoke(tmp_path):
     """CI runs the reduced (--smoke) version of every registered claim end to end."""
-    res = run_cli("reproduce", "all", "--smoke", "--out", str(tmp_path), cwd=tmp_path, timeout=900)
+    res = run_cli(
+        "reproduce",
+        "all",
+        "--smoke",
+        "--out",
+        str(tmp_path),
+        *CLAIMS_ARG,
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     claims = sorted(p.stem for p in (REPO / "experiments" / "claims").glob("*.yaml"))
     assert len(claims) >= 12

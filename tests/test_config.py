@@ -76,24 +76,11 @@ def test_good_configs_compose():
 
 
 def test_knobs_are_plain_values_in_the_resolved_config():
-    from hydra import compose, initialize_config_dir
+    from archlab.compose import compose
 
-    from archlab.cli import CONF_DIR
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = to_dataclass(
-            compose(
-                "train",
-                overrides=[
-                    "model/attention=gqa",
-                    "model.n_kv_heads=2",
-                    "model/qk_norm=layernorm",
-                    "loss=z_loss",
-                ],
-            )
-        )
+    cfg = compose(
+        ["model/attention=gqa", "model.n_kv_heads=2", "model/qk_norm=layernorm", "loss=z_loss"]
+    )
     assert (cfg.model.attention, cfg.model.n_kv_heads, cfg.model.qk_norm) == ("gqa", 2, "layernorm")
     assert (cfg.loss.name, cfg.loss.z_loss_coef) == ("z_loss", 1e-4)
     assert (cfg.model.norm, cfg.model.mlp, cfg.model.position) == ("rmsnorm", "swiglu", "rope")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.config import ModelConfig, validate_model
+from archlab.config import ModelConfig
 from archlab.model import Transformer, flex
+from archlab.validate import validate_model
 
 pytestmark = [
     pytest.mark.skipif(not flex.available(), reason="torch without flex_attention"),

@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from archlab.config import ModelConfig, head_dim, validate_model
+from archlab.config import ModelConfig, head_dim
 from archlab.model import Transformer
 from archlab.model.flops import (
     _mean_span,
@@ -25,6 +25,7 @@ from archlab.model.flops import (
     train_flops_per_token,
 )
 from archlab.model.window import layer_window
+from archlab.validate import validate_model
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "conf")
 ARCHS = sorted(f[:-5] for f in os.listdir(os.path.join(CONF, "model", "arch")))
@@ -32,13 +33,9 @@ B, VOCAB = 2, 128
 
 
 def _compose(overrides):
-    from hydra import compose, initialize_config_dir
+    from archlab.compose import compose
 
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=os.path.abspath(CONF), version_base="1.3"):
-        return to_dataclass(compose(config_name="train", overrides=overrides)).model
+    return compose(overrides, check=False).model
 
 
 def _fused_layers(cfg: ModelConfig) -> int:

@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from archlab.hf import from_hf, to_hf
+from archlab.hf import from_hf, to_hf  # noqa: E402 (after the importorskip)
 
 V, T = 101, 24
 LLAMA = dict(
@@ -121,7 +121,7 @@ def _hf_model(cls_name: str, kw: dict):
     cls = getattr(transformers, cls_name)
     model = cls(cls.config_class(**kw, attn_implementation="eager")).eval()
     with torch.no_grad():  # random norms and biases too, so every mapping is exercised
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.add_(torch.randn_like(p) * (0.2 if p.ndim == 1 else 0.05))
     return model
 

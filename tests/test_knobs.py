@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from archlab.config import ConfigError, ModelConfig, validate_model
+from archlab.config import ConfigError, ModelConfig
 from archlab.model import Transformer
 from archlab.model.attention import ATTENTIONS
 from archlab.model.block import BLOCKS
@@ -23,6 +23,7 @@ from archlab.model.mlp import MLPS
 from archlab.model.placement import PLACEMENTS
 from archlab.model.position import POSITIONS
 from archlab.model.window import WINDOWS
+from archlab.validate import validate_model
 
 TINY = dict(
     n_layers=4,
@@ -274,13 +275,9 @@ ARCHS = sorted(f[:-5] for f in os.listdir(os.path.join(CONF, "model", "arch")))
 
 
 def _compose(overrides):
-    from hydra import compose, initialize_config_dir
+    from archlab.compose import compose
 
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=os.path.abspath(CONF), version_base="1.3"):
-        return to_dataclass(compose(config_name="train", overrides=overrides))
+    return compose(overrides, check=False)
 
 
 def test_gpt2_preset_counts_124m_parameters():

@@ -8,21 +8,21 @@ import math
 import pytest
 import torch
 
-from archlab.config import ModelConfig, d_ff, validate_model
+from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.model.attention import ATTENTIONS
+from archlab.model.flops import d_ff
 from archlab.model.mlp import MLPS
 from archlab.model.norm import NORMS, QK_NORMS
 from archlab.model.placement import PLACEMENTS
 from archlab.model.position import POSITIONS
+from helpers import tiny_model
 
-TINY = dict(n_layers=2, d_model=32, n_heads=4, block_size=16, vocab_size=64)
+TINY = dict(n_heads=4, block_size=16)  # this file's shape of the shared tiny model
 
 
 def tiny(**kw) -> ModelConfig:
-    cfg = ModelConfig(**{**TINY, **kw})
-    validate_model(cfg)
-    return cfg
+    return tiny_model(**{**TINY, **kw})
 
 
 def knob_options():
@@ -93,7 +93,8 @@ def test_num_params_is_exact(kw):
 def test_bias_adds_biases_and_layernorm_bias():
     no_bias = Transformer(tiny(norm="layernorm"))
     with_bias = Transformer(tiny(norm="layernorm", bias=True))
-    c, d = tiny(), TINY["d_model"]
+    c = tiny()
+    d = c.d_model
     attn = 3 * d + d  # q, k, v outputs (MHA: n_heads·head_dim = d each) + output projection
     mlp = 2 * d_ff(c) + d  # fc and gate outputs + output projection
     norms = 2 * d  # the two LayerNorms of the block

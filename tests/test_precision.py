@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archlab.config import ModelConfig, validate_model
+from archlab.config import ModelConfig
 from archlab.model import Transformer
 from archlab.train.loss import (
     ChunkedCrossEntropy,
@@ -14,6 +14,7 @@ from archlab.train.loss import (
     summed_cross_entropy,
     z_loss,
 )
+from archlab.validate import validate_model
 
 
 def model_outputs(vocab=96, seed=0):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli, tiny_config
 
 # tiny, fast, checkpoint every 4 steps, log every 3: a checkpoint often falls mid-interval
 BASE = [
@@ -192,24 +192,7 @@ def test_checkpoint_is_plain_data_and_bad_files_give_one_line(tmp_path, ref):
 
 
 def tiny_cfg(**train):
-    from archlab.config import ArchlabConfig
-
-    cfg = ArchlabConfig()
-    cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.block_size = 2, 32, 2, 32
-    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = (
-        12,
-        2,
-        6,
-        4,
-    )
-    cfg.train.ckpt_every = 4
-    for k, v in train.items():
-        setattr(cfg.train, k, v)
-    cfg.data.val_windows = 4
-    cfg.data.cache_dir = os.environ["ARCHLAB_CACHE"]
-    cfg.logger.kinds = []
-    cfg.trainer.accelerator = "cpu"
-    return cfg
+    return tiny_config(**{"log_every": 2, "ckpt_every": 4, **train})
 
 
 @pytest.mark.parametrize("where", ["checkpoint", "metrics"])

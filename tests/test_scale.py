@@ -16,22 +16,14 @@ from archlab.config import ArchlabConfig, ConfigError
 from archlab.train import distributed
 from archlab.train.module import LitLM
 from archlab.train.run import Job, train
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli, tiny_config
 
 
 def cfg_for(tmp_path: Path, **train_kw) -> ArchlabConfig:
-    cfg = ArchlabConfig()
-    m = cfg.model
-    m.n_layers, m.d_model, m.n_heads, m.block_size = 2, 32, 2, 32
-    t = cfg.train
-    t.max_steps, t.log_every, t.val_every, t.batch_size = 8, 1, 4, 16
-    for k, v in train_kw.items():
-        setattr(t, k, v)
-    cfg.data.val_windows = 4
-    cfg.data.cache_dir = os.environ["ARCHLAB_CACHE"]
-    cfg.logger.kinds = []
-    cfg.trainer.accelerator = "cpu"
-    return cfg
+    """The shared tiny run at a global batch of 16 for 8 steps, logging every step."""
+    return tiny_config(
+        **{"max_steps": 8, "log_every": 1, "val_every": 4, "batch_size": 16, **train_kw}
+    )
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -270,15 +262,10 @@ def test_two_srun_tasks_are_two_ranks_and_match_one_process(tmp_path):
 def test_gpt2_preset_sizes_the_readme_states():
     """README "From laptop to cluster": model/arch=gpt2 is 124.5M with GPT-2's tokenizer
     (vocab padded to 50,304) and 86.0M with the byte tokenizer."""
-    from hydra import compose, initialize_config_dir
-
-    from archlab.cli import CONF_DIR
-    from archlab.config import register_schema, to_dataclass
+    from archlab.compose import compose
     from archlab.model.flops import param_count
 
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        model = to_dataclass(compose("train", overrides=["model/arch=gpt2"])).model
+    model = compose(["model/arch=gpt2"], check=False).model
     model.vocab_size = 50304  # tokenizer=pretrained (GPT-2's 50,257, padded to a multiple of 64)
     assert round(param_count(model) / 1e6, 1) == 124.5
     model.vocab_size = 256  # tokenizer=byte

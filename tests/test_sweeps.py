@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 from test_train_cli import wandb_summary
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 
 def wandb_records(run_dir: str) -> list[dict]:

@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from archlab.config import ArchlabConfig, DataConfig, OptimConfig
+from archlab.config import DataConfig, OptimConfig
 from archlab.data.store import load_tokens
 from archlab.data.windows import TrainBatches, val_windows
 from archlab.train.optim import lr_multiplier, param_groups
 from archlab.train.run import Job, train
-from conftest import TINYSHAKESPEARE
-
-
-def tiny_cfg(tmp_path, **model) -> ArchlabConfig:
-    cfg = ArchlabConfig()
-    cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.block_size = 2, 32, 2, 32
-    for k, v in model.items():
-        setattr(cfg.model, k, v)
-    cfg.train.max_steps, cfg.train.log_every, cfg.train.val_every, cfg.train.batch_size = (
-        12,
-        3,
-        6,
-        4,
-    )
-    cfg.data.val_windows = 4
-    cfg.data.cache_dir = os.environ["ARCHLAB_CACHE"]
-    cfg.logger.kinds = []
-    cfg.trainer.accelerator = "cpu"
-    return cfg
+from helpers import TINYSHAKESPEARE, tiny_config
 
 
 def losses(run_dir: Path, key: str) -> list[float]:
@@ -43,8 +24,8 @@ def losses(run_dir: Path, key: str) -> list[float]:
 
 
 def test_same_seed_same_config_is_bitwise_reproducible(tmp_path):
-    a = train(tiny_cfg(tmp_path), Job(tmp_path / "a"))
-    b = train(tiny_cfg(tmp_path), Job(tmp_path / "b"))
+    a = train(tiny_config(), Job(tmp_path / "a"))
+    b = train(tiny_config(), Job(tmp_path / "b"))
     assert a["status"] == b["status"] == "completed"
     assert losses(tmp_path / "a", "train/loss") == losses(tmp_path / "b", "train/loss")
     assert losses(tmp_path / "a", "val/loss") == losses(tmp_path / "b", "val/loss")
@@ -84,7 +65,7 @@ def test_arms_with_same_seed_see_the_same_data(tmp_path, monkeypatch):
     monkeypatch.setattr(TrainBatches, "__getitem__", spy)
     for tag, mlp in (("gelu", "gelu"), ("swiglu", "swiglu")):
         monkeypatch.setattr(TrainBatches, "tag", tag, raising=False)
-        train(tiny_cfg(tmp_path, mlp=mlp), Job(tmp_path / tag))
+        train(tiny_config(model={"mlp": mlp}), Job(tmp_path / tag))
     assert seen["gelu"] == seen["swiglu"] and len(seen["gelu"]) == 12
 
 
@@ -173,7 +154,7 @@ def test_attention_max_logit_is_the_largest_visible_score():
 
 
 def test_telemetry_and_long_context_eval_are_logged(tmp_path):
-    cfg = tiny_cfg(tmp_path)
+    cfg = tiny_config()
     cfg.train.telemetry_every = 4
     cfg.train.eval_context_multiples = [2]
     summary = train(cfg, Job(tmp_path / "rope"))
@@ -189,16 +170,16 @@ def test_telemetry_and_long_context_eval_are_logged(tmp_path):
     assert summary["val_loss_at"]["2x"] > 0
     assert summary["kv_cache_bytes_per_token"] == 2 * 2 * 2 * 16 * 4  # 2·layers·kv·hd·fp32
 
-    cfg = tiny_cfg(tmp_path, position="learned")
+    cfg = tiny_config(model={"position": "learned"})
     cfg.train.eval_context_multiples = [2]
     assert train(cfg, Job(tmp_path / "learned"))["val_loss_at"] == {"2x": None}
 
 
 @pytest.mark.slow
 def test_compiled_training_with_telemetry_matches_eager(tmp_path):
-    eager_cfg = tiny_cfg(tmp_path)
+    eager_cfg = tiny_config()
     eager_cfg.train.telemetry_every = 4
-    compiled_cfg = tiny_cfg(tmp_path)
+    compiled_cfg = tiny_config()
     compiled_cfg.train.telemetry_every = 4
     compiled_cfg.trainer.compile = True
     train(eager_cfg, Job(tmp_path / "eager"))

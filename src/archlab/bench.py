@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from archlab.runs.machine import machine
 
 SIZES = {  # name → (overrides, batch size); batch sizes keep a step ≲ 1 s on 2 cores
     "tiny": (["model/size=tiny"], 16),
@@ -35,27 +36,6 @@ ARCHS = {"default": [], "gpt2": ["model/arch=gpt2"]}
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 def load() -> list[float]:
@@ -94,19 +74,9 @@ def matmul_peak(dtype_name: str = "float32", sizes=(256, 512, 1024), reps: int =
 # ---------------------------------------------------------------------- configs
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from archlab.cli import CONF_DIR
-    from archlab.config import register_schema, to_dataclass
-
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="bench"):
-        return to_dataclass(hcompose(config_name="train", overrides=overrides))
-
-
 def bench_config(size: str, arch: str, threads: int, steps: int):
+    from archlab.compose import compose
+
     overrides, batch = SIZES[size]
     return compose(
         [
@@ -153,13 +123,8 @@ def archlab_round(cfg, steps: int, run_dir: Path) -> list[float]:
     from archlab.train import run
 
     clock = _StepClock()
-    original = run._callbacks
-    run._callbacks = lambda c: [*original(c), clock.callback]
-    try:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
-        run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]))
-    finally:
-        run._callbacks = original
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+    run.train(cfg, run.Job(run_dir=run_dir, overrides=["bench"]), callbacks=(clock.callback,))
     return clock.intervals()
 
 
@@ -535,7 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         if a not in ARCHS:
             raise SystemExit(f"archlab bench: unknown arch {a!r}; choose among {', '.join(ARCHS)}")
 
-    res: dict = {"machine": machine(), "threads": threads, "load_start": load(), "quick": quick}
+    res: dict = {
+        "machine": {**machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+        "threads": threads,
+        "load_start": load(),
+        "quick": quick,
+    }
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as tmp:
         work = Path(tmp)
         res["peak"] = {

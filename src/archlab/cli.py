@@ -13,23 +13,24 @@ import sys
 from pathlib import Path
 
 from archlab.config import ConfigError
-
-# the top-level conf/ (src/archlab/conf links to it; an installed wheel holds a copy)
-CONF_DIR = os.environ.get("ARCHLAB_CONF") or str((Path(__file__).parent / "conf").resolve())
+from archlab.errors import describe
+from archlab.runs.values import fmt
+from archlab.startup import install as lean_imports
 
 COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
-    "reproduce": ("archlab.claims:main", "run a lecture claim's sweep and write its verdict"),
+    "reproduce": (
+        "archlab.claims.runner:main",
+        "run a lecture claim's sweep and write its verdict",
+    ),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
     "bench": ("archlab.bench:main", "measure throughput, MFU, start-up and decode speed"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from archlab.startup import install
-
-    install()  # keep torchmetrics' optional integrations off start-up (archlab/startup.py)
+    lean_imports()  # keep torchmetrics' optional integrations off start-up (archlab/startup.py)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: archlab <command> [args]\n\ncommands:")
@@ -84,45 +85,17 @@ def _overrides(args: list[str]) -> tuple[list[str], bool, bool]:
     return overrides, multirun, inspect
 
 
-def _one_line(exc: BaseException) -> str:
-    """Hydra's multi-line composition errors (and their causes), folded into one line."""
-    import re
-
-    full_key = getattr(exc, "full_key", None)  # OmegaConf: e.g. `+train.foo=1` in the schema merge
-    if full_key and str(exc).startswith("Key '") and " not in " in str(exc):
-        return (
-            f"{full_key} is not a config key ({str(exc).splitlines()[0]}): check the "
-            "spelling, or list all keys with `archlab train --cfg job`"
-        )
-    chain: list[list[str]] = []
-    while exc is not None:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        chain.append(lines or [type(exc).__name__])
-        exc = exc.__cause__
-    text = " ".join(chain[0])
-    missing = re.search(r"Could not find '([^']+)'", text)
-    if missing and "Available options" in text:
-        group, _, option = missing.group(1).rpartition("/")
-        i = next(i for i, ln in enumerate(chain[0]) if "Available options" in ln)
-        options = [ln for ln in chain[0][i + 1 :] if " " not in ln and ":" not in ln]
-        return f"{group}={option} is not an option; choose one of: {', '.join(options)}"
-    first = chain[0][0].rstrip(".")
-    cause = chain[-1][0] if len(chain) > 1 else ""
-    if "Could not override" in first or " not in " in cause:
-        key = re.search(r"'([^']+)'", first)
-        return (
-            f"{key.group(1) if key else first} is not a config key ({cause}): check the "
-            "spelling, or list all keys with `archlab train --cfg job`"
-        )
-    if first.startswith("Error merging override"):
-        return f"{first.removeprefix('Error merging override ')}: {cause}"
-    return f"{first}: {cause}" if cause else first
-
-
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of every job this command would launch (for up-front validation)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    # Hydra's parser: only when composing (keeps `archlab --help` and the others fast)
+    from hydra._internal.core_plugins.basic_sweeper import (
+        BasicSweeper,  # Hydra: only for `archlab train`
+    )
+    from hydra.core.override_parser.overrides_parser import (
+        OverridesParser,  # (`archlab --help`, compare …
+    )
+
+    from archlab.compose import hydra_error_line  # … and generate start without Hydra / torch)
 
     parser = OverridesParser.create()
     try:
@@ -131,7 +104,7 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         )
     except Exception as e:
         raise ConfigError(
-            f"cannot parse the overrides {' '.join(overrides)!r}: {_one_line(e)}"
+            f"cannot parse the overrides {' '.join(overrides)!r}: {hydra_error_line(e)}"
         ) from None
     if not multirun:
         for p in parsed:
@@ -148,28 +121,20 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def prevalidate(overrides: list[str], multirun: bool) -> int:
     """Compose and validate every job; raise ConfigError on the first bad one. Returns #jobs."""
-    from hydra import compose, initialize_config_dir
+    # composing imports Hydra and the registries (torch): only for `archlab train`
+    from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
+    from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
 
-    from archlab.config import register_schema, to_dataclass, validate
-    from archlab.data.sources import SOURCES
-
-    register_schema()
     jobs = _jobs(overrides, multirun)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+    with Composer() as composer:
         for job in jobs:
-            try:
-                cfg = to_dataclass(compose(config_name="train", overrides=list(job)))
-            except ConfigError:
-                raise
-            except Exception as e:
-                raise ConfigError(_one_line(e)) from None
-            validate(cfg)
-            SOURCES[cfg.data.source].check(cfg.data)
+            check_run_environment(composer.compose(job), data=True)
     return len(jobs)
 
 
 def train_main(args: list[str]) -> int:
-    from archlab.train.faults import check_writable, resume_args
+    from archlab.compose import register_schema  # Hydra: `archlab train` only
+    from archlab.train.faults import check_writable, resume_args  # `archlab train` only
 
     overrides, multirun, inspect = _overrides(args)
     args = resume_args(args, overrides, multirun)  # resume=<run dir>: that run's overrides
@@ -180,42 +145,29 @@ def train_main(args: list[str]) -> int:
             key, _, value = o.lstrip("+").partition("=")
             if key in ("hydra.run.dir", "hydra.sweep.dir"):
                 check_writable(value, key)
-    _register_resolvers()
+    register_schema()
     sys.argv = ["archlab train", *args]
     _hydra_entry()
     return 0
 
 
-def _register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
-    from archlab.config import register_schema
-
-    register_schema()
-    if not OmegaConf.has_resolver("slug"):  # a directory name from an override string
-        OmegaConf.register_new_resolver(
-            "slug", lambda s: (s or "default").replace("/", ".").replace(" ", "")[:200]
-        )
-
-
 def _task(cfg) -> float | None:
     """One Hydra job. Returns the final val loss: the objective for sweepers such as Optuna
     (+inf for a diverged run, None for a failed one)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # a Hydra job: `archlab train` only
+    from hydra.types import RunMode  # (as above)
 
-    from archlab.config import to_dataclass
-    from archlab.runs.record import read_summary
-    from archlab.train.run import Job, train
+    from archlab.compose import to_dataclass  # (as above)
+    from archlab.runs.naming import job_overrides  # (as above)
+    from archlab.runs.record import read_summary  # (as above)
+    from archlab.train.run import Job  # Lightning: `archlab train` only
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
     job = Job(
         run_dir=run_dir,
-        overrides=[
-            o for o in hc.overrides.task if not o.startswith(("name=", "out_dir=", "resume="))
-        ],
+        overrides=job_overrides(hc.overrides.task),
         group=cfg.name,
         choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
     )
@@ -228,8 +180,20 @@ def _task(cfg) -> float | None:
     if n_jobs and typed.trainer.threads is None:  # parallel jobs × threads ≤ cores
         cores = os.cpu_count() or 1
         typed.trainer.threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+    summary = _run_job(typed, job, multirun)
+    if summary is None:
+        return None
+    _report(summary, run_dir)
+    return _objective(summary)
+
+
+def _run_job(cfg, job, multirun: bool) -> dict | None:
+    """train(); in a sweep a failing job prints one line and returns None (the sweep goes on;
+    summary.json says failed), a single run exits 2 on a config mistake."""
+    from archlab.train.run import train  # Lightning: `archlab train` only
+
     try:
-        summary = train(typed, job)
+        return train(cfg, job)
     except ConfigError as e:
         print(f"archlab train: error: {e}", file=sys.stderr)
         if multirun:
@@ -238,10 +202,8 @@ def _task(cfg) -> float | None:
     except Exception as e:
         if not multirun:
             raise
-        print(f"archlab train: job {job.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return None  # one failing job never aborts the sweep; summary.json says failed
-    _report(summary, run_dir)
-    return _objective(summary)
+        print(f"archlab train: job {job.name} failed: {describe(e)}", file=sys.stderr)
+        return None
 
 
 def _objective(summary: dict) -> float | None:
@@ -249,9 +211,6 @@ def _objective(summary: dict) -> float | None:
 
 
 def _report(s: dict, run_dir: Path) -> None:
-    def fmt(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) else "n/a"
-
     print(
         f"archlab: {s['status']} {s['steps']} steps · val_loss {fmt(s['val_loss'], '.4f')} · "
         f"train_loss {fmt(s['train_loss'], '.4f')} · {fmt(s['tokens_per_sec'], ',.0f')} tok/s · "
@@ -267,6 +226,8 @@ def _report(s: dict, run_dir: Path) -> None:
 
 
 def _hydra_entry() -> None:
-    import hydra
+    import hydra  # Hydra: `archlab train` only
+
+    from archlab.compose import CONF_DIR  # (as above)
 
     hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")(_task)()

@@ -1,16 +1,21 @@
-"""Typed configuration and validation.
+"""Typed configuration: the schema and the values derived from it. A leaf: imports no archlab
+module (docs/architecture.md).
 
 Every knob is a plain value (``model.norm: rmsnorm``), so the resolved config is flat and
 readable for W&B group-by and ``archlab compare``. The dataclasses below are registered as
-Hydra structured-config schemas (``conf/train.yaml`` starts from ``archlab_schema``), so Hydra
-rejects unknown keys and ill-typed values at composition time; :func:`validate` then checks the
-cross-field rules before anything is built. Every mistake becomes one :class:`ConfigError` line
-that names the keys and the fix.
+Hydra structured-config schemas (``conf/train.yaml`` starts from ``archlab_schema``, see
+:mod:`archlab.compose`), so Hydra rejects unknown keys and ill-typed values at composition
+time; :mod:`archlab.validate` then checks the cross-field rules (each option's own rules live
+next to the option, as ``check``) before anything is built. Every mistake becomes one
+:class:`ConfigError` line that names the keys and the fix.
+
+Derived values (head dim, kv heads, biases, rotary dims) are resolved here, in one place; the
+MLP width depends on the MLP registry and the parameter count, so it lives in
+:func:`archlab.model.flops.d_ff`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,12 +182,6 @@ class ArchlabConfig:
     resume: str | None = None  # null | auto (this run dir's last checkpoint) | <run dir>
 
 
-def register_schema() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="archlab_schema", node=ArchlabConfig)
-
-
 # ---------------------------------------------------------------- derived values
 
 
@@ -192,24 +191,6 @@ def head_dim(m: ModelConfig) -> int:
 
 def n_kv_heads(m: ModelConfig) -> int:
     return m.n_kv_heads if m.n_kv_heads is not None else m.n_heads
-
-
-def d_ff(m: ModelConfig) -> int:
-    """Hidden width of the MLP: ``model.d_ff``, else ``mlp_ratio·d``, else param-matched."""
-    if m.d_ff is not None:
-        return m.d_ff
-    if m.iso_params:
-        from archlab.model.flops import iso_params_d_ff
-
-        return iso_params_d_ff(m)
-    if m.mlp_ratio is not None:
-        return round(m.mlp_ratio * m.d_model)
-    from archlab.model.mlp import MLPS
-
-    if MLPS[m.mlp].gated:  # 3 matrices: 8/3·d keeps 3·d·d_ff ≈ 8·d² (Shazeer 2020)
-        width = int(8 * m.d_model / 3)
-        return m.multiple_of * math.ceil(width / m.multiple_of)
-    return 4 * m.d_model
 
 
 def _either(value: bool | None, default: bool) -> bool:
@@ -231,181 +212,3 @@ def mlp_bias(m: ModelConfig) -> bool:
 def rotary_dim(m: ModelConfig) -> int:
     """Dims of each head that RoPE rotates (all of them unless ``rope_fraction`` < 1)."""
     return int(round(head_dim(m) * m.rope_fraction))
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _choice(value: str, key: str, options) -> None:
-    if value not in options:
-        raise ConfigError(
-            f"{key}={value!r} is not an option; choose one of: {', '.join(sorted(options))}"
-        )
-
-
-def validate_model(m: ModelConfig) -> None:
-    """Names, ranges, then the combinations that make no sense (docs/knobs.md lists them)."""
-    from archlab.model.attention import ATTENTIONS
-    from archlab.model.block import BLOCKS
-    from archlab.model.init import INITS
-    from archlab.model.mlp import MLPS
-    from archlab.model.norm import NORMS, QK_NORM_SCOPES, QK_NORMS
-    from archlab.model.placement import PLACEMENTS
-    from archlab.model.position import POSITIONS
-    from archlab.model.window import WINDOWS
-
-    _choice(m.norm, "model.norm", NORMS)
-    _choice(m.norm_placement, "model.norm_placement", PLACEMENTS)
-    _choice(m.block, "model.block", BLOCKS)
-    _choice(m.mlp, "model.mlp", MLPS)
-    _choice(m.position, "model.position", POSITIONS)
-    _choice(m.qk_norm, "model.qk_norm", QK_NORMS)
-    _choice(m.qk_norm_scope, "model.qk_norm_scope", QK_NORM_SCOPES)
-    _choice(m.attention, "model.attention", ATTENTIONS)
-    _choice(m.window, "model.window", WINDOWS)
-    _choice(m.init, "model.init", INITS)
-    for key in (
-        "n_layers",
-        "d_model",
-        "n_heads",
-        "block_size",
-        "vocab_size",
-        "multiple_of",
-        "sliding_window",
-        "global_every",
-    ):
-        if getattr(m, key) <= 0:
-            raise ConfigError(f"model.{key}={getattr(m, key)} must be a positive integer")
-    for key in ("n_kv_heads", "head_dim", "d_ff"):
-        if getattr(m, key) is not None and getattr(m, key) <= 0:
-            raise ConfigError(
-                f"model.{key}={getattr(m, key)} must be a positive integer (or null for default)"
-            )
-    for key in ("mlp_ratio", "attn_scale", "attn_softcap", "logit_softcap"):
-        if getattr(m, key) is not None and not getattr(m, key) > 0:
-            raise ConfigError(f"model.{key}={getattr(m, key)} must be > 0 (or null to turn it off)")
-    for key in ("embed_dropout", "attn_dropout", "resid_dropout"):
-        if not 0 <= getattr(m, key) < 1:
-            raise ConfigError(f"model.{key}={getattr(m, key)} must be in [0, 1)")
-    if m.iso_params and (m.d_ff is not None or m.mlp_ratio is not None):
-        raise ConfigError(
-            "model.iso_params=true chooses d_ff itself: drop model.d_ff / "
-            "model.mlp_ratio, or set model.iso_params=false"
-        )
-    if m.d_ff is not None and m.mlp_ratio is not None:
-        raise ConfigError(
-            f"model.d_ff={m.d_ff} and model.mlp_ratio={m.mlp_ratio} both set the MLP width: "
-            "keep one of them (set the other to null)"
-        )
-    if m.head_dim is None and m.d_model % m.n_heads:
-        raise ConfigError(
-            f"model.d_model={m.d_model} is not divisible by model.n_heads={m.n_heads}: "
-            f"pick d_model as a multiple of n_heads, or set model.head_dim explicitly"
-        )
-    ATTENTIONS[m.attention].check(m)
-    if m.position == "rope" and not 0 < m.rope_fraction <= 1:
-        raise ConfigError(f"model.rope_fraction={m.rope_fraction} must be in (0, 1]")
-    if m.position == "rope" and (rotary_dim(m) % 2 or rotary_dim(m) == 0):
-        raise ConfigError(
-            f"model.position=rope rotates pairs of dims, but model.rope_fraction={m.rope_fraction}"
-            f" × head dim {head_dim(m)} = {head_dim(m) * m.rope_fraction:g} is not a positive "
-            "even number: change rope_fraction, d_model or n_heads"
-        )
-    if m.position == "sinusoidal" and m.d_model % 2:
-        raise ConfigError(
-            f"model.position=sinusoidal pairs sin/cos dims, so model.d_model={m.d_model} must be "
-            "even"
-        )
-    if m.window == "local_global_nope" and not POSITIONS[m.position].relative:
-        raise ConfigError(
-            f"model.window=local_global_nope removes positions from the global layers' attention,"
-            f" but model.position={m.position} adds them to the embeddings once for all layers: "
-            "use model/position=rope or alibi, or model/window=local_global"
-        )
-    if m.window.startswith("local_global") and m.global_every < 2:
-        raise ConfigError(
-            f"model.window={m.window} needs model.global_every >= 2 (got {m.global_every}): with 1"
-            " every layer is global; use model/window=full"
-        )
-    if m.norm == "rmsnorm" and m.norm_bias:
-        raise ConfigError(
-            "model.norm_bias=true but model.norm=rmsnorm has no bias: use model/norm=layernorm, "
-            "or set model.norm_bias=null"
-        )
-    if m.norm_eps <= 0 or m.init_std <= 0 or m.rope_theta <= 0 or m.logit_scale <= 0:
-        raise ConfigError(
-            "model.norm_eps, model.init_std, model.rope_theta and model.logit_scale must be > 0"
-        )
-
-
-def validate(cfg: ArchlabConfig) -> None:
-    """Check a fully resolved config; raise ConfigError with one line on the first mistake."""
-    validate_model(cfg.model)
-    _choice(cfg.loss.name, "loss.name", {"ce", "z_loss"})
-    if cfg.loss.name == "z_loss" and cfg.loss.z_loss_coef <= 0:
-        raise ConfigError(
-            f"loss=z_loss needs loss.z_loss_coef > 0 (got {cfg.loss.z_loss_coef}); "
-            "use loss=ce to turn it off"
-        )
-    if cfg.loss.name == "ce" and cfg.loss.z_loss_coef != 0:
-        raise ConfigError("loss.z_loss_coef is set but loss=ce: select loss=z_loss")
-    from archlab.data.sources import SOURCES
-    from archlab.data.tokenizers import TOKENIZERS
-
-    _choice(cfg.data.source, "data.source", SOURCES)
-    if cfg.data.source == "text" and not cfg.data.path:
-        raise ConfigError("data=text needs data.path=<file or glob>")
-    if cfg.data.max_docs is not None and cfg.data.max_docs <= 0:
-        raise ConfigError(f"data.max_docs={cfg.data.max_docs} must be positive (or null for all)")
-    _choice(cfg.tokenizer.name, "tokenizer.name", TOKENIZERS)
-    TOKENIZERS[cfg.tokenizer.name].check(cfg.tokenizer)
-    if not 0 < cfg.data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} must be in (0, 1)")
-    for key in ("batch_size", "max_steps", "log_every", "val_every"):
-        if getattr(cfg.train, key) <= 0:
-            raise ConfigError(f"train.{key}={getattr(cfg.train, key)} must be a positive integer")
-    if cfg.train.telemetry_every < 0:
-        raise ConfigError(
-            f"train.telemetry_every={cfg.train.telemetry_every} must be >= 0 (0: off)"
-        )
-    if any(not isinstance(k, int) or k < 2 for k in cfg.train.eval_context_multiples):
-        raise ConfigError(
-            f"train.eval_context_multiples={cfg.train.eval_context_multiples} must "
-            "be whole numbers >= 2, e.g. [2,4]"
-        )
-    if cfg.train.divergence_factor > 0 and cfg.train.divergence_patience < 1:
-        raise ConfigError(
-            "train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
-            "to turn divergence stopping off)"
-        )
-    if cfg.data.val_windows <= 0:
-        raise ConfigError(f"data.val_windows={cfg.data.val_windows} must be positive")
-    o = cfg.optim
-    if o.lr <= 0:
-        raise ConfigError(f"optim.lr={o.lr} must be > 0")
-    if o.warmup_steps < 0 or o.weight_decay < 0 or o.grad_clip < 0:
-        raise ConfigError("optim.warmup_steps, optim.weight_decay and optim.grad_clip must be >= 0")
-    if not 0 <= o.min_lr_ratio <= 1:
-        raise ConfigError(f"optim.min_lr_ratio={o.min_lr_ratio} must be in [0, 1]")
-    if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
-        raise ConfigError("optim.beta1 and optim.beta2 must be in [0, 1)")
-    for kind in cfg.logger.kinds:
-        _choice(kind, "logger.kinds", {"wandb", "csv", "tensorboard"})
-    _choice(cfg.logger.mode, "logger.mode", {"offline", "online", "disabled"})
-    _choice(cfg.trainer.accelerator, "trainer.accelerator", {"auto", "cpu", "gpu", "cuda", "mps"})
-    if cfg.trainer.threads is not None and cfg.trainer.threads <= 0:
-        raise ConfigError(f"trainer.threads={cfg.trainer.threads} must be positive (or null)")
-    from archlab.train.faults import validate_reliability
-
-    validate_reliability(cfg)
-
-
-def to_dataclass(cfg) -> ArchlabConfig:
-    """Turn a composed DictConfig into the typed ArchlabConfig (objects, not DictConfigs)."""
-    from omegaconf import OmegaConf
-
-    # merging plain data into the schema rejects keys the dataclasses do not have (also ones
-    # added with `+key=value`) and values of the wrong type
-    plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    typed = OmegaConf.merge(OmegaConf.structured(ArchlabConfig), plain)
-    return OmegaConf.to_object(typed)

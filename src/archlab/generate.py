@@ -3,10 +3,11 @@
 Keys: max_tokens (100), temperature (0.8; 0 = greedy), top_k (0 = off), top_p (1.0 = off),
 seed (0), n (1 sample). Decoding uses the model's KV cache (``archlab.model.cache``).
 
-A training checkpoint is a Lightning ``.ckpt`` (``state_dict`` with ``model.``-prefixed keys),
-or a plain state dict; its model config comes from a ``config`` dict stored in the checkpoint,
-``hyper_parameters``, or the run directory's ``config.yaml``. Tokenizer: the run's
-``data.tokenizer`` (byte-level by default); for ``hf=`` the directory's HF tokenizer.
+``ckpt=`` is an archlab checkpoint (``train/checkpoint.py``: loaded with ``weights_only=True``
+by :func:`archlab.train.checkpoint.load`), or a run directory (its ``checkpoints/last.ckpt``).
+The model config is the one stored in the checkpoint; the tokenizer is the one the run trained
+with (``config.yaml`` + its saved files in the run directory, ``load_run_tokenizer``). For
+``hf=`` the directory's HF tokenizer.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
-from archlab.config import ConfigError, ModelConfig, validate_model
+from archlab.config import ConfigError, ModelConfig
+from archlab.data.tokenizers import load_run_tokenizer, make_tokenizer
+from archlab.hf import from_hf
+from archlab.model import Transformer
+from archlab.train import checkpoint
+from archlab.train.checkpoint import CKPT_DIR
+from archlab.validate import validate_model
 
 DEFAULTS = {
     "ckpt": None,
@@ -50,48 +58,49 @@ def parse(args: list[str]) -> dict:
 def _find_ckpt(path: Path) -> Path:
     if path.is_file():
         return path
+    for name in ("last.ckpt", "prev.ckpt"):  # a run dir: its latest checkpoint
+        if (path / CKPT_DIR / name).is_file():
+            return path / CKPT_DIR / name
     found = sorted(path.rglob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
-    found = found or sorted(path.rglob("*.pt"))
     if not found:
         raise ConfigError(f"ckpt={path}: no .ckpt file in that directory")
     return found[0]
 
 
-def _model_config(ckpt: dict, ckpt_path: Path) -> tuple[dict, dict]:
-    """(model config dict, full config dict) from the checkpoint or its run directory."""
-    from omegaconf import OmegaConf
-
-    hp = ckpt.get("hyper_parameters") or {}
-    for full in (ckpt.get("config"), hp.get("config"), hp.get("cfg"), hp):
-        if isinstance(full, dict) and isinstance(full.get("model"), dict):
-            return full["model"], full
-    for d in (ckpt_path.parent, *ckpt_path.parents[:3]):
-        if (d / "config.yaml").is_file():
-            full = OmegaConf.to_container(OmegaConf.load(d / "config.yaml"), resolve=False)
-            return full["model"], full
-    raise ConfigError(
-        f"ckpt={ckpt_path}: no model config in the checkpoint or a config.yaml beside it"
-    )
+def _run_dir(ckpt_path: Path) -> Path:
+    """The run directory of a checkpoint (``<run>/checkpoints/last.ckpt`` → ``<run>``)."""
+    parent = ckpt_path.parent
+    return parent.parent if parent.name == CKPT_DIR else parent
 
 
 def load_checkpoint(path: str | Path):
-    """A trained archlab model and its full config dict from a run dir / checkpoint file."""
-    from omegaconf import OmegaConf
-
-    from archlab.model import Transformer
-
+    """A trained archlab model, its full config dict and its tokenizer, from a run dir or a
+    checkpoint file (``train/checkpoint.py``'s format; the tokenizer from the run dir)."""
     ckpt_path = _find_ckpt(Path(path).expanduser())
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model_dict, full = _model_config(ckpt, ckpt_path)
-    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), model_dict)
+    ckpt = checkpoint.load(ckpt_path)
+    full = ckpt.get("config") or {}
+    if not isinstance(full.get("model"), dict):
+        raise ConfigError(f"ckpt={ckpt_path}: the checkpoint holds no model config")
+    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), full["model"])
     cfg: ModelConfig = OmegaConf.to_object(merged)
     validate_model(cfg)
-    state = ckpt.get("state_dict", ckpt)
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model = Transformer(cfg)
     model.load_state_dict(state)
-    return model.eval(), full
+    return model.eval(), full, _run_tokenizer(_run_dir(ckpt_path), full)
+
+
+def _run_tokenizer(run_dir: Path, full: dict):
+    """The tokenizer the run trained with (its saved files beside config.yaml)."""
+    if (run_dir / "config.yaml").is_file():
+        return load_run_tokenizer(run_dir)
+    tcfg = full.get("tokenizer") or {"name": "byte"}
+    if tcfg.get("name", "byte") != "byte":
+        raise ConfigError(
+            f"ckpt: the run trained with tokenizer={tcfg.get('name')}, whose files are in its run "
+            f"directory, but {run_dir} has no config.yaml: pass the run directory"
+        )
+    return make_tokenizer("byte")
 
 
 class _HFTokenizer:
@@ -109,11 +118,9 @@ def main(args: list[str]) -> int:
     opts = parse(args)
     torch.manual_seed(opts["seed"])
     if opts["hf"]:
-        from archlab.hf import from_hf
-
         model = from_hf(opts["hf"])
         try:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # the hf extra: only for hf=
 
             tokenizer = _HFTokenizer(AutoTokenizer.from_pretrained(opts["hf"]))
         except Exception as e:
@@ -121,10 +128,7 @@ def main(args: list[str]) -> int:
                 f"hf={opts['hf']}: no usable tokenizer in that directory ({e})"
             ) from None
     else:
-        from archlab.data.tokenizers import make_tokenizer
-
-        model, full = load_checkpoint(opts["ckpt"])
-        tokenizer = make_tokenizer((full.get("data") or {}).get("tokenizer", "byte"))
+        model, _, tokenizer = load_checkpoint(opts["ckpt"])
     ids = [int(i) for i in tokenizer.encode(opts["prompt"].encode("utf-8"))]
     if not ids:
         raise ConfigError('prompt="..." must not be empty')

@@ -20,15 +20,18 @@ from pathlib import Path
 
 import torch
 
+from archlab import config
 from archlab.config import (
     ConfigError,
     ModelConfig,
     head_dim,
     n_kv_heads,
     rotary_dim,
-    validate_model,
 )
 from archlab.model import Transformer
+from archlab.model.flops import d_ff
+from archlab.model.window import layer_window
+from archlab.validate import validate_model
 
 GATED_ACTS = {"silu": "swiglu", "gelu_pytorch_tanh": "geglu_tanh", "gelu": "geglu", "relu": "reglu"}
 PLAIN_ACTS = {
@@ -223,23 +226,17 @@ def _hf_llama_like(m: ModelConfig, **kw) -> dict:
 
 
 def _layer_types(m: ModelConfig) -> list[str]:
-    from archlab.model.window import layer_window
-
     return [
         "sliding_attention" if layer_window(m, i) else "full_attention" for i in range(m.n_layers)
     ]
 
 
 def _d_ff(m):
-    from archlab.config import d_ff
-
     return d_ff(m)
 
 
 def _bias(m, key):
-    import archlab.config as C
-
-    return getattr(C, key)(m)
+    return getattr(config, key)(m)
 
 
 def _hf_llama(m):
@@ -548,7 +545,7 @@ def _to_hf(m, parts: list[tuple[torch.Tensor, str | None]]) -> torch.Tensor:
 
 def _load(model_or_path):
     if isinstance(model_or_path, (str, Path)):
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # the hf extra: only when loading
 
         if not Path(model_or_path).is_dir():
             raise FileNotFoundError(
@@ -591,7 +588,7 @@ def from_hf(model_or_path) -> Transformer:
 
 def to_hf(model: Transformer):
     """An archlab Transformer built from a supported preset → the transformers model."""
-    import transformers
+    import transformers  # the hf extra: only when converting
 
     m = model.cfg
     if m.arch not in CONVERTERS:

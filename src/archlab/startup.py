@@ -74,7 +74,9 @@ class _TorchmetricsLoader(importlib.abc.Loader):
 
 def _clear_probe_cache() -> None:
     try:
-        from lightning_utilities.core.imports import package_available
+        from lightning_utilities.core.imports import (
+            package_available,  # exists once torchmetrics imports
+        )
 
         package_available.cache_clear()
     except Exception:

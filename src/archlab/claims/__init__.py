@@ -7,9 +7,3 @@
 * ``runner.py`` — runs (or resumes) the jobs in-process, calls ``archlab compare``'s analysis,
   writes ``experiments/results/<id>.md`` (+ figures) and the summary ``experiments/README.md``.
 """
-
-
-def main(argv=None) -> int:
-    from archlab.claims.runner import main as _main
-
-    return _main(argv)

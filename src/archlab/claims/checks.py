@@ -29,21 +29,18 @@ Verdict: **reproduced** when every required check passes, **not reproduced** whe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from archlab.runs import stats
 from archlab.runs.load import RunRecord
+from archlab.runs.values import finite as _finite
+from archlab.runs.values import fmt as _fmt
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 LOSS_METRICS = ("val_loss",)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -209,14 +206,6 @@ def resolve_margin(spec: Any, base_values: list[float]) -> float | None:
     return float(text)
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and (abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3)):
-        return f"{x:.3g}"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
 def _diff_numbers(a: dict, b: dict, alpha: float) -> dict[str, Any]:
     d = stats.compare_to_baseline(a, b, alpha)
     shared = [s for s in a if s in b]
@@ -268,7 +257,7 @@ def _directional(n: dict, direction: int, margin: float | None, alpha: float) ->
     return UNKNOWN, "not significant, CI too wide to exclude an effect"
 
 
-def evaluate_check(
+def evaluate_check(  # noqa: C901 (split into a registry of check kinds by issue #11)
     spec: dict[str, Any], arms: dict[str, ArmData], default_baseline: str, alpha: float = 0.05
 ) -> CheckResult:
     kind = spec["check"]

@@ -27,8 +27,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
-CLAIMS_DIR = Path(os.environ.get("ARCHLAB_CLAIMS_DIR") or REPO / "experiments" / "claims")
+import yaml
+
+from archlab.claims.bench import BENCHMARKS
+from archlab.errors import first_line
+from archlab.runs.naming import override_key
+
+CLAIMS_SUBDIR = Path("experiments") / "claims"  # in the project that `archlab reproduce` runs in
+
+
+def find_claims_dir(start: Path | None = None) -> Path:
+    """``$ARCHLAB_CLAIMS_DIR``, else ``experiments/claims/`` in the working directory or the
+    nearest parent that has one (works from a wheel install: nothing is read from the package)."""
+    if os.environ.get("ARCHLAB_CLAIMS_DIR"):
+        return Path(os.environ["ARCHLAB_CLAIMS_DIR"])
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CLAIMS_SUBDIR).is_dir():
+            return d / CLAIMS_SUBDIR
+    raise ClaimError(
+        f"no {CLAIMS_SUBDIR}/ in {here} or above: run archlab reproduce in an archlab "
+        "checkout, or pass --claims-dir DIR"
+    )
+
 
 CHECK_KINDS = {
     "lower",
@@ -115,11 +136,9 @@ class Claim:
         return sigs
 
     def missing_requirements(self) -> list[str]:
-        return [p for p in self.requires if not (REPO / p).exists()]
-
-
-def key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+        """Required paths (relative to the project holding ``experiments/claims/``) absent."""
+        root = self.path.resolve().parent.parent.parent
+        return [p for p in self.requires if not (root / p).exists()]
 
 
 def merge(*lists: list[str]) -> list[str]:
@@ -127,13 +146,13 @@ def merge(*lists: list[str]) -> list[str]:
     merged: dict[str, str] = {}
     for overrides in lists:
         for o in overrides:
-            merged.pop(key_of(o), None)
-            merged[key_of(o)] = o
+            merged.pop(override_key(o), None)
+            merged[override_key(o)] = o
     return list(merged.values())
 
 
 def signature(overrides: list[str]) -> frozenset:
-    return frozenset(o for o in overrides if key_of(o) not in ("seed", "optim.lr"))
+    return frozenset(o for o in overrides if override_key(o) not in ("seed", "optim.lr"))
 
 
 def _need(cond: bool, path: Path, message: str) -> None:
@@ -146,13 +165,11 @@ def _strs(value: Any) -> bool:
 
 
 def load_claim(path: Path) -> Claim:
-    import yaml
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ClaimError(f"{path}: unreadable: {str(err).splitlines()[0]}") from None
+        raise ClaimError(f"{path}: unreadable: {first_line(err)}") from None
     _need(isinstance(data, dict), path, "not a mapping")
     missing = [k for k in REQUIRED if k not in data]
     _need(not missing, path, f"missing keys: {', '.join(missing)}")
@@ -216,7 +233,6 @@ def load_claim(path: Path) -> Claim:
         )
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
-    from archlab.claims.bench import BENCHMARKS
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
     _need(not unknown_b, path, f"unknown benchmark {unknown_b}; known: {', '.join(BENCHMARKS)}")
@@ -248,7 +264,7 @@ def load_claim(path: Path) -> Claim:
 
 
 def claim_paths(claims_dir: Path | None = None) -> list[Path]:
-    return sorted(Path(claims_dir or CLAIMS_DIR).glob("*.yaml"))
+    return sorted(Path(claims_dir or find_claims_dir()).glob("*.yaml"))
 
 
 # the issue's numbering (#8): claims not listed here come after, by name
@@ -275,7 +291,8 @@ def load_all(claims_dir: Path | None = None) -> list[Claim]:
 
 
 def get(claim_id: str, claims_dir: Path | None = None) -> Claim:
-    path = Path(claims_dir or CLAIMS_DIR) / f"{claim_id}.yaml"
+    claims_dir = Path(claims_dir or find_claims_dir())
+    path = claims_dir / f"{claim_id}.yaml"
     if not path.exists():
         known = ", ".join(p.stem for p in claim_paths(claims_dir)) or "none"
         raise ClaimError(f"unknown claim {claim_id!r}; known: {known}, or all")

@@ -12,28 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from archlab.claims import checks as C
-from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
+from archlab.claims.bench import BENCHMARKS, to_markdown
+from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
+from archlab.config import ConfigError
+from archlab.errors import OneLineParser, first_line
+from archlab.runs.compare import CompareError, analyze
+from archlab.runs.load import find_runs
+from archlab.runs.machine import describe_machine
+from archlab.runs.naming import job_dirname
+from archlab.runs.record import read_summary
+from archlab.runs.report import color, markdown_table, table_rows, write_outputs
+from archlab.runs.values import finite, json_ready
+from archlab.runs.values import fmt as _fmt
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
-RESULTS_DIR = REPO / "experiments" / "results"
-RUNS_DIR = REPO / "experiments" / "runs"
-SUMMARY_MD = REPO / "experiments" / "README.md"
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
-
-
-def slug(overrides: list[str]) -> str:
-    """Hydra's sweep subdir for these overrides (``conf/train.yaml``: sorted, ',' joined)."""
-    text = ",".join(sorted(o for o in overrides if not o.startswith(("name=", "out_dir="))))
-    return (text or "default").replace("/", ".").replace(" ", "")[:200]
 
 
 def sweep_dir(runs_dir: Path, claim: Claim) -> Path:
@@ -49,18 +49,16 @@ def validate_jobs(claim: Claim, smoke: bool) -> None:
 
 
 def validate_claims(claims: list[Claim], modes=(False,)) -> int:
-    """Compose every distinct job of ``claims`` with Hydra in one context and validate it like
+    """Compose every distinct job of ``claims`` in one Hydra context and validate it like
     ``archlab train`` does (``archlab.cli.prevalidate``), checking each data source once.
     Raises ClaimError naming the claim and arm; returns the number of configs checked."""
-    from hydra import compose, initialize_config_dir
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.faults import (
+        check_run_environment,  # with compose: only when validating jobs
+    )
 
-    from archlab.cli import CONF_DIR, _one_line
-    from archlab.config import ConfigError, register_schema, to_dataclass, validate
-    from archlab.data.sources import SOURCES
-
-    register_schema()
     seen, sources, n = set(), set(), 0
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+    with Composer() as composer:
         for claim in claims:
             for smoke in modes:
                 for arm, overrides in claim.jobs(smoke):
@@ -69,19 +67,9 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
                         continue
                     seen.add(sig)
                     try:
-                        try:
-                            cfg = to_dataclass(
-                                compose(config_name="train", overrides=list(overrides))
-                            )
-                        except ConfigError:
-                            raise
-                        except Exception as e:
-                            raise ConfigError(_one_line(e)) from None
-                        validate(cfg)
-                        key = repr(cfg.data)
-                        if key not in sources:
-                            SOURCES[cfg.data.source].check(cfg.data)
-                            sources.add(key)
+                        cfg = composer.compose(list(overrides))
+                        check_run_environment(cfg, data=repr(cfg.data) not in sources)
+                        sources.add(repr(cfg.data))
                     except ConfigError as err:
                         raise ClaimError(f"claim {claim.id}, arm {arm}: {err}") from None
                     n += 1
@@ -109,15 +97,9 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
 
 def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
     """Train every job not yet done; returns counts."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+    from archlab.train.run import Job, train  # Lightning: only when training (not --report-only)
 
-    from archlab.cli import CONF_DIR, _register_resolvers
-    from archlab.config import to_dataclass
-    from archlab.runs.record import read_summary
-    from archlab.train.run import Job, train
-
-    _register_resolvers()
     jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
     counts = {"ran": 0, "skipped": 0, "failed": 0}
@@ -125,8 +107,8 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
         o
         for _, o in jobs
         if not is_done(
-            read_summary(sweep_dir(runs_dir, claim) / slug(o))
-            if (sweep_dir(runs_dir, claim) / slug(o) / "summary.json").exists()
+            read_summary(sweep_dir(runs_dir, claim) / job_dirname(o))
+            if (sweep_dir(runs_dir, claim) / job_dirname(o) / "summary.json").exists()
             else None,
             o,
         )
@@ -135,9 +117,9 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
         sweep_dir(runs_dir, claim).mkdir(parents=True, exist_ok=True)
         with open(sweep_dir(runs_dir, claim) / COMMITS, "a") as f:
             f.write(f"{git_commit()} {time.strftime('%Y-%m-%dT%H:%M:%S')} {len(pending)} jobs\n")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="train"):
+    with Composer() as composer:
         for i, (arm, overrides) in enumerate(jobs, 1):
-            run_dir = sweep_dir(runs_dir, claim) / slug(overrides)
+            run_dir = sweep_dir(runs_dir, claim) / job_dirname(overrides)
             done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
             tag = f"[{claim.id} {i}/{len(jobs)}] {arm} {' '.join(o for o in overrides if o.startswith(('seed=', 'optim.lr=')))}"
             if is_done(done, overrides):
@@ -145,17 +127,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 continue
             for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
                 (run_dir / stale).unlink(missing_ok=True)
-            cfg = compose(
-                config_name="train",
-                return_hydra_config=True,
-                overrides=[*overrides, f"name={name}", f"out_dir={runs_dir}"],
-            )
-            choices = {
-                k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")
-            }
-            with_hydra = OmegaConf.to_container(cfg, resolve=False)
-            with_hydra.pop("hydra", None)
-            typed = to_dataclass(OmegaConf.create(with_hydra))
+            typed, choices = composer.job([*overrides, f"name={name}", f"out_dir={runs_dir}"])
             if threads and typed.trainer.threads is None:
                 typed.trainer.threads = threads
             job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
@@ -164,7 +136,7 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
                 summary = train(typed, job)
             except Exception as err:
                 counts["failed"] += 1
-                log(f"{tag}: failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+                log(f"{tag}: failed: {type(err).__name__}: {first_line(err, 200)}")
                 continue
             counts["ran"] += 1
             vl = summary.get("val_loss")
@@ -180,8 +152,6 @@ def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log
 
 def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
     """arm -> its run records, matched by the recorded overrides (stale runs are ignored)."""
-    from archlab.runs.load import find_runs
-
     sigs = claim.arm_signatures(smoke)
     arms: dict[str, list] = {a: [] for a in claim.arms}
     root = sweep_dir(runs_dir, claim)
@@ -196,9 +166,12 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
 
 
 def git_commit() -> str:
+    """The commit of the archlab code that runs (``+dirty`` if src/ or conf/ changed);
+    ``unknown`` outside a git checkout (a wheel install)."""
+    here = str(Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            ["git", "-C", here, "rev-parse", "--short=12", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -207,13 +180,13 @@ def git_commit() -> str:
             [
                 "git",
                 "-C",
-                str(REPO),
+                here,
                 "status",
                 "--porcelain",
                 "--",
-                "src",
-                "conf",
-                ":(exclude)src/archlab/claims",
+                ":(top)src",
+                ":(top)conf",
+                ":(top,exclude)src/archlab/claims",
             ],
             capture_output=True,
             text=True,
@@ -224,42 +197,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:  # pragma: no cover
-        tv = "n/a"
-    load = "n/a"
-    if hasattr(os, "getloadavg"):
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {tv}; load average {load} (shared machine)"
-    )
-
-
-def _fmt(x: Any, d: int = 4) -> str:
-    return C._fmt(x, d)
-
-
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
     """Mean over seeds of a metrics.jsonl key vs step, one line per arm."""
-    import matplotlib
+    import matplotlib  # matplotlib: only when drawing a figure
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from archlab.runs.report import color
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     drawn = False
@@ -269,7 +212,7 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
             if r.status == "failed" or (lrs.get(arm) is not None and C.run_lr(r) != lrs[arm]):
                 continue
             for m in r.metrics:
-                if C._finite(m.get(key)):
+                if finite(m.get(key)):
                     acc.setdefault(int(m["step"]), []).append(float(m[key]))
         if acc:
             steps = sorted(acc)
@@ -287,8 +230,6 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
 
 
 def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
-    from archlab.runs.compare import CompareError, analyze
-
     recs = claim_records(claim, runs_dir, smoke)
     arm_data = {a: C.ArmData(a, rs) for a, rs in recs.items()}
     _, _, grid = claim.settings(smoke)
@@ -305,7 +246,7 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     return recs, arm_data, results, verdict, analysis
 
 
-def write_report(
+def write_report(  # noqa: C901 (split by issue #11)
     claim: Claim,
     runs_dir: Path,
     results_dir: Path,
@@ -314,8 +255,6 @@ def write_report(
     wall: float | None,
     alpha: float = 0.05,
 ) -> dict:
-    from archlab.runs.report import markdown_table, table_rows, write_outputs
-
     recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
     out = Path(results_dir) / claim.id
     pngs: list[Path] = []
@@ -358,7 +297,7 @@ def write_report(
     )
     headline = next((r for r in results if r.headline), None)
     commit = git_commit()
-    mach = machine()
+    mach = describe_machine()
 
     label_of = {}
     if analysis is not None:
@@ -492,8 +431,6 @@ def write_report(
         md += ["## Results", "", "No runs found.", ""]
     bench_results = []
     if claim.benchmark:
-        from archlab.claims.bench import BENCHMARKS, to_markdown
-
         md += ["## Micro-benchmarks", ""]
         for name in claim.benchmark:
             res = BENCHMARKS[name](smoke)
@@ -527,15 +464,9 @@ def write_report(
         "headline": headline.as_dict() if headline else None,
     }
     (results_dir / f"{claim.id}.json").write_text(
-        json.dumps(C_json(summary), indent=2) + "\n", encoding="utf-8"
+        json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8"
     )
     return summary
-
-
-def C_json(obj):
-    from archlab.runs.compare import _json_ready
-
-    return _json_ready(obj)
 
 
 # --------------------------------------------------------------------------- summary table
@@ -611,16 +542,18 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ClaimError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="archlab reproduce", description="run a lecture claim's sweep and write its verdict"
+    p = OneLineParser(
+        error_type=ClaimError,
+        prog="archlab reproduce",
+        description="run a lecture claim's sweep and write its verdict",
     )
     p.add_argument("claim", nargs="*", help="claim id(s) (experiments/claims/<id>.yaml) or all")
+    p.add_argument(
+        "--claims-dir",
+        metavar="DIR",
+        help="the claim files (default: experiments/claims/ in the working directory or above)",
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -629,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="root for runs/ and results/ (default: experiments/, "
+        help="root for runs/ and results/ (default: the claims dir's parent, experiments/, "
         "or $TMPDIR/archlab-claims-smoke with --smoke)",
     )
     p.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default: <out>/runs)")
@@ -645,40 +578,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_dirs(args, experiments: Path) -> tuple[Path, Path]:
+    """(runs dir, results dir) from --out / --smoke / --runs-dir / --results-dir."""
+    if args.out:
+        root = Path(args.out)
+        runs_dir, results_dir = root / "runs", root / "results"
+    elif args.smoke:
+        root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
+        runs_dir, results_dir = root / "runs", root / "results"
+    else:
+        runs_dir, results_dir = experiments / "runs", experiments / "results"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
+    results_dir = Path(args.results_dir) if args.results_dir else results_dir
+    return runs_dir.resolve(), results_dir.resolve()
+
+
+def _runnable(claims: list[Claim], args) -> list[Claim]:
+    """The claims whose requirements exist, each validated up front (unless --report-only)."""
+    runnable = []
+    for c in claims:
+        missing = c.missing_requirements()
+        if missing:
+            print(
+                f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
+                file=sys.stderr,
+            )
+            continue
+        if not args.report_only:
+            validate_jobs(c, args.smoke)
+        runnable.append(c)
+    return runnable
+
+
+def _reproduce(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int) -> dict:
+    """Train (unless --report-only) and judge one claim; returns its summary."""
+    start = time.time()
+    counts = None
+    if not args.report_only:
+        print(
+            f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → {sweep_dir(runs_dir, c)}",
+            flush=True,
+        )
+        counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
+    elapsed = None if args.report_only else time.time() - start
+    return write_report(c, runs_dir, results_dir, args.smoke, counts, elapsed, args.alpha)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        claims_dir = Path(args.claims_dir) if args.claims_dir else find_claims_dir()
+        experiments = claims_dir.resolve().parent  # results/, runs/ and README.md beside claims/
         if args.list:
-            for c in load_all():
+            for c in load_all(claims_dir):
                 print(f"{c.id:24s} {c.claim}")
             return 0
         if not args.claim:
             raise ClaimError("give a claim id or all (archlab reproduce --list shows them)")
-        claims = load_all() if "all" in args.claim else [get(c) for c in args.claim]
-        if args.out:
-            root = Path(args.out)
-            runs_dir, results_dir = root / "runs", root / "results"
-        elif args.smoke:
-            root = Path(tempfile.gettempdir()) / "archlab-claims-smoke"
-            runs_dir, results_dir = root / "runs", root / "results"
+        if "all" in args.claim:
+            claims = load_all(claims_dir)
         else:
-            runs_dir, results_dir = RUNS_DIR, RESULTS_DIR
-        runs_dir = Path(args.runs_dir) if args.runs_dir else runs_dir
-        results_dir = Path(args.results_dir) if args.results_dir else results_dir
-        runs_dir, results_dir = runs_dir.resolve(), results_dir.resolve()
+            claims = [get(c, claims_dir) for c in args.claim]
+        runs_dir, results_dir = _output_dirs(args, experiments)
         threads = args.threads or min(2, os.cpu_count() or 1)
-        runnable = []
-        for c in claims:
-            missing = c.missing_requirements()
-            if missing:
-                print(
-                    f"archlab reproduce: skipping {c.id}: missing {', '.join(missing)}",
-                    file=sys.stderr,
-                )
-                continue
-            if not args.report_only:
-                validate_jobs(c, args.smoke)
-            runnable.append(c)
+        runnable = _runnable(claims, args)
     except ClaimError as err:
         print(f"archlab reproduce: error: {err}", file=sys.stderr)
         return 2
@@ -686,31 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     os.environ.setdefault("WANDB_MODE", "offline")
     for c in runnable:
-        start = time.time()
-        counts = None
-        if not args.report_only:
-            print(
-                f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → "
-                f"{sweep_dir(runs_dir, c)}",
-                flush=True,
-            )
-            counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
-        s = write_report(
-            c,
-            runs_dir,
-            results_dir,
-            args.smoke,
-            counts,
-            None if args.report_only else time.time() - start,
-            args.alpha,
-        )
+        s = _reproduce(c, args, runs_dir, results_dir, threads)
         print(
             f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
             f"{results_dir / (c.id + '.md')}",
             flush=True,
         )
-        if results_dir == RESULTS_DIR.resolve() and not args.smoke:
-            write_summary_table(load_all(), results_dir, SUMMARY_MD)
+        if results_dir == (experiments / "results").resolve() and not args.smoke:
+            write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
         elif args.smoke:
-            write_summary_table(load_all(), results_dir, results_dir / "README.md")
+            write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")
     return 0

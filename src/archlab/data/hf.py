@@ -24,10 +24,13 @@ import csv
 import hashlib
 import json
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from archlab.config import ConfigError, DataConfig
 from archlab.data.corpus import Corpus, find_files
+from archlab.errors import describe, first_line
 
 BUILDERS = {
     ".txt": "text",
@@ -77,7 +80,7 @@ def _first_columns(path: str) -> list[str] | None:
             with open(path, newline="", encoding="utf-8", errors="replace") as f:
                 return next(csv.reader(f), [])
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # the hf extra: only for parquet files
 
             return list(pq.read_schema(path).names)
     except OSError:
@@ -121,9 +124,6 @@ def _in_hf_cache(name: str) -> bool:
 
 def _probe_hub(cfg: DataConfig) -> None:
     """Fail fast (seconds, not minutes of retries) when the hub cannot serve the dataset."""
-    import urllib.error
-    import urllib.request
-
     name = cfg.dataset
     if name in _hub_ok:
         return
@@ -220,7 +220,7 @@ class HFSource:
 
     def _load_dict(self):
         """A dict split name -> (Iterable)Dataset, without fetching splits we do not read."""
-        import datasets
+        import datasets  # the hf extra (and ~1 s): only when this source loads
 
         datasets.disable_progress_bars()
         c = self.cfg
@@ -263,11 +263,11 @@ class HFSource:
         except ConfigError:
             raise
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = first_line(e)
             if self.files:
                 raise ConfigError(
                     f"data.data_files={c.data_files!r} could not be read by datasets "
-                    f"({type(e).__name__}: {msg[:300]})"
+                    f"({describe(e, 300)})"
                 ) from None
             if _offline() or "connect" in msg.lower() or "offline" in msg.lower():
                 raise _offline_error(c, f"could not serve it ({type(e).__name__})") from None

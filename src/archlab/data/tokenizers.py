@@ -24,8 +24,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from archlab.config import ConfigError, TokenizerConfig
+from archlab.errors import describe
 
 VOCAB_MULTIPLE = 64  # the model's embedding/head rows are padded to a multiple of this
 EOT = "<|endoftext|>"
@@ -178,7 +180,7 @@ class _HFTokenizer:
         self.tok.save(str(Path(directory) / "tokenizer.json"))
 
     def load(self, directory: Path) -> None:
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # the hf extra: only for bpe / pretrained
 
         self.tok = Tokenizer.from_file(str(Path(directory) / "tokenizer.json"))
 
@@ -226,7 +228,13 @@ class BPETokenizer(_HFTokenizer):
         return f"bpe{self.tcfg.vocab_size}-mf{self.tcfg.min_frequency}"
 
     def fit(self, docs: list[bytes]) -> None:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from tokenizers import (  # the hf extra: only when training BPE
+            Tokenizer,
+            decoders,
+            models,
+            pre_tokenizers,
+            trainers,
+        )
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -274,7 +282,7 @@ class PretrainedTokenizer(_HFTokenizer):
         d = _tokenizer_dir(self.tcfg)
         try:
             if (d / "tokenizer.json").is_file():
-                from tokenizers import Tokenizer
+                from tokenizers import Tokenizer  # the hf extra: only for bpe / pretrained
 
                 return Tokenizer.from_file(str(d / "tokenizer.json"))
             from transformers import AutoTokenizer  # slow-format directories (vocab + merges)
@@ -285,7 +293,7 @@ class PretrainedTokenizer(_HFTokenizer):
         except Exception as e:
             raise ConfigError(
                 f"tokenizer.path={self.tcfg.path!r} could not be loaded as a Hugging Face "
-                f"tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                f"tokenizer ({describe(e)})"
             ) from None
 
     def identity(self) -> str:
@@ -314,8 +322,6 @@ def make_tokenizer(tcfg: TokenizerConfig | str):
 
 def load_run_tokenizer(run_dir: str | Path):
     """The tokenizer a run trained with, from its run dir (config.yaml + tokenizer files)."""
-    from omegaconf import OmegaConf
-
     run_dir = Path(run_dir)
     node = OmegaConf.load(run_dir / "config.yaml").get("tokenizer") or {"name": "byte"}
     tcfg = TokenizerConfig(**OmegaConf.to_container(node))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.config import ConfigError, attn_bias, head_dim, n_kv_heads
 from archlab.model import flex
 from archlab.model.norm import make_qk_norm
 from archlab.model.window import layer_window
@@ -24,8 +25,6 @@ from archlab.model.window import layer_window
 
 def _mha(m) -> None:
     if m.n_kv_heads not in (None, m.n_heads):
-        from archlab.config import ConfigError
-
         raise ConfigError(
             f"model.attention=mha uses n_kv_heads = n_heads, but model.n_kv_heads={m.n_kv_heads}"
             f" and model.n_heads={m.n_heads}: use model/attention=gqa, or drop model.n_kv_heads"
@@ -33,8 +32,6 @@ def _mha(m) -> None:
 
 
 def _gqa(m) -> None:
-    from archlab.config import ConfigError, n_kv_heads
-
     kv = n_kv_heads(m)
     if m.n_heads % kv:
         raise ConfigError(
@@ -45,8 +42,6 @@ def _gqa(m) -> None:
 
 def _mqa(m) -> None:
     if m.n_kv_heads != 1:
-        from archlab.config import ConfigError
-
         raise ConfigError(
             f"model.attention=mqa needs model.n_kv_heads=1 (got {m.n_kv_heads}): "
             "use model/attention=gqa for more kv heads"
@@ -84,8 +79,6 @@ def score_bias(qpos, kpos, window: int | None, position) -> torch.Tensor:
 class Attention(nn.Module):
     def __init__(self, cfg, layer: int = 0):
         super().__init__()
-        from archlab.config import attn_bias, head_dim, n_kv_heads
-
         self.layer, self.window = layer, layer_window(cfg, layer)
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, n_kv_heads(cfg), head_dim(cfg)
         self.scale = cfg.attn_scale or 1 / math.sqrt(self.head_dim)

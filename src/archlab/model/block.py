@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from archlab.model.attention import Attention
+from archlab.model.flops import d_ff
 from archlab.model.mlp import MLP
 from archlab.model.placement import PLACEMENTS, norm_if
 
@@ -28,10 +29,14 @@ class Residual(nn.Module):
 
 
 class SerialBlock(nn.Module):
+    @staticmethod
+    def check(m) -> None:
+        """No rules of its own."""
+
     def __init__(self, cfg, layer: int):
         super().__init__()
         self.attn = Residual(Attention(cfg, layer), cfg)
-        self.mlp = Residual(MLP(cfg), cfg)
+        self.mlp = Residual(MLP(cfg, d_ff(cfg)), cfg)
 
     def forward(self, x, pos, position, cache=None):  # x: (B, T, d)
         x = self.attn(x, pos=pos, position=position, cache=cache)
@@ -39,11 +44,13 @@ class SerialBlock(nn.Module):
 
 
 class ParallelBlock(nn.Module):
+    check = SerialBlock.check
+
     def __init__(self, cfg, layer: int):
         super().__init__()
         p = PLACEMENTS[cfg.norm_placement]
         self.norm_in = norm_if(p.norm_in, cfg)  # shared by both sublayers
-        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg)
+        self.attn, self.mlp = Attention(cfg, layer), MLP(cfg, d_ff(cfg))
         self.attn_out, self.mlp_out = norm_if(p.norm_out, cfg), norm_if(p.norm_out, cfg)
         self.norm_after = norm_if(p.norm_after, cfg)
         self.drop = nn.Dropout(cfg.resid_dropout)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from archlab.config import head_dim, n_kv_heads
+
 
 class KVCache:
     def __init__(self, n_layers: int, capacity: int | None = None):
@@ -74,6 +76,4 @@ class KVCache:
 def kv_bytes_per_token(cfg, bytes_per_value: int = 4) -> int:
     """KV-cache bytes one token costs: keys and values of every layer, n_kv_heads each
     (2 · layers · n_kv_heads · head_dim · bytes; fp32 by default). GQA/MQA shrink it."""
-    from archlab.config import head_dim, n_kv_heads
-
     return 2 * cfg.n_layers * n_kv_heads(cfg) * head_dim(cfg) * bytes_per_value

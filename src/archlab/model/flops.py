@@ -17,9 +17,31 @@ measures the peak as the best of several sizes and clamps/flags MFU > 1 regardle
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from archlab.config import ModelConfig, attn_bias, d_ff, head_dim, mlp_bias, n_kv_heads, norm_bias
+import torch
+from torch.utils import flop_counter as fcm
+
+from archlab.config import ModelConfig, attn_bias, head_dim, mlp_bias, n_kv_heads, norm_bias
+from archlab.model.mlp import MLPS
+from archlab.model.placement import PLACEMENTS
+from archlab.model.window import layer_window
+
+
+def d_ff(m: ModelConfig) -> int:
+    """Hidden width of the MLP: ``model.d_ff``, else iso-parameter matched, else
+    ``mlp_ratio·d``, else param-matched (4·d, or 8/3·d for gated MLPs)."""
+    if m.d_ff is not None:
+        return m.d_ff
+    if m.iso_params:
+        return iso_params_d_ff(m)
+    if m.mlp_ratio is not None:
+        return round(m.mlp_ratio * m.d_model)
+    if MLPS[m.mlp].gated:  # 3 matrices: 8/3·d keeps 3·d·d_ff ≈ 8·d² (Shazeer 2020)
+        width = int(8 * m.d_model / 3)
+        return m.multiple_of * math.ceil(width / m.multiple_of)
+    return 4 * m.d_model
 
 
 def _mean_span(T: int, window: int | None) -> float:
@@ -37,9 +59,6 @@ def forward_flops_per_token(
 
     Parallel blocks do the same matmuls as serial ones; an untied head costs the same matmul
     as a tied one; partial RoPE, soft-caps and norms are elementwise and not counted."""
-    from archlab.model.mlp import MLPS
-    from archlab.model.window import layer_window
-
     if attention not in ("causal", "dense"):
         raise ValueError(f"attention={attention!r}: use 'causal' or 'dense'")
     T = seq_len or cfg.block_size
@@ -71,9 +90,6 @@ def executed_flops(model, idx, backward: bool = True) -> int:
     (``_scaled_dot_product_flash_attention_for_cpu`` and its backward), so it would count
     plain causal attention as 0 FLOPs on CPU; we register the same dense formula torch uses
     for the GPU kernels (full T × S, no causal savings)."""
-    import torch
-    from torch.utils import flop_counter as fcm
-
     aten = torch.ops.aten
     custom = {}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
@@ -92,9 +108,6 @@ def executed_flops(model, idx, backward: bool = True) -> int:
 
 def param_count(cfg: ModelConfig) -> int:
     """Number of parameters, in closed form from the config (a tied head counts once)."""
-    from archlab.model.mlp import MLPS
-    from archlab.model.placement import PLACEMENTS
-
     d, hd, H, Hkv, ff = cfg.d_model, head_dim(cfg), cfg.n_heads, n_kv_heads(cfg), d_ff(cfg)
     attn = d * hd * (2 * H + 2 * Hkv) + attn_bias(cfg) * (hd * (H + 2 * Hkv) + d)
     n_mats = 3 if MLPS[cfg.mlp].gated else 2

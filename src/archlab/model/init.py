@@ -10,6 +10,8 @@ Biases start at zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -38,4 +40,15 @@ def small(model, cfg) -> None:
     _apply(model, math.sqrt(2 / (5 * d)), 2 / (cfg.n_layers * math.sqrt(d)))
 
 
-INITS = {"gpt2": gpt2, "normal": normal, "small": small}
+@dataclass(frozen=True)
+class Init:
+    apply: Callable  # (model, cfg) → None
+
+    def __call__(self, model, cfg) -> None:
+        self.apply(model, cfg)
+
+    def check(self, m) -> None:
+        """No rules of its own."""
+
+
+INITS = {"gpt2": Init(gpt2), "normal": Init(normal), "small": Init(small)}

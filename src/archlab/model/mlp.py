@@ -3,7 +3,7 @@
 Non-gated:  proj(act(fc(x)))                 2 matrices, d_ff = 4·d by default
 Gated (GLU): proj(act(gate(x)) * fc(x))      3 matrices, d_ff = 8/3·d by default (param-matched)
 
-``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.config.d_ff``).
+``model.d_ff`` or ``model.mlp_ratio`` override the width (see ``archlab.model.flops.d_ff``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from archlab.config import ModelConfig, mlp_bias
 
 
 def relu2(x: torch.Tensor) -> torch.Tensor:
@@ -30,6 +32,9 @@ class MLPKind:
     act: Callable[[torch.Tensor], torch.Tensor]
     gated: bool
 
+    def check(self, m: ModelConfig) -> None:
+        """No rules of its own: the width rules are the MLP's, in archlab.validate."""
+
 
 MLPS: dict[str, MLPKind] = {
     "relu": MLPKind(F.relu, gated=False),  # Vaswani et al. 2017
@@ -44,12 +49,10 @@ MLPS: dict[str, MLPKind] = {
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, hidden: int):  # hidden: archlab.model.flops.d_ff(cfg)
         super().__init__()
-        from archlab.config import d_ff, mlp_bias
-
         kind = MLPS[cfg.mlp]
-        hidden, bias = d_ff(cfg), mlp_bias(cfg)
+        bias = mlp_bias(cfg)
         self.act = kind.act
         self.fc = nn.Linear(cfg.d_model, hidden, bias=bias)
         self.gate = nn.Linear(cfg.d_model, hidden, bias=bias) if kind.gated else None

@@ -10,9 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.config import ConfigError, norm_bias
+
 
 class RMSNorm(nn.Module):
     """x / rms(x) · g  (Zhang & Sennrich 2019): no mean subtraction, no bias."""
+
+    @staticmethod
+    def check(m) -> None:  # as model.norm (model.qk_norm never has a bias)
+        if m.norm_bias:
+            raise ConfigError(
+                "model.norm_bias=true but model.norm=rmsnorm has no bias: use "
+                "model/norm=layernorm, or set model.norm_bias=null"
+            )
 
     def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False, offset: float = 0.0):
         super().__init__()
@@ -28,6 +38,10 @@ class RMSNorm(nn.Module):
 
 class LayerNorm(nn.Module):
     """(x − mean) / std · g (+ b)  (Ba et al. 2016); bias per ``model.norm_bias``."""
+
+    @staticmethod
+    def check(m) -> None:
+        """No rules of its own."""
 
     def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False, offset: float = 0.0):
         super().__init__()
@@ -67,8 +81,6 @@ QK_NORM_SCOPES = {
 
 
 def make_norm(cfg, dim: int | None = None) -> nn.Module:
-    from archlab.config import norm_bias
-
     return NORMS[cfg.norm](
         dim or cfg.d_model, eps=cfg.norm_eps, bias=norm_bias(cfg), offset=cfg.norm_weight_offset
     )

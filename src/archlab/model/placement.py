@@ -28,6 +28,9 @@ class Placement:
     norm_after: bool
     final_norm: bool = True
 
+    def check(self, m) -> None:
+        """No rules of its own."""
+
 
 PLACEMENTS: dict[str, Placement] = {
     "pre": Placement(norm_in=True, norm_out=False, norm_after=False),

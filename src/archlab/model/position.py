@@ -19,6 +19,8 @@ import math
 import torch
 from torch import nn
 
+from archlab.config import ConfigError, head_dim, rotary_dim
+
 
 class Position(nn.Module):
     """Base, and ``nope``: no positional information (identity hooks)."""
@@ -28,6 +30,10 @@ class Position(nn.Module):
 
     def __init__(self, cfg=None):
         super().__init__()
+
+    @staticmethod
+    def check(m) -> None:
+        """This option's rules on the model config (none by default)."""
 
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # x: (B, T, d)
         return x
@@ -64,6 +70,14 @@ class Sinusoidal(Position):
 
     relative = False
 
+    @staticmethod
+    def check(m) -> None:
+        if m.d_model % 2:
+            raise ConfigError(
+                f"model.position=sinusoidal pairs sin/cos dims, so model.d_model={m.d_model} "
+                "must be even"
+            )
+
     def __init__(self, cfg):
         super().__init__()
         d = cfg.d_model
@@ -82,10 +96,19 @@ class RoPE(Position):
     With ``model.rope_fraction`` < 1 only the first ``rotary_dim`` dims of each head rotate,
     the rest pass through (GPT-J, GPT-NeoX)."""
 
+    @staticmethod
+    def check(m) -> None:
+        if not 0 < m.rope_fraction <= 1:
+            raise ConfigError(f"model.rope_fraction={m.rope_fraction} must be in (0, 1]")
+        if rotary_dim(m) % 2 or rotary_dim(m) == 0:
+            raise ConfigError(
+                f"model.position=rope rotates pairs of dims, but model.rope_fraction="
+                f"{m.rope_fraction} × head dim {head_dim(m)} = {head_dim(m) * m.rope_fraction:g}"
+                " is not a positive even number: change rope_fraction, d_model or n_heads"
+            )
+
     def __init__(self, cfg):
         super().__init__()
-        from archlab.config import rotary_dim
-
         self.rot = rotary_dim(cfg)
         exps = torch.arange(0, self.rot, 2, dtype=torch.float32) / self.rot
         self.register_buffer("inv_freq", 1.0 / (cfg.rope_theta**exps), persistent=False)

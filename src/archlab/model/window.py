@@ -15,11 +15,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from archlab.config import ConfigError
+from archlab.model.position import POSITIONS
+
 
 @dataclass(frozen=True)
 class Layout:
     is_local: Callable[[int, object], bool]  # (layer index, cfg) → sliding window?
     global_nope: bool = False  # full layers attend without positions
+
+    def check(self, m) -> None:
+        """Interleaved layouts need a period >= 2; global NoPE layers need relative positions."""
+        if self.global_nope and not POSITIONS[m.position].relative:
+            raise ConfigError(
+                f"model.window={m.window} removes positions from the global layers' attention,"
+                f" but model.position={m.position} adds them to the embeddings once for all "
+                "layers: use model/position=rope or alibi, or model/window=local_global"
+            )
+        if self.is_local is _interleaved and m.global_every < 2:
+            raise ConfigError(
+                f"model.window={m.window} needs model.global_every >= 2 (got {m.global_every}):"
+                " with 1 every layer is global; use model/window=full"
+            )
 
 
 def _interleaved(i, cfg) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.errors import OneLineParser
 from archlab.runs.arms import (
     LR_KEY,
     Arm,
@@ -37,6 +38,9 @@ from archlab.runs.arms import (
     pick_baseline,
 )
 from archlab.runs.load import RunRecord, find_runs
+from archlab.runs.report import markdown_table, table_rows, write_outputs
+from archlab.runs.values import json_ready
+from archlab.runs.wandb_source import WandbSourceError, load_wandb_runs
 
 X_CHOICES = ("step", "tokens", "flops", "time", "all")
 # Config keys shown in the setup line when they are the same for every run.
@@ -120,7 +124,7 @@ def _lr_grid(arm_runs: list[RunRecord], init: float | None) -> list[dict[str, An
 
 def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float = 0.05) -> Analysis:
     """Group ``records`` into arms and compute every statistic of the report."""
-    from archlab.runs import stats
+    from archlab.runs import stats  # scipy (~0.3 s): only when there are arms to test
 
     if not records:
         raise CompareError("no runs found")
@@ -230,22 +234,7 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
         ],
         "warnings": warnings,
     }
-    return Analysis(
-        result=_json_ready(result), arms=arms, compared_runs=compared, warnings=warnings
-    )
-
-
-def _json_ready(obj: Any) -> Any:
-    """NaN/inf -> None, tuples -> lists, numpy scalars -> Python, so JSON round-trips exactly."""
-    if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, str) else k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    return Analysis(result=json_ready(result), arms=arms, compared_runs=compared, warnings=warnings)
 
 
 def load_records(
@@ -254,8 +243,6 @@ def load_records(
     """Runs from local run/sweep dirs, or from a W&B ``entity/project/group``."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     if wandb_path:
-        from archlab.runs.wandb_source import WandbSourceError, load_wandb_runs
-
         try:
             return load_wandb_runs(wandb_path)
         except WandbSourceError as err:
@@ -270,13 +257,10 @@ def compare_runs(
     return analyze(load_records(dirs), baseline=baseline, alpha=alpha).result
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        raise CompareError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="archlab compare", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(
+        error_type=CompareError, prog="archlab compare", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument(
         "dirs", nargs="*", help="run directories or sweep directories (searched recursively)"
     )
@@ -307,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = Path(args.dirs[0]) / "compare"
         analysis = analyze(load_records(args.dirs, args.wandb), args.baseline, args.alpha)
-        from archlab.runs.report import markdown_table, table_rows, write_outputs
 
         x_axes = ["step", "tokens", "flops", "time"] if args.x == "all" else [args.x]
         written = write_outputs(analysis, out, x_axes)

@@ -11,27 +11,20 @@ missing from any seed of an arm is dropped for that arm.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from archlab.runs.load import RunRecord
+from archlab.runs.values import number
 
 X_AXES = ("step", "tokens", "flops", "time")
 LOSS_METRICS = ("train/loss", "val/loss")
-
-
-def _num(value) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def run_series(record: RunRecord, metric: str) -> dict[str, np.ndarray] | None:
     """``{axis: x values, "y": metric}`` for one run (by increasing step; last line wins)."""
     by_step: dict[float, dict] = {}
     for line in record.metrics:
-        step, y = _num(line.get("step")), _num(line.get(metric))
+        step, y = number(line.get("step")), number(line.get(metric))
         if step is not None and y is not None:
             by_step[step] = line
     if not by_step:
@@ -39,12 +32,12 @@ def run_series(record: RunRecord, metric: str) -> dict[str, np.ndarray] | None:
     steps = sorted(by_step)
     lines = [by_step[s] for s in steps]
     out = {"step": np.asarray(steps), "y": np.asarray([float(ln[metric]) for ln in lines])}
-    fpt = _num(record.summary.get("flops_per_token"))
+    fpt = number(record.summary.get("flops_per_token"))
     for axis in ("tokens", "time", "flops"):
-        values = [_num(ln.get(axis)) for ln in lines]
+        values = [number(ln.get(axis)) for ln in lines]
         if axis == "flops" and any(v is None for v in values) and fpt is not None:
             values = [
-                None if t is None else t * fpt for t in (_num(ln.get("tokens")) for ln in lines)
+                None if t is None else t * fpt for t in (number(ln.get("tokens")) for ln in lines)
             ]
         if all(v is not None for v in values):
             out[axis] = np.asarray(values, dtype=float)

@@ -14,6 +14,8 @@ import html
 import json
 from typing import Any
 
+from archlab.runs.values import fmt
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -230,10 +232,6 @@ document.body.dataset.rendered = String(charts.length);
 """
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
 def _table_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
@@ -243,22 +241,24 @@ def _table_html(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_html(
-    result: dict[str, Any], charts: list[dict[str, Any]], table: tuple, notes: list[str]
+    result: dict[str, Any],
+    charts: list[dict[str, Any]],
+    table: tuple,
+    notes: list[str],
+    setup: str,
+    verdict_lines: list[str],
 ) -> str:
-    """The whole page as a string; ``table`` is ``(header, rows)`` from ``report.table_rows``."""
-    from archlab.runs.report import setup_line, verdict_lines
-
+    """The whole page as a string; ``table`` is ``(header, rows)`` from ``report.table_rows``,
+    ``setup`` and ``verdict_lines`` the Markdown report's (``report.setup_line`` …)."""
     data = json.dumps({"charts": charts, "result": result}, allow_nan=False).replace("</", "<\\/")
-    verdicts = "".join(
-        f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines(result)
-    )
+    verdicts = "".join(f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines)
     extra = "".join(f"<li>{html.escape(n)}</li>" for n in notes + result["warnings"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>archlab compare</title>
 <style>{CSS}</style></head><body>
 <h1>archlab compare</h1>
-<p>{html.escape(setup_line(result).replace("**", "").replace("`", ""))}</p>
-<p>Baseline seed noise (std of final val loss over seeds): {_fmt(result["seed_noise"])}</p>
+<p>{html.escape(setup.replace("**", "").replace("`", ""))}</p>
+<p>Baseline seed noise (std of final val loss over seeds): {fmt(result["seed_noise"], ".4f")}</p>
 {_table_html(*table)}
 <ul>{verdicts}</ul>
 <p class="hint">Hover for values · drag a rectangle or use the mouse wheel to zoom · double-click to reset ·

@@ -9,11 +9,15 @@ locating ``summary.json`` files. Unreadable runs are skipped with a warning, nev
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from archlab.errors import describe
+from archlab.runs.values import finite as _finite
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -54,10 +58,6 @@ class RunRecord:
         return None
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _natural_key(path: Path) -> list:
     """Sort ``job2`` before ``job10`` (Hydra multirun numbers its job dirs 0, 1, ..., 10)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
@@ -65,8 +65,6 @@ def _natural_key(path: Path) -> list:
 
 def load_run_dir(run_dir: Path) -> RunRecord:
     """Load one run directory; raises ``OSError``/``ValueError`` if a file is unreadable."""
-    import yaml
-
     summary = json.loads((run_dir / SUMMARY).read_text())
     if not isinstance(summary, dict):
         raise ValueError(f"{SUMMARY} is not a JSON object")
@@ -96,8 +94,6 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
     A path may be a run directory or a sweep directory. Directories without any
     ``summary.json`` and runs with unreadable files produce one warning line via ``warn``.
     """
-    import yaml
-
     records: list[RunRecord] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
@@ -115,8 +111,5 @@ def find_runs(paths: list[str | Path], warn=print) -> list[RunRecord]:
             try:
                 records.append(load_run_dir(summary_path.parent))
             except (OSError, ValueError, yaml.YAMLError) as err:
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                warn(
-                    f"warning: unreadable run {summary_path.parent}: {type(err).__name__}: {first_line}"
-                )
+                warn(f"warning: unreadable run {summary_path.parent}: {describe(err)}")
     return records

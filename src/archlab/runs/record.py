@@ -45,7 +45,7 @@ class JsonlLogger(Logger):
     @rank_zero_experiment
     def experiment(self):
         if self._file is None:
-            self._file = open(self.path, "a", buffering=1)  # line-buffered: crash-safe lines
+            self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed in finalize)
         return self._file
 
     @rank_zero_only

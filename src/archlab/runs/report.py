@@ -21,7 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archlab.runs.curves import LOSS_METRICS, arm_curve
+from archlab.runs.html import render_html
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -223,8 +226,6 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
 
 
 def _plot_series(ax, s: dict[str, Any]) -> None:
-    import numpy as np
-
     x, y = (
         np.asarray(s["x"], float),
         np.asarray([np.nan if v is None else v for v in s["y"]], float),
@@ -243,10 +244,10 @@ def _plot_series(ax, s: dict[str, Any]) -> None:
 def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per chart group (train+val side by side) plus the per-seed final loss plot."""
     os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="archlab-mpl-"))
-    import matplotlib
+    import matplotlib  # matplotlib (~0.5 s): only when writing PNGs
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     written = []
     groups: dict[str, list[dict]] = {}
@@ -379,8 +380,6 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
 
 def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     """Write every output into ``out`` (created if needed); returns the written paths."""
-    from archlab.runs.html import render_html
-
     out.mkdir(parents=True, exist_ok=True)
     charts, notes = build_charts(analysis, x_axes)
     for axis in x_axes:
@@ -389,7 +388,14 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     pngs = write_pngs(charts, analysis.result, out)
     paths = {
         "report.md": render_markdown(analysis.result, pngs, notes),
-        "report.html": render_html(analysis.result, charts, table_rows(analysis.result), notes),
+        "report.html": render_html(
+            analysis.result,
+            charts,
+            table_rows(analysis.result),
+            notes,
+            setup_line(analysis.result),
+            verdict_lines(analysis.result),
+        ),
         "compare.json": json.dumps(analysis.result, indent=2, allow_nan=False) + "\n",
     }
     for name, text in paths.items():

@@ -65,7 +65,7 @@ def _finite_array(values) -> np.ndarray:
 
 def mean_ci(values, alpha: float = 0.05) -> MeanCI:
     """Mean with a two-sided (1-alpha) Student-t interval; ``None`` fields where undefined."""
-    from scipy import stats
+    from scipy import stats  # scipy (~0.3 s): only for the tests that need it
 
     x = _finite_array(values)
     n = len(x)
@@ -81,7 +81,7 @@ def mean_ci(values, alpha: float = 0.05) -> MeanCI:
 
 def paired_diff(arm: dict, base: dict, alpha: float = 0.05) -> Diff:
     """Paired t-test of ``arm[seed] - base[seed]`` over the seeds present in both dicts."""
-    from scipy import stats
+    from scipy import stats  # scipy (~0.3 s): only for the tests that need it
 
     seeds = [s for s in arm if s in base]
     d = np.asarray([arm[s] - base[s] for s in seeds], dtype=float)
@@ -96,7 +96,7 @@ def paired_diff(arm: dict, base: dict, alpha: float = 0.05) -> Diff:
 
 def welch_diff(a, b, alpha: float = 0.05) -> Diff:
     """Welch's t-test of mean(a) - mean(b), with the Welch-Satterthwaite CI."""
-    from scipy import stats
+    from scipy import stats  # scipy (~0.3 s): only for the tests that need it
 
     x, y = _finite_array(a), _finite_array(b)
     if len(x) == 0 or len(y) == 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.errors import describe
 from archlab.runs.load import RunRecord
 
 _STATES = {"finished": "completed", "failed": "failed", "crashed": "failed", "killed": "failed"}
@@ -59,16 +60,13 @@ def load_wandb_runs(path: str, api: Any = None) -> list[RunRecord]:
     entity, project, group = parts
     try:
         if api is None:
-            import wandb
+            import wandb  # wandb (~1 s): only for --wandb
 
             api = wandb.Api(timeout=15)
         runs = list(api.runs(f"{entity}/{project}", filters={"group": group}))
         records = [record_from_wandb_run(r) for r in runs]
     except Exception as err:
-        msg = (str(err).strip().splitlines() or [""])[0]
-        raise WandbSourceError(
-            f"cannot read W&B runs of {path}: {type(err).__name__}: {msg}"
-        ) from None
+        raise WandbSourceError(f"cannot read W&B runs of {path}: {describe(err)}") from None
     if not records:
         raise WandbSourceError(f"no runs in W&B group {path}")
     return records

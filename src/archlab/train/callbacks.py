@@ -5,7 +5,10 @@ from __future__ import annotations
 import inspect
 import math
 
+import torch
 from lightning.pytorch.callbacks import Callback
+
+from archlab.model.attention import Attention
 
 
 class DivergenceStop(Callback):
@@ -97,9 +100,6 @@ class Telemetry(Callback):
 
     @staticmethod
     def _logit_stats(model, x) -> dict:
-        import torch
-
-        from archlab.model.attention import Attention
 
         per_layer: list[float] = []
 

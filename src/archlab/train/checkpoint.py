@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import random
 import time
@@ -38,9 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from archlab.config import ConfigError
-from archlab.train.faults import ckpt_every
+from archlab.errors import first_line
 
 log = logging.getLogger("archlab")
 
@@ -59,6 +61,11 @@ RESUME_MAY_CHANGE = (
     "train.log_every",
     "data_info",
 )
+
+
+def ckpt_every(cfg) -> int:
+    """Steps between checkpoints (``train.ckpt_every``; None: every validation; 0: never)."""
+    return cfg.train.val_every if cfg.train.ckpt_every is None else cfg.train.ckpt_every
 
 
 class DiskFullError(RuntimeError):
@@ -101,7 +108,7 @@ def load(path: str | Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise ConfigError(
             f"checkpoint {path} cannot be loaded safely (truncated, corrupt, or not "
             f"a plain-data checkpoint: {reason})"
@@ -359,8 +366,6 @@ class Checkpointing(Callback):
             self.guard.trainer = None
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         # Lightning raises SIGTERMException after a complete step: the state is consistent
         if self.guard is not None:
             self.guard.trainer = None
@@ -404,6 +409,4 @@ class Checkpointing(Callback):
 
 def _in_worker_process(trainer) -> bool:
     """True in a worker started by Lightning's multiprocessing launcher (fork / spawn)."""
-    import multiprocessing
-
     return trainer.world_size > 1 and multiprocessing.parent_process() is not None

@@ -1,41 +1,54 @@
 """Faults a long sweep meets: preemption signals, unwritable or full disks, config mistakes.
 
-Kept light (no torch / lightning imports at module level): ``config.validate`` calls
-:func:`validate_reliability` during the CLI's up-front validation.
+Kept light (no torch / lightning imports at module level): the CLI and the claims runner call
+:func:`check_run_environment` during their up-front validation, and ``train`` calls it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 
+import yaml
+
 from archlab.config import ConfigError
+from archlab.data.sources import SOURCES
+from archlab.errors import describe
+from archlab.runs.naming import override_key
+from archlab.train.distributed import check as check_batch_arithmetic
 
 log = logging.getLogger("archlab")
 
 
-# ----------------------------------------------------------------- config checks (prevalidate)
+# ----------------------------------------------------- the training edge (disk, devices, data)
 
 
-def ckpt_every(cfg) -> int:
-    return cfg.train.val_every if cfg.train.ckpt_every is None else cfg.train.ckpt_every
+def check_run_environment(cfg, data: bool = False) -> None:
+    """What a valid config still needs from this machine: the resume file, devices and
+    strategy, a writable ``out_dir`` and (``data=True``: the up-front check) the data source."""
+    _check_resume_file(cfg)
+    _check_devices(cfg)
+    check_writable(cfg.out_dir, "out_dir")
+    if data:
+        SOURCES[cfg.data.source].check(cfg.data)
 
 
-def validate_reliability(cfg) -> None:
-    """Checks for the reliability keys (called from config.validate)."""
-    if cfg.train.ckpt_every is not None and cfg.train.ckpt_every < 0:
-        raise ConfigError(
-            f"train.ckpt_every={cfg.train.ckpt_every} must be >= 0 (0: no checkpoints)"
-        )
+def _check_resume_file(cfg) -> None:
     r = cfg.resume
     if r is not None and r != "auto" and not Path(r).expanduser().is_file():
         raise ConfigError(
             f"resume={r}: no such checkpoint file; use resume=auto (this run dir's "
             "last checkpoint) or resume=<run dir> or resume=<file.ckpt>"
         )
+
+
+def _check_devices(cfg) -> None:
     devices = cfg.trainer.devices
     if isinstance(devices, bool) or (isinstance(devices, int) and devices <= 0 and devices != -1):
         raise ConfigError(f"trainer.devices={devices} must be a positive integer, -1 or 'auto'")
@@ -52,10 +65,7 @@ def validate_reliability(cfg) -> None:
             "device, which the archlab CLI (Hydra) does not support: use "
             "trainer.strategy=auto (ddp_spawn on GPUs, ddp under srun) or trainer=ddp (CPU)"
         )
-    from archlab.train.distributed import check
-
-    check(cfg)  # global batch vs devices × nodes × micro-batches
-    check_writable(cfg.out_dir, "out_dir")
+    check_batch_arithmetic(cfg)  # global batch vs devices × nodes × micro-batches
 
 
 def check_writable(path: str, key: str) -> None:
@@ -108,24 +118,18 @@ class SignalGuard:
 
     def install(self) -> SignalGuard:
         for sig in self.SIGNALS:
-            try:
+            # not the main thread (e.g. a threaded launcher): ValueError, leave it as is
+            with contextlib.suppress(ValueError):
                 self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (e.g. a threaded launcher): leave as is
-                pass
         return self
 
     def restore(self) -> None:
         for sig, old in self._old.items():
-            try:
+            with contextlib.suppress(ValueError):
                 signal.signal(sig, old)
-            except ValueError:
-                pass
         self._old.clear()
 
     def _handler(self, signum, frame) -> None:
-        import multiprocessing
-        import time
-
         first = self.signum is None
         if not first and signum == self.signum and time.monotonic() - self._first_at < 2:
             return  # the same signal twice (scheduler + forwarding parent): one request
@@ -167,53 +171,62 @@ def describe_error(e: BaseException, run_dir: Path) -> str:
             f"disk full (ENOSPC) writing {e.filename or 'the run record'}: run stopped; "
             f"last good checkpoint: {kept}"
         )
-    return f"{type(e).__name__}: {e}".splitlines()[0][:2000]
+    return describe(e, 2000)
 
 
 # ------------------------------------------------------------------------------ resume CLI
 
 
+_NO_RESUME = ("auto", "null", "", "None", "none")
+
+
 def resume_args(args: list[str], overrides: list[str], multirun: bool) -> list[str]:
     """``archlab train resume=<run dir | file.ckpt> [more overrides]`` → that run's overrides +
     ``hydra.run.dir=<run dir>`` + ``resume=auto`` (or the explicit checkpoint file)."""
-    given = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == "resume"]
+    given = [o for o in overrides if override_key(o) == "resume"]
     if not given:
         return args
     value = given[-1].split("=", 1)[1]
-    if value in ("auto", "null", "", "None", "none") or multirun:
-        if multirun and value not in ("auto", "null", "", "None", "none"):
-            raise ConfigError(
-                f"resume={value}: a sweep resumes with resume=auto (re-run the same "
-                "sweep command: finished jobs are skipped, interrupted ones continue)"
-            )
+    if multirun and value not in _NO_RESUME:
+        raise ConfigError(
+            f"resume={value}: a sweep resumes with resume=auto (re-run the same "
+            "sweep command: finished jobs are skipped, interrupted ones continue)"
+        )
+    if multirun or value in _NO_RESUME:
         return args
-    path = Path(value).expanduser()
-    if path.is_file():
-        from archlab.train.checkpoint import load
-
-        try:  # a truncated / foreign / code-carrying file: one line, before any output dir
-            load(path)
-        except ConfigError as e:
-            raise ConfigError(f"resume={value}: {e}") from None
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        ckpt = str(path.absolute())
-        if not (run_dir / ".hydra" / "overrides.yaml").is_file():
-            return args  # a checkpoint outside a run dir: continue it in this run's dir
-    elif path.is_dir():
-        run_dir, ckpt = path, "auto"
-    else:
-        raise ConfigError(f"resume={value}: no such run directory or checkpoint file")
+    target = _resume_target(value)
+    if target is None:
+        return args  # a checkpoint outside a run dir: continue it in this run's dir
+    run_dir, ckpt = target
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
         raise ConfigError(
             f"resume={value}: {run_dir} is not an archlab run directory (no .hydra/overrides.yaml)"
         )
-    import yaml
-
     saved = [
         o
         for o in (yaml.safe_load(saved_file.read_text()) or [])
-        if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")
+        if override_key(o) not in ("resume", "hydra.run.dir")
     ]
     rest = [a for a in args if a not in given]
     return [*saved, *rest, f"hydra.run.dir={run_dir.absolute()}", f"resume={ckpt}"]
+
+
+def _resume_target(value: str) -> tuple[Path, str] | None:
+    """(run dir, checkpoint: a file or "auto") for ``resume=<value>``; None for a checkpoint
+    file outside a run dir. A bad file is refused in one line before any output dir exists."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return path, "auto"
+    if not path.is_file():
+        raise ConfigError(f"resume={value}: no such run directory or checkpoint file")
+    from archlab.train.checkpoint import load  # torch + Lightning: only when resuming
+
+    try:  # a truncated / foreign / code-carrying file: one line, before any output dir
+        load(path)
+    except ConfigError as e:
+        raise ConfigError(f"resume={value}: {e}") from None
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return None
+    return run_dir, str(path.absolute())

@@ -13,8 +13,13 @@ alone would be 3.3 GB, twice (the upcast and the saved softmax).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from archlab.config import ConfigError, LossConfig
 
 CHUNK_ROWS = 2048  # rows (tokens) upcast to fp32 at a time
 
@@ -96,4 +101,26 @@ def summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
     return (lse - tgt).sum()
 
 
-LOSSES = {"ce": cross_entropy, "z_loss": z_loss}
+@dataclass(frozen=True)
+class Loss:
+    fn: Callable  # (logits, targets, coef) → (loss, parts to log)
+    check: Callable[[LossConfig], None]  # this option's rules on the loss config
+
+    def __call__(self, logits, targets, coef: float = 0.0):
+        return self.fn(logits, targets, coef)
+
+
+def _check_ce(c: LossConfig) -> None:
+    if c.z_loss_coef != 0:
+        raise ConfigError("loss.z_loss_coef is set but loss=ce: select loss=z_loss")
+
+
+def _check_z_loss(c: LossConfig) -> None:
+    if c.z_loss_coef <= 0:
+        raise ConfigError(
+            f"loss=z_loss needs loss.z_loss_coef > 0 (got {c.z_loss_coef}); "
+            "use loss=ce to turn it off"
+        )
+
+
+LOSSES = {"ce": Loss(cross_entropy, _check_ce), "z_loss": Loss(z_loss, _check_z_loss)}

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from archlab.config import ArchlabConfig
+from archlab.data.windows import val_windows
 from archlab.model import Transformer
 from archlab.model.flops import train_flops_per_token
 from archlab.train.distributed import (
@@ -104,6 +105,11 @@ class LitLM(L.LightningModule):
         return self._trainer.precision_plugin.forward_context()
 
     # ------------------------------------------------------------------ training
+    @property
+    def train_time(self) -> float:
+        """Seconds spent in training steps so far (validation excluded)."""
+        return self._train_time
+
     @property
     def tokens_seen(self) -> int:
         return self.global_step * self.tokens_per_step  # batch_size is the global batch
@@ -213,8 +219,6 @@ class LitLM(L.LightningModule):
     def evaluate_at_length(self, length: int) -> float | None:
         """Val loss on fixed windows of ``length`` tokens (past the trained context); None when
         the position scheme cannot represent those positions (learned embeddings)."""
-        from archlab.data.windows import val_windows
-
         x, y = val_windows(self.val_tokens, length, self.cfg.data.val_windows)
         try:  # eager model: a new length would recompile, and compiled graphs skip the
             return self.evaluate(x, y, fn=self.model)  # position-range checks

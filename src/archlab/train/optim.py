@@ -14,7 +14,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """Weight decay on matrices; none on norms, biases and embeddings unless configured."""
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
+        for _, p in module.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
                 continue  # a tied head is the embedding: classified once, as an embedding
             seen.add(id(p))

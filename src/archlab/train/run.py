@@ -1,7 +1,9 @@
 """One training job: typed config → data → model → Trainer.fit → run record.
 
 Called once per Hydra job by ``archlab.cli``; everything here is plain Python, so tests and
-other tools can call :func:`train` directly.
+other tools can call :func:`train` directly. :func:`train` reads top to bottom: prepare (data,
+config record), build (module, checkpointing, loggers, trainer), fit, finalise (summary.json,
+loggers); failures are recorded by :func:`_record_failure`, outside that happy path.
 """
 
 from __future__ import annotations
@@ -10,13 +12,34 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archlab.config import ArchlabConfig, d_ff, validate
-from archlab.startup import install as _lean_imports
+import lightning as L
+import torch
+from omegaconf import OmegaConf
 
-_lean_imports()  # the training path: before Lightning imports torchmetrics (archlab/startup.py)
+from archlab.config import ArchlabConfig
+from archlab.data.store import TokenSplits, data_regime, load_tokens
+from archlab.data.windows import TrainBatches, train_loader, val_windows
+from archlab.model.cache import kv_bytes_per_token
+from archlab.model.flops import d_ff, iso_params_reference, param_count
+from archlab.runs.record import JsonlLogger, write_json
+from archlab.startup import process_start_time
+from archlab.train.callbacks import DivergenceStop, Telemetry
+from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
+from archlab.train.distributed import (
+    MicroBatches,
+    configure_process,
+    launch_rank,
+    local_devices,
+    srun_tasks,
+    trainer_kwargs,
+)
+from archlab.train.faults import Interrupted, SignalGuard, check_run_environment, describe_error
+from archlab.train.module import LitLM
+from archlab.validate import validate
 
 log = logging.getLogger("archlab")
 
@@ -48,8 +71,6 @@ class Job:
 
 
 def _quiet_libraries() -> None:
-    import warnings
-
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Lightning's banner lines (GPU available …, tips) are noise in sweep logs
@@ -57,10 +78,6 @@ def _quiet_libraries() -> None:
 
 
 def _configure_torch(cfg: ArchlabConfig):
-    import torch
-
-    from archlab.train.distributed import configure_process, local_devices, srun_tasks
-
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
     )
@@ -74,19 +91,17 @@ def _configure_torch(cfg: ArchlabConfig):
 
 
 def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None) -> list:
-    from archlab.runs.record import JsonlLogger
-
     loggers = [JsonlLogger(job.run_dir)]
     if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
-        from archlab.train.wandb import make_wandb_logger
+        from archlab.train.wandb import make_wandb_logger  # wandb: only when logging to it
 
         loggers.append(make_wandb_logger(cfg, job, config_dict, run_id=wandb_id))
     if "csv" in cfg.logger.kinds:
-        from lightning.pytorch.loggers import CSVLogger
+        from lightning.pytorch.loggers import CSVLogger  # each logger only when chosen
 
         loggers.append(CSVLogger(save_dir=job.run_dir, name="csv", version=""))
     if "tensorboard" in cfg.logger.kinds:  # `tensorboard --logdir <sweep dir>`: runs side by side
-        from lightning.pytorch.loggers import TensorBoardLogger
+        from lightning.pytorch.loggers import TensorBoardLogger  # imports tensorboard
 
         loggers.append(
             TensorBoardLogger(
@@ -96,13 +111,46 @@ def _make_loggers(cfg: ArchlabConfig, job: Job, config_dict: dict, wandb_id=None
     return loggers
 
 
-def train(cfg: ArchlabConfig, job: Job) -> dict:
-    """Train one run; always writes summary.json and finishes the W&B run, also on failure."""
-    from omegaconf import OmegaConf
+@dataclass
+class RunState:
+    """One run in progress: what :func:`train`'s steps build and its summary record."""
 
-    from archlab.runs.record import write_json
-    from archlab.train.faults import Interrupted, SignalGuard, describe_error
+    cfg: ArchlabConfig
+    job: Job
+    run_dir: Path
+    summary: dict
+    start: float
+    t0: float  # start-up = first optimizer step − t0 (summary startup_sec)
+    guard: SignalGuard
+    loggers: list = field(default_factory=list)
+    precision: str = "32-true"
+    deterministic: bool = True
+    on_gpu: bool = False
+    writer: bool = True  # under srun every rank runs train(): rank 0 writes the run record
+    accum: int = 1  # micro-batches per optimizer step
+    batches: TrainBatches | None = None
+    lit: LitLM | None = None
+    ckpt: Checkpointing | None = None
+    trainer: L.Trainer | None = None
 
+
+def train(cfg: ArchlabConfig, job: Job, callbacks: tuple = ()) -> dict:
+    """Train one run; always writes summary.json and finishes the W&B run, also on failure.
+    ``callbacks``: extra Lightning callbacks (``archlab bench`` times steps with one)."""
+    run = _begin(cfg, job)
+    try:
+        data, config_dict = _prepare(run)
+        _build(run, data, config_dict, callbacks)
+        _fit(run)
+    except BaseException as e:  # record, then let the caller decide (sweeps keep going)
+        _record_failure(run, e)
+        raise
+    finally:
+        _finalise(run)
+    return run.summary
+
+
+def _begin(cfg: ArchlabConfig, job: Job) -> RunState:
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {
@@ -123,145 +171,155 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         "elapsed_sec": None,
         "run_dir": str(run_dir),
     }
-    from archlab.train.distributed import launch_rank
-
-    writer = launch_rank() == 0
     start = time.time()
-    t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
-    loggers: list = []
-    lit = ckpt = trainer = None
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
-    try:
-        import lightning as L
+    run = RunState(cfg, job, run_dir, summary, start, _process_start(start), guard)
+    run.writer = launch_rank() == 0
+    return run
 
-        from archlab.data.store import data_regime, load_tokens
-        from archlab.data.windows import TrainBatches, train_loader, val_windows
-        from archlab.model.cache import kv_bytes_per_token
-        from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
-        from archlab.train.distributed import MicroBatches, trainer_kwargs
-        from archlab.train.module import LitLM
 
-        _quiet_libraries()
-        precision, deterministic, on_gpu = _configure_torch(cfg)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        data = load_tokens(cfg.data, cfg.tokenizer)
-        cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
-        validate(cfg)
-        summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
-        if cfg.model.iso_params:  # and the parameter count it was matched to
-            from archlab.model.flops import iso_params_reference, param_count
+def _prepare(run: RunState) -> tuple[TokenSplits, dict]:
+    """Seed, tokens, the final check of the config, and the run record's config.yaml."""
+    cfg, summary = run.cfg, run.summary
+    _quiet_libraries()
+    run.precision, run.deterministic, run.on_gpu = _configure_torch(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = load_tokens(cfg.data, cfg.tokenizer)
+    cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
+    validate(cfg)
+    check_run_environment(cfg)
+    summary["d_ff"] = d_ff(cfg.model)  # the MLP width actually built
+    if cfg.model.iso_params:  # and the parameter count it was matched to
+        summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
+    config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    config_dict["data_info"] = data.info()
+    if run.writer:
+        (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+        data.save_tokenizer(run.run_dir)
+    summary.update(
+        data_regime(
+            len(data.train),
+            cfg.train.max_steps,
+            cfg.train.batch_size,
+            cfg.model.block_size,
+            cfg.data.single_epoch,
+        )
+    )
+    return data, config_dict
 
-            summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
-        config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
-        config_dict["data_info"] = data.info()
-        if writer:  # under srun every rank runs this function: rank 0 writes the record
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
-            data.save_tokenizer(run_dir)
+
+def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple) -> None:
+    """The LightningModule (restored when resuming), checkpointing, loggers and the Trainer."""
+    cfg, summary = run.cfg, run.summary
+    T = cfg.model.block_size
+    run.batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
+    run.lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
+    resume = find_resume(run.run_dir, cfg.resume)
+    run.ckpt = Checkpointing(cfg, run.run_dir, config_dict, resume, run.guard)
+    run.ckpt.restore_module(run.lit)  # resume: weights + counters; optimizer etc. at train start
+    if run.writer:
+        truncate_metrics(run.run_dir, run.ckpt.start_step)  # rows logged after the checkpoint go
+    summary["resumed_from_step"] = run.ckpt.start_step or None
+    summary.update(
+        params=run.lit.model.num_params(),
+        flops_per_token=run.lit.flops_per_token,
+        kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
+    )
+    run.loggers = _make_loggers(cfg, run.job, config_dict, run.ckpt.wandb_id)
+    summary["wandb_dir"] = next((lg.run_dir for lg in run.loggers if hasattr(lg, "run_dir")), None)
+    run.ckpt.wandb_id = next((lg.run_id for lg in run.loggers if hasattr(lg, "run_id")), None)
+    parallel = trainer_kwargs(cfg, run.on_gpu)  # devices, nodes, strategy, accumulation
+    run.accum = parallel["accumulate_grad_batches"]
+    run.trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        **parallel,
+        precision=run.precision,
+        deterministic=run.deterministic,
+        max_steps=cfg.train.max_steps,
+        max_epochs=1,
+        logger=run.loggers,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
+        enable_progress_bar=_progress_bar_wanted(),
+        callbacks=[*_callbacks(cfg), *callbacks, run.ckpt],
+        default_root_dir=run.run_dir,
+        use_distributed_sampler=False,
+    )
+
+
+def _fit(run: RunState) -> None:
+    """Trainer.fit from the resumed step; the run's status."""
+    cfg, lit, ckpt = run.cfg, run.lit, run.ckpt
+    first = min(ckpt.start_step, cfg.train.max_steps)
+    k = run.accum  # the loader yields micro-batches: k per optimizer step
+    run.summary.update(world_size=run.trainer.world_size, micro_batches_per_step=k)
+    loader = train_loader(MicroBatches(run.batches, k), first * k, cfg.train.max_steps * k)
+    run.trainer.fit(lit, train_dataloaders=loader)
+    ckpt.collect_rank0(lit, run.trainer)  # ddp_spawn / ddp_notebook: rank 0 state to here
+    if run.guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted
+        raise Interrupted(run.guard.signum)
+    run.summary["status"] = "diverged" if lit.diverged_at_step else "completed"
+    run.summary["diverged_at_step"] = lit.diverged_at_step
+    if lit.diverged_at_step:
+        log.warning(
+            "archlab: run diverged at step %d (loss %s); stopped",
+            lit.diverged_at_step,
+            lit.last_train_loss,
+        )
+
+
+def _record_failure(run: RunState, e: BaseException) -> None:
+    """An error: its one line goes into the summary (the caller re-raises). A SIGTERM/SIGINT:
+    a clean stop (checkpoint kept, status interrupted), exiting with 128 + the signal."""
+    if run.guard.signum is None:
+        run.summary["error"] = describe_error(e, run.run_dir)
+        return
+    if run.ckpt is not None:  # SIGTERM/SIGINT (SIGTERMException is a SystemExit): clean stop
+        run.ckpt.collect_rank0(run.lit, run.trainer)
+    run.summary["status"] = "interrupted"
+    at = run.lit.global_step if run.lit is not None else 0
+    kept = run.ckpt.path if run.ckpt is not None and run.ckpt.path.exists() else "none"
+    run.summary["error"] = (
+        f"interrupted by {run.guard.name} at step {at}; "
+        f"checkpoint: {kept}; continue with resume=auto"
+    )
+    log.warning("archlab: %s", run.summary["error"])
+    raise SystemExit(run.guard.exit_code) from None
+
+
+def _finalise(run: RunState) -> None:
+    """Counters into the summary, loggers finished, summary.json written (always)."""
+    run.guard.restore()
+    summary, lit = run.summary, run.lit
+    if lit is not None:
+        steps = lit.global_step
         summary.update(
-            data_regime(
-                len(data.train),
-                cfg.train.max_steps,
-                cfg.train.batch_size,
-                cfg.model.block_size,
-                cfg.data.single_epoch,
-            )
+            steps=steps,
+            tokens=steps * lit.tokens_per_step,
+            val_loss=lit.last_val_loss,
+            train_loss=lit.last_train_loss,
+            val_loss_at=lit.val_loss_at or None,
+            tokens_per_sec=(steps * lit.tokens_per_step / lit.train_time)
+            if lit.train_time > 0
+            else None,
+            startup_sec=round(lit.first_step_wall - run.t0, 3) if lit.first_step_wall else None,
         )
-
-        T = cfg.model.block_size
-        batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
-        lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
-        ckpt = Checkpointing(cfg, run_dir, config_dict, find_resume(run_dir, cfg.resume), guard)
-        ckpt.restore_module(lit)  # resume: weights + counters; optimizer etc. at train start
-        if writer:
-            truncate_metrics(run_dir, ckpt.start_step)  # rows logged after the checkpoint go
-        summary["resumed_from_step"] = ckpt.start_step or None
-        summary.update(
-            params=lit.model.num_params(),
-            flops_per_token=lit.flops_per_token,
-            kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
-        )
-        loggers = _make_loggers(cfg, job, config_dict, ckpt.wandb_id)
-        summary["wandb_dir"] = next((lg.run_dir for lg in loggers if hasattr(lg, "run_dir")), None)
-        ckpt.wandb_id = next((lg.run_id for lg in loggers if hasattr(lg, "run_id")), None)
-        parallel = trainer_kwargs(cfg, on_gpu)  # devices, nodes, strategy, accumulation
-        trainer = L.Trainer(
-            accelerator=cfg.trainer.accelerator,
-            **parallel,
-            precision=precision,
-            deterministic=deterministic,
-            max_steps=cfg.train.max_steps,
-            max_epochs=1,
-            logger=loggers,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            log_every_n_steps=min(cfg.train.log_every, cfg.train.max_steps),
-            enable_progress_bar=_progress_bar_wanted(),
-            callbacks=[*_callbacks(cfg), ckpt],
-            default_root_dir=run_dir,
-            use_distributed_sampler=False,
-        )
-        first = min(ckpt.start_step, cfg.train.max_steps)
-        k = parallel["accumulate_grad_batches"]  # the loader yields micro-batches
-        summary.update(world_size=trainer.world_size, micro_batches_per_step=k)
-        loader = train_loader(MicroBatches(batches, k), first * k, cfg.train.max_steps * k)
-        trainer.fit(lit, train_dataloaders=loader)
-        ckpt.collect_rank0(lit, trainer)  # ddp_spawn / ddp_notebook: rank 0 state to this process
-        if guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted, not completed
-            raise Interrupted(guard.signum)
-        summary["status"] = "diverged" if lit.diverged_at_step else "completed"
-        summary["diverged_at_step"] = lit.diverged_at_step
-        if lit.diverged_at_step:
-            log.warning(
-                "archlab: run diverged at step %d (loss %s); stopped",
-                lit.diverged_at_step,
-                lit.last_train_loss,
-            )
-    except BaseException as e:  # record, then let the caller decide (sweeps keep going)
-        if guard.signum is None:
-            summary["error"] = describe_error(e, run_dir)
-            raise
-        if ckpt is not None:  # SIGTERM/SIGINT (SIGTERMException is a SystemExit): clean stop
-            ckpt.collect_rank0(lit, trainer)
-        summary["status"] = "interrupted"
-        at = lit.global_step if lit is not None else 0
-        kept = ckpt.path if ckpt is not None and ckpt.path.exists() else "none"
-        summary["error"] = (
-            f"interrupted by {guard.name} at step {at}; "
-            f"checkpoint: {kept}; continue with resume=auto"
-        )
-        log.warning("archlab: %s", summary["error"])
-        raise SystemExit(guard.exit_code) from None
-    finally:
-        guard.restore()
-        if lit is not None:
-            steps = lit.global_step
-            summary.update(
-                steps=steps,
-                tokens=steps * lit.tokens_per_step,
-                val_loss=lit.last_val_loss,
-                train_loss=lit.last_train_loss,
-                val_loss_at=lit.val_loss_at or None,
-                tokens_per_sec=(steps * lit.tokens_per_step / lit._train_time)
-                if lit._train_time > 0
-                else None,
-                startup_sec=round(lit.first_step_wall - t0, 3) if lit.first_step_wall else None,
-            )
-        if summary.get("train_tokens"):  # epochs of the training split actually seen
-            summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
-        summary["elapsed_sec"] = round(time.time() - start, 3)
-        for logger in loggers:
-            if getattr(logger, "error", None):
-                summary["wandb_error"] = logger.error
-        for logger in loggers:
-            if hasattr(logger, "finish"):
-                logger.finish(summary)
-            else:
-                logger.finalize("success" if summary["status"] == "completed" else "failed")
-        if writer:
-            write_json(run_dir / "summary.json", summary)
-    return summary
+    if summary.get("train_tokens"):  # epochs of the training split actually seen
+        summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
+    summary["elapsed_sec"] = round(time.time() - run.start, 3)
+    for logger in run.loggers:
+        if getattr(logger, "error", None):
+            summary["wandb_error"] = logger.error
+    for logger in run.loggers:
+        if hasattr(logger, "finish"):
+            logger.finish(summary)
+        else:
+            logger.finalize("success" if summary["status"] == "completed" else "failed")
+    if run.writer:
+        write_json(run.run_dir / "summary.json", summary)
 
 
 _FIRST_JOB = [True]
@@ -269,8 +327,6 @@ _FIRST_JOB = [True]
 
 def _process_start(now: float) -> float:
     """The process start for the first job in this process (start-up cost), then train()'s."""
-    from archlab.startup import process_start_time
-
     first, _FIRST_JOB[0] = _FIRST_JOB[0], False
     return (process_start_time() or now) if first else now
 
@@ -280,15 +336,13 @@ def _progress_bar_wanted() -> bool:
 
 
 def _callbacks(cfg: ArchlabConfig) -> list:
-    from archlab.train.callbacks import DivergenceStop, Telemetry
-
     callbacks = []
     if cfg.train.divergence_factor > 0:
         callbacks.append(DivergenceStop(cfg.train.divergence_factor, cfg.train.divergence_patience))
     if cfg.train.telemetry_every > 0:
         callbacks.append(Telemetry(cfg.train.telemetry_every))
     if _progress_bar_wanted():
-        from lightning.pytorch.callbacks import RichProgressBar
+        from lightning.pytorch.callbacks import RichProgressBar  # rich: only on a terminal
 
         callbacks.append(RichProgressBar(leave=True))
     return callbacks

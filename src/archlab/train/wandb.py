@@ -17,6 +17,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 
+from archlab.errors import describe, first_line
+
 log = logging.getLogger("archlab")
 
 
@@ -56,7 +58,7 @@ class ArchlabWandbLogger(WandbLogger):
                 self._disable(e)
 
     def _disable(self, e: Exception) -> None:
-        self.error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        self.error = describe(e, 300)
         log.warning(
             "W&B failed mid-run (%s): W&B logging is off for the rest of this run; "
             "metrics.jsonl has everything",
@@ -69,12 +71,12 @@ class ArchlabWandbLogger(WandbLogger):
         except Exception as e:
             log.warning(
                 "W&B finish failed (%s); the local run files are kept",
-                str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
+                first_line(e, 200),
             )
         self._experiment = None
 
     def _finish(self, summary: dict) -> None:
-        import wandb
+        import wandb  # wandb (~1 s): only with logger=wandb
 
         run = self._experiment
         if run is None:
@@ -103,7 +105,7 @@ class ArchlabWandbLogger(WandbLogger):
 def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) -> ArchlabWandbLogger:
     """``run_id``: continue that W&B run (resume); offline, the continuation is a second
     ``offline-run-*`` folder with the same id, and ``wandb sync`` of both gives one run."""
-    import wandb
+    import wandb  # wandb (~1 s): only with logger=wandb
 
     if wandb.run is not None:  # a previous job left a run open (e.g. killed mid-way): close it
         wandb.finish(exit_code=1)
@@ -127,7 +129,7 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
         logger = ArchlabWandbLogger(
             mode=mode, settings=wandb.Settings(init_timeout=cfg.logger.init_timeout), **kwargs
         )
-        logger.experiment
+        logger.experiment  # noqa: B018 (the property starts the W&B run: fail here, not later)
     except Exception as e:
         if mode != "online":
             raise
@@ -135,8 +137,8 @@ def make_wandb_logger(cfg, job, config_dict: dict, run_id: str | None = None) ->
             "W&B online init failed after %.1f s (%s); logging offline instead: sync "
             "later with `wandb sync <run_dir>/wandb/offline-run-*`",
             time.monotonic() - t0,
-            (str(e).splitlines() or [type(e).__name__])[0][:200],
+            first_line(e, 200),
         )
         logger = ArchlabWandbLogger(mode="offline", **kwargs)
-        logger.experiment
+        logger.experiment  # noqa: B018 (starts the run)
     return logger
