@@ -317,6 +317,7 @@ FUZZ = [
     (["trainer.threads=0"], "trainer.threads"),
     (["trainer.devices=0"], "trainer.devices"),
     (["trainer.devices=2", "train.batch_size=7"], "train.batch_size"),
+    (["train.micro_batch_size=3"], "train.micro_batch_size"),  # 16 rows: not whole micro-batches
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
     (["trainer=ddp", "trainer.strategy=ddp"], "trainer.strategy=ddp"),  # argv re-exec under Hydra
     (["logger.mode=sometimes"], "logger.mode"),

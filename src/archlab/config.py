@@ -132,7 +132,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: rows per optimizer step over all devices
+    micro_batch_size: int | None = None  # rows per forward pass per device (None: no accumulation)
     max_steps: int = 300
     log_every: int = 10
     val_every: int = 100
@@ -159,10 +160,12 @@ class LoggerConfig:
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"  # auto | cpu | gpu
-    devices: Any = 1
-    strategy: str = "auto"
+    devices: Any = 1  # per node
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto: ddp_spawn (GPUs) / ddp_notebook (CPU) / ddp under srun
     precision: str | None = None  # None: bf16-mixed on GPU, 32-true on CPU
     compile: bool = False
+    compile_mode: str | None = None  # torch.compile mode: default | reduce-overhead | max-autotune
     threads: int | None = None  # CPU threads (None: all cores)
     deterministic: bool | None = None  # None: True on CPU
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.config import ConfigError, attn_bias, head_dim, n_kv_heads
+from archlab.model import flex
 from archlab.model.norm import make_qk_norm, qk_norm_params
 from archlab.model.window import layer_window
 
@@ -128,9 +129,13 @@ class Attention(nn.Module):
         # one new token (KV-cache decode) may see every key the cache returns: the cache keeps
         # only the last window − 1 keys of a sliding layer, so no mask is needed
         one_query = T == 1 and not position.has_bias
-        mask = None if plain or one_query else score_bias(pos, kpos, self.window, position)
         p_drop = self.dropout if self.training else 0.0
-        if self.softcap is None:
+        use_flex = flex.wanted(q, self.window, position, self.softcap, p_drop, cache is None)
+        skip = plain or one_query or use_flex  # flex: block mask + score mod, no (T, S) tensor
+        mask = None if skip else score_bias(pos, kpos, self.window, position)
+        if use_flex:  # CUDA only; the branches below are the reference (and the CPU path)
+            y = flex.attend(q, k, v, self.window, position, self.scale, self.softcap)
+        elif self.softcap is None:
             y = F.scaled_dot_product_attention(
                 q,
                 k,

@@ -26,9 +26,9 @@ class DivergenceStop(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
-        if step % self.check_every and step != 1:
+        if not pl_module.step_ends(batch_idx) or (step % self.check_every and step != 1):
             return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = pl_module.step_loss  # the optimizer step's loss (mean over its micro-batches)
         if trainer.world_size > 1:  # every rank must take the same decision
             loss = trainer.strategy.reduce(loss.detach(), reduce_op="mean")
         loss = float(loss)
@@ -71,12 +71,16 @@ class Telemetry(Callback):
             self._before = [p.detach().clone() for p in pl_module.model.parameters()]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._count_spike(outputs["loss"].item())
+        if not pl_module.step_ends(batch_idx):  # gradient accumulation: once per optimizer step
+            return
+        self._count_spike(pl_module.step_loss.item())
         step = trainer.global_step
         if step % self.every:
             return
+        with pl_module.autocast():  # the training forward's precision
+            logit_stats = self._logit_stats(pl_module.model, batch[0][: self.rows])
         row = {
-            **self._logit_stats(pl_module.model, batch[0][: self.rows]),
+            **logit_stats,
             **self._weight_stats(pl_module.model),
             "loss_spikes": self.spikes,
         }
@@ -110,7 +114,7 @@ class Telemetry(Callback):
         model.eval()
         try:
             with torch.no_grad():
-                logits = model(x).float()
+                logits = model(x).float()  # 4 rows: the fp32 copy is small
         finally:
             for h in handles:
                 h.remove()

@@ -359,11 +359,14 @@ class Checkpointing(Callback):
             self.save(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (
-            trainer.world_size > 1
-            and self.guard is not None  # stop together after a signal
-            and trainer.strategy.reduce_boolean_decision(self.guard.signum is not None, all=False)
-        ):
+        # after a signal, stop at the end of an optimizer step (not between micro-batches),
+        # every rank after the same one
+        if self.guard is None or not pl_module.step_ends(batch_idx):
+            return
+        stop = self.guard.signum is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
             trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -21,6 +21,7 @@ from archlab.config import ConfigError
 from archlab.data.sources import SOURCES
 from archlab.errors import describe
 from archlab.runs.naming import override_key
+from archlab.train.distributed import check as check_batch_arithmetic
 
 log = logging.getLogger("archlab")
 
@@ -62,14 +63,9 @@ def _check_devices(cfg) -> None:
         raise ConfigError(
             f"trainer.strategy={strategy} re-executes the command line once per "
             "device, which the archlab CLI (Hydra) does not support: use "
-            "trainer.strategy=ddp_spawn (GPUs) or trainer=ddp (CPU); see docs/reliability.md"
+            "trainer.strategy=auto (ddp_spawn on GPUs, ddp under srun) or trainer=ddp (CPU)"
         )
-    n = devices if isinstance(devices, int) and devices > 0 else 1
-    if cfg.train.batch_size % n:
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} (the global batch) must be "
-            f"divisible by trainer.devices={n}"
-        )
+    check_batch_arithmetic(cfg)  # global batch vs devices × nodes × micro-batches
 
 
 def check_writable(path: str, key: str) -> None:
@@ -151,9 +147,7 @@ class SignalGuard:
             )
             # Lightning's own SIGTERM flag would raise mid-teardown in DDP workers: stop normally
             self.trainer._signal_connector.received_sigterm = False
-            if self.trainer.world_size == 1:
-                self.trainer.should_stop = True
-            return
+            return  # Checkpointing stops the trainer at the end of the optimizer step
         raise Interrupted(self.signum)
 
     @property

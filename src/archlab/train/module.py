@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import lightning as L
@@ -11,9 +12,33 @@ from archlab.config import ArchlabConfig
 from archlab.data.windows import val_windows
 from archlab.model import Transformer
 from archlab.model.flops import train_flops_per_token
-from archlab.train.distributed import mean_across_ranks, shard
-from archlab.train.loss import LOSSES
+from archlab.train.distributed import (
+    configure_process,
+    mean_across_ranks,
+    seed_rank,
+    shard,
+    srun_tasks,
+)
+from archlab.train.loss import LOSSES, summed_cross_entropy
 from archlab.train.optim import lr_multiplier, make_optimizer
+
+
+def clip_gradients(params, optimizer, max_norm: float, scaler=None) -> torch.Tensor:
+    """Clip to ``max_norm`` and return the norm before clipping, of the *true* gradients.
+
+    Under ``16-mixed`` the gradients are multiplied by the GradScaler's scale. Lightning unscales
+    them before this hook, except for optimizers that unscale inside their step (fused AdamW):
+    unscale those here, or the clip would act on (and the logged norm would be) the scaled
+    gradients. ``GradScaler.step`` then sees the optimizer as unscaled and does not divide again.
+    """
+    if scaler is not None and scaler.is_enabled() and _unscales_in_step(optimizer):
+        scaler.unscale_(optimizer)
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _unscales_in_step(optimizer) -> bool:
+    inner = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper → torch optimizer
+    return bool(getattr(inner, "_step_supports_amp_scaling", False))
 
 
 class LitLM(L.LightningModule):
@@ -34,7 +59,10 @@ class LitLM(L.LightningModule):
         self.last_val_loss: float | None = None
         self.last_train_loss: float | None = None
         self.diverged_at_step: int | None = None  # set by callbacks.DivergenceStop
-        self._interval_losses: list[torch.Tensor] = []
+        self._interval_losses: list[torch.Tensor] = []  # one per optimizer step
+        self._micro_losses: list[torch.Tensor] = []  # this step's micro-batches so far
+        self._micro_parts: list[dict[str, torch.Tensor]] = []
+        self.step_loss: torch.Tensor | None = None  # the last optimizer step's mean loss
         self._parts: dict[str, torch.Tensor] = {}
         self._grad_norm: torch.Tensor | None = None
         self._clock: float | None = None
@@ -43,9 +71,38 @@ class LitLM(L.LightningModule):
         self.first_step_wall: float | None = None  # time.time() after the first optimizer step
 
     def setup(self, stage: str) -> None:
+        # in every rank's process: spawned workers start with default threads and no TF32
+        local = 1 if srun_tasks() > 1 else self.trainer.num_devices  # ranks sharing the cores
+        configure_process(self.cfg, self.device.type == "cuda", local)
         if self.cfg.trainer.compile and self.forward_fn is self.model:
             # kept out of the module tree so checkpoints hold plain (uncompiled) weights
-            self.__dict__["forward_fn"] = torch.compile(self.model)
+            mode = self.cfg.trainer.compile_mode
+            self.__dict__["forward_fn"] = torch.compile(self.model, mode=mode)
+
+    def on_train_start(self) -> None:  # after a resume restored rank 0's RNG state
+        seed_rank(self.cfg.seed, self.global_rank, self.global_step)
+
+    @property
+    def accum(self) -> int:
+        """Micro-batches per optimizer step."""
+        return self._trainer.accumulate_grad_batches if self._trainer is not None else 1
+
+    def step_ends(self, batch_idx: int) -> bool:
+        """True when micro-batch ``batch_idx`` completes an optimizer step (Lightning's rule:
+        the loader starts at a step boundary, also when resuming)."""
+        return (batch_idx + 1) % self.accum == 0
+
+    @property
+    def rows_per_forward(self) -> int:
+        """Rows in one training forward on this device (evaluation uses the same shape)."""
+        world = self._trainer.world_size if self._trainer is not None else 1
+        return max(1, self.cfg.train.batch_size // (world * self.accum))
+
+    def autocast(self):
+        """The training forward's autocast (bf16/fp16 mixed precision) for other forwards."""
+        if self._trainer is None:
+            return contextlib.nullcontext()
+        return self._trainer.precision_plugin.forward_context()
 
     # ------------------------------------------------------------------ training
     @property
@@ -60,8 +117,13 @@ class LitLM(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = shard(batch, self._trainer)  # this rank's rows of the global batch
         loss, parts = self.loss_fn(self.forward_fn(x), y, self.cfg.loss.z_loss_coef)
-        self._interval_losses.append(loss.detach())
-        self._parts = {k: v.detach() for k, v in parts.items()}
+        self._micro_losses.append(loss.detach())
+        self._micro_parts.append({k: v.detach() for k, v in parts.items()})
+        if self.step_ends(batch_idx):  # means over the step's micro-batches (exact for one)
+            self.step_loss = torch.stack(self._micro_losses).mean()
+            self._interval_losses.append(self.step_loss)
+            self._parts = {k: torch.stack([p[k] for p in self._micro_parts]).mean() for k in parts}
+            self._micro_losses, self._micro_parts = [], []
         return loss
 
     def configure_gradient_clipping(
@@ -69,7 +131,8 @@ class LitLM(L.LightningModule):
     ):
         # the norm before clipping is what we log; max_norm=inf measures without clipping
         max_norm = self.cfg.optim.grad_clip or float("inf")
-        self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        scaler = getattr(self._trainer.precision_plugin, "scaler", None) if self._trainer else None
+        self._grad_norm = clip_gradients(self.model.parameters(), optimizer, max_norm, scaler)
 
     def configure_optimizers(self):
         # fused AdamW: one kernel for all parameters (CPU too: 4-5x faster than the per-tensor loop)
@@ -84,6 +147,8 @@ class LitLM(L.LightningModule):
             self._clock = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        if not self.step_ends(batch_idx):
+            return
         if self.first_step_wall is None:
             self.first_step_wall = time.time()
         step, t = self.global_step, self.cfg.train
@@ -140,13 +205,13 @@ class LitLM(L.LightningModule):
         fn = fn or self.forward_fn
         was_training = self.model.training
         self.model.eval()
-        total, count, bs = 0.0, 0, self.cfg.train.batch_size
+        total, count, bs = 0.0, 0, self.rows_per_forward
         for i in range(0, len(x), bs):
             xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
-            logits = fn(xb)
-            ce = torch.nn.functional.cross_entropy(
-                logits.float().view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum"
-            )
+            # a short last batch would recompile a compiled forward: it runs eagerly
+            with self.autocast():  # the training forward's precision
+                logits = (fn if len(xb) == bs else self.model)(xb)
+            ce = summed_cross_entropy(logits, yb)  # fp32, chunked for bf16 logits
             total, count = total + ce.item(), count + yb.numel()
         self.model.train(was_training)
         return total / count

@@ -29,6 +29,14 @@ from archlab.runs.record import write_json
 from archlab.startup import process_start_time
 from archlab.train.callbacks import DivergenceStop, Telemetry
 from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
+from archlab.train.distributed import (
+    MicroBatches,
+    configure_process,
+    launch_rank,
+    local_devices,
+    srun_tasks,
+    trainer_kwargs,
+)
 from archlab.train.faults import Interrupted, SignalGuard, check_run_environment, describe_error
 from archlab.train.loggers import finish_loggers, make_loggers
 from archlab.train.module import LitLM
@@ -60,18 +68,16 @@ def _quiet_libraries() -> None:
 
 
 def _configure_torch(cfg: ArchlabConfig):
-    torch.set_num_threads(cfg.trainer.threads or os.cpu_count() or 1)
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
     )
+    local = 1 if srun_tasks() > 1 else local_devices(cfg, on_gpu) or 1  # ranks on this node
+    configure_process(cfg, on_gpu, local)  # again in every worker (LitLM.setup)
     precision = cfg.trainer.precision or ("bf16-mixed" if on_gpu else "32-true")
     deterministic = (
         cfg.trainer.deterministic if cfg.trainer.deterministic is not None else not on_gpu
     )
-    if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return precision, deterministic
+    return precision, deterministic, on_gpu
 
 
 @dataclass
@@ -88,6 +94,9 @@ class RunState:
     loggers: list = field(default_factory=list)
     precision: str = "32-true"
     deterministic: bool = True
+    on_gpu: bool = False
+    writer: bool = True  # under srun every rank runs train(): rank 0 writes the run record
+    accum: int = 1  # micro-batches per optimizer step
     batches: TrainBatches | None = None
     lit: LitLM | None = None
     ckpt: Checkpointing | None = None
@@ -133,14 +142,16 @@ def _begin(cfg: ArchlabConfig, job: Job) -> RunState:
     }
     start = time.time()
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
-    return RunState(cfg, job, run_dir, summary, start, _process_start(start), guard)
+    run = RunState(cfg, job, run_dir, summary, start, _process_start(start), guard)
+    run.writer = launch_rank() == 0
+    return run
 
 
 def _prepare(run: RunState) -> tuple[TokenSplits, dict]:
     """Seed, tokens, the final check of the config, and the run record's config.yaml."""
     cfg, summary = run.cfg, run.summary
     _quiet_libraries()
-    run.precision, run.deterministic = _configure_torch(cfg)
+    run.precision, run.deterministic, run.on_gpu = _configure_torch(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_tokens(cfg.data, cfg.tokenizer)
     cfg.model.vocab_size = data.model_vocab_size  # tokenizer vocab padded to a multiple of 64
@@ -151,8 +162,9 @@ def _prepare(run: RunState) -> tuple[TokenSplits, dict]:
         summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
     config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
     config_dict["data_info"] = data.info()
-    (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
-    data.save_tokenizer(run.run_dir)
+    if run.writer:
+        (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
+        data.save_tokenizer(run.run_dir)
     summary.update(
         data_regime(
             len(data.train),
@@ -174,7 +186,8 @@ def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple
     resume = find_resume(run.run_dir, cfg.resume)
     run.ckpt = Checkpointing(cfg, run.run_dir, config_dict, resume, run.guard)
     run.ckpt.restore_module(run.lit)  # resume: weights + counters; optimizer etc. at train start
-    truncate_metrics(run.run_dir, run.ckpt.start_step)  # rows logged after the checkpoint go
+    if run.writer:
+        truncate_metrics(run.run_dir, run.ckpt.start_step)  # rows logged after the checkpoint go
     summary["resumed_from_step"] = run.ckpt.start_step or None
     summary.update(
         params=run.lit.model.num_params(),
@@ -184,10 +197,11 @@ def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple
     run.loggers = make_loggers(cfg, run.job, config_dict, run.ckpt.wandb_id, run.job.swept)
     summary["wandb_dir"] = next((lg.run_dir for lg in run.loggers if hasattr(lg, "run_dir")), None)
     run.ckpt.wandb_id = next((lg.run_id for lg in run.loggers if hasattr(lg, "run_id")), None)
+    parallel = trainer_kwargs(cfg, run.on_gpu)  # devices, nodes, strategy, accumulation
+    run.accum = parallel["accumulate_grad_batches"]
     run.trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        strategy=cfg.trainer.strategy,
+        **parallel,
         precision=run.precision,
         deterministic=run.deterministic,
         max_steps=cfg.train.max_steps,
@@ -209,7 +223,9 @@ def _fit(run: RunState) -> None:
     """Trainer.fit from the resumed step; the run's status."""
     cfg, lit, ckpt = run.cfg, run.lit, run.ckpt
     first = min(ckpt.start_step, cfg.train.max_steps)
-    loader = train_loader(run.batches, first, cfg.train.max_steps)
+    k = run.accum  # the loader yields micro-batches: k per optimizer step
+    run.summary.update(world_size=run.trainer.world_size, micro_batches_per_step=k)
+    loader = train_loader(MicroBatches(run.batches, k), first * k, cfg.train.max_steps * k)
     run.trainer.fit(lit, train_dataloaders=loader)
     ckpt.collect_rank0(lit, run.trainer)  # ddp_spawn / ddp_notebook: rank 0 state to here
     if run.guard.signum is not None:  # stopped early by SIGTERM/SIGINT: interrupted
@@ -267,7 +283,8 @@ def _finalise(run: RunState) -> None:
         if getattr(logger, "error", None):
             summary["wandb_error"] = logger.error
     finish_loggers(run.loggers, summary, _model_artifact(run))
-    write_json(run.run_dir / "summary.json", summary)
+    if run.writer:
+        write_json(run.run_dir / "summary.json", summary)
 
 
 def _model_artifact(run: RunState) -> Path | None:
