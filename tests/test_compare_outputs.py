@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from archlab.runs.compare import compare_runs, main
+from archlab.runs.table import relativize
 from fixtures_runs import make_ab_sweep, make_lr_sweep, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,9 +38,9 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
     _, out = ab_out
     md = (out / "report.md").read_text()
     assert "| arm | runs | diverged | failed | final val loss (mean ± 95% CI)" in md
-    assert re.search(r"\| mlp=geglu \| 4 \| 1 \| 0 \| 2\.8033 ± \d\.\d{4} \| -0\.2000 \[", md)
+    assert re.search(r"\| mlp=geglu \| 4 \| 1 \| 0 \| \d\.\d{4} ± \d\.\d{4} \| -0\.2000 \[", md)
     assert "| unstable |" in md and "better (Δ -0.2000" in md
-    assert "Baseline seed noise" in md and "out of memory" in md
+    assert "Noise floor" in md and "out of memory" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {
         "final_val_loss.png",
@@ -56,7 +57,8 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
 def test_compare_json_round_trips(ab_out):
     sweep, out = ab_out
     data = json.loads((out / "compare.json").read_text())
-    assert data == compare_runs([str(sweep)])
+    assert data == relativize(compare_runs([str(sweep)]), out)
+    assert not any(Path(r["source"]).is_absolute() for r in data["failed_runs"])
     assert data["arms"][1]["verdict"] == "unstable" and data["arms"][1]["test_verdict"] == "better"
 
 

@@ -16,6 +16,9 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     scale_note: what the literature says needs scale
     requires: [../shared/data/tinyshakespeare.txt]          # optional: files (skip if absent)
     smoke: {overrides: [train.max_steps=2], seeds: 1, lr_grid: [1e-3, 1e-2]}
+    protocol: tuned                   # optional, with lr_grid: pick each arm's LR on
+    scout_seeds: [0, 1]               #   scout seeds (every grid LR), then compare on
+    confirm_seeds: [2, 3, 4, 5, 6]    #   confirm seeds at the recorded pick
 
 Override lists are merged by key, later wins: base < smoke < arm < lr < seed.
 """
@@ -27,19 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.claims.checks import CHECK_KINDS
+
 REPO = Path(__file__).resolve().parents[3]
 CLAIMS_DIR = Path(os.environ.get("ARCHLAB_CLAIMS_DIR") or REPO / "experiments" / "claims")
 
-CHECK_KINDS = {
-    "lower",
-    "higher",
-    "equivalent",
-    "small_cost",
-    "faster",
-    "ratio_equals",
-    "lr_sensitivity_lower",
-    "below",
-}
 REQUIRED = (
     "id",
     "claim",
@@ -53,7 +48,20 @@ REQUIRED = (
     "rule",
     "scale_note",
 )
-OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds", "benchmark")
+OPTIONAL = (
+    "lr_grid",
+    "smoke",
+    "requires",
+    "notes",
+    "title",
+    "needs",
+    "arm_seeds",
+    "benchmark",
+    "protocol",
+    "scout_seeds",
+    "confirm_seeds",
+)
+PROTOCOLS = ("grid", "tuned")
 
 
 class ClaimError(ValueError):
@@ -81,7 +89,37 @@ class Claim:
     needs: list[str] = field(default_factory=list)  # knobs/metrics from other branches
     arm_seeds: dict[str, int] = field(default_factory=dict)  # fewer seeds for some arms
     benchmark: list[str] = field(default_factory=list)  # micro-benchmarks (claims/bench.py)
+    protocol: str = "grid"  # grid: every arm × seed × lr; tuned: scout, pick, confirm
+    scout_seeds: list[int] = field(default_factory=list)
+    confirm_seeds: list[int] = field(default_factory=list)
     path: Path | None = None
+
+    def seed_split(self, smoke: bool) -> tuple[list[int], list[int]]:
+        """(scout, confirm) seeds: the LR is picked on scout seeds, arms compared on confirm."""
+        if self.protocol == "tuned":
+            if smoke:
+                return [0], [1]
+            return list(self.scout_seeds), list(self.confirm_seeds)
+        _, n_seeds, _ = self.settings(smoke)
+        seeds = list(range(n_seeds))
+        return (seeds[:1], seeds[1:]) if n_seeds > 1 else (seeds, seeds)
+
+    def tuned_jobs(self, smoke: bool, picks: dict[str, float] | None):
+        """Scout jobs (every grid LR), then confirm jobs at ``picks`` (the grid's first LR for
+        validation when no pick exists yet)."""
+        base, _, grid = self.settings(smoke)
+        scout, confirm = self.seed_split(smoke)
+        out = [
+            (arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"]))
+            for seed in scout
+            for lr in grid
+            for arm, over in self.arms.items()
+        ]
+        for seed in confirm:
+            for arm, over in self.arms.items():
+                lr = (picks or {}).get(arm, grid[0])
+                out.append((arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"])))
+        return out
 
     def settings(self, smoke: bool) -> tuple[list[str], int, list[float] | None]:
         """(base overrides, number of seeds, LR grid) for the full or the smoke run."""
@@ -93,9 +131,11 @@ class Claim:
             grid = s.get("lr_grid") or grid[:: max(1, len(grid) - 1)][:2]
         return merge(self.base, s.get("overrides") or []), int(s.get("seeds", 1)), grid
 
-    def jobs(self, smoke: bool = False) -> list[tuple[str, list[str]]]:
+    def jobs(self, smoke: bool = False, picks=None) -> list[tuple[str, list[str]]]:
         """``(arm, overrides)`` for every job, seed-major (arms interleaved, so load changes on a
         shared machine hit every arm alike and a partial run still has paired seeds)."""
+        if self.protocol == "tuned":
+            return self.tuned_jobs(smoke, picks)
         base, n_seeds, grid = self.settings(smoke)
         out = []
         for seed in range(n_seeds):
@@ -143,6 +183,28 @@ def _need(cond: bool, path: Path, message: str) -> None:
 
 def _strs(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _seed_list(value: Any) -> bool:
+    return isinstance(value, list) and value and all(isinstance(v, int) and v >= 0 for v in value)
+
+
+def _protocol(data: dict, path: Path, grid) -> dict[str, Any]:
+    """``protocol: tuned`` needs lr_grid and disjoint scout_seeds / confirm_seeds lists."""
+    protocol = data.get("protocol", "grid")
+    _need(protocol in PROTOCOLS, path, f"protocol must be one of {', '.join(PROTOCOLS)}")
+    if protocol == "grid":
+        _need(
+            "scout_seeds" not in data and "confirm_seeds" not in data,
+            path,
+            "scout_seeds/confirm_seeds need protocol: tuned",
+        )
+        return {}
+    scout, confirm = data.get("scout_seeds"), data.get("confirm_seeds")
+    _need(grid is not None, path, "protocol: tuned needs lr_grid")
+    _need(_seed_list(scout) and _seed_list(confirm), path, "scout_seeds/confirm_seeds: int lists")
+    _need(not set(scout) & set(confirm), path, "scout_seeds and confirm_seeds must not overlap")
+    return {"protocol": protocol, "scout_seeds": scout, "confirm_seeds": confirm}
 
 
 def load_claim(path: Path) -> Claim:
@@ -216,6 +278,13 @@ def load_claim(path: Path) -> Claim:
         )
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
+        margin = str(check.get("margin", check.get("max_cost", "")))
+        _need(
+            not margin.endswith("std"),
+            path,
+            f"rule[{i}]: margin {margin!r} is in units of measured noise; give nats or x%",
+        )
+    protocol = _protocol(data, path, grid)
     from archlab.claims.bench import BENCHMARKS
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
@@ -243,6 +312,7 @@ def load_claim(path: Path) -> Claim:
         needs=list(data.get("needs") or []),
         arm_seeds=dict(arm_seeds),
         benchmark=list(data.get("benchmark") or []),
+        **protocol,
         path=path,
     )
 

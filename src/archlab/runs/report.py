@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.runs.curves import LOSS_METRICS, arm_curve
+from archlab.runs.table import relativize, write_csv
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -53,48 +54,49 @@ def _loss_cell(stat: dict) -> str:
     return f"{_f(stat['mean'])} ± {_f(stat['mean'] - stat['ci_low'])}"
 
 
+def _delta_cells(d: dict | None) -> tuple[str, str]:
+    if d is None:
+        return "—", "—"
+    delta = _f(d["mean"], sign=True)
+    if d["ci_low"] is not None:
+        delta += f" [{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}]"
+    p = _p(d["p_value"])
+    if d.get("p_holm") is not None:
+        p += f", Holm {_p(d['p_holm'])}"
+    if d["test"] != "none":
+        p += f" ({d['test']}" + (f", {d['n_pairs']} seeds)" if d["test"] == "paired" else ")")
+    return delta, p
+
+
+def _lr_cells(arm: dict) -> list[str]:
+    pick = arm.get("lr_pick") or {}
+    lr = f"{arm['lr']:g}" if arm.get("lr") is not None else "n/a"
+    return [lr + (" (grid edge!)" if pick.get("on_edge") else ""), _f(arm.get("lr_sensitivity"))]
+
+
 def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the arms table (shared by report.md and report.html)."""
     level = f"{result['setup']['ci_level']:.0%}"
     lr = result["setup"]["lr_sweep"]
-    header = ["arm", "runs", "diverged", "failed"] + (["best lr", "LR sensitivity"] if lr else [])
+    header = ["arm", "runs", "diverged", "failed"] + (["tuned lr", "LR sensitivity"] if lr else [])
     header += [
         f"final val loss (mean ± {level} CI)",
         f"Δ vs baseline [{level} CI]",
         "p (test)",
+        "seed sd",
+        "eval se",
         "verdict",
         "params",
         "tokens/s",
     ]
     rows = []
     for arm in result["arms"]:
-        d = arm["diff"]
-        if d is None:
-            delta, p = "—", "—"
-        else:
-            delta = _f(d["mean"], sign=True)
-            if d["ci_low"] is not None:
-                delta += f" [{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}]"
-            p = _p(d["p_value"]) + (
-                ""
-                if d["test"] == "none"
-                else f" ({d['test']}"
-                + (f", {d['n_pairs']} seeds)" if d["test"] == "paired" else ")")
-            )
+        delta, p = _delta_cells(arm["diff"])
         cells = [arm["label"], str(arm["n_runs"]), str(arm["n_diverged"]), str(arm["n_failed"])]
-        if lr:
-            cells += [
-                f"{arm['lr']:g}" if arm.get("lr") is not None else "n/a",
-                _f(arm.get("lr_sensitivity")),
-            ]
-        cells += [
-            _loss_cell(arm["final_val_loss"]),
-            delta,
-            p,
-            arm["verdict"],
-            _int(arm["params"]),
-            _int(arm["tokens_per_sec"]),
-        ]
+        cells += _lr_cells(arm) if lr else []
+        cells += [_loss_cell(arm["final_val_loss"]), delta, p, _f(arm.get("seed_noise"))]
+        cells += [_f(arm.get("eval_noise")), arm["verdict"], _int(arm["params"])]
+        cells += [_int(arm["tokens_per_sec"])]
         rows.append(cells)
     return header, rows
 
@@ -111,7 +113,7 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     out = []
     for arm in result["arms"][1:]:
         d = arm["diff"]
-        at_lr = f" at its best lr {arm['lr']:g}" if arm.get("lr") is not None else ""
+        at_lr = f" at its tuned lr {arm['lr']:g}" if arm.get("lr") is not None else ""
         if arm["test_verdict"] == "n/a":
             why = (
                 "no test possible (needs ≥2 runs per arm, or ≥2 shared seeds with non-zero spread)"
@@ -127,7 +129,10 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
             why = f"{arm['test_verdict']} (Δ {_f(d['mean'], sign=True)}, p {p}, {test}, alpha {alpha})"
         line = f"- **{arm['label']}** vs **{base}**{at_lr}: {why}"
         if arm["verdict"] == "unstable":
-            line += f"; **unstable**: {arm['n_diverged_compared']} seed(s) diverged and are excluded from the mean"
+            line += (
+                f"; **unstable**: {arm['n_diverged_compared']} seed(s) diverged "
+                "(counted at their loss at init)"
+            )
         out.append(line + ".")
     return out
 
@@ -142,8 +147,15 @@ def setup_line(result: dict[str, Any]) -> str:
         f"metric: {s['metric']}; {s['ci_level']:.0%} t-intervals; paired t-test by seed when "
         f"two arms share ≥2 seeds, else Welch; alpha {s['alpha']}."
     )
-    if s["lr_sweep"]:
-        line += f" LR sweep over `{s['lr_key']}`: each arm is compared at its best LR."
+    proto = s.get("protocol") or {}
+    if s["lr_sweep"] and proto.get("tune"):
+        line += (
+            f" LR sweep over `{s['lr_key']}`: each arm's LR is tuned on scout seeds "
+            f"{proto['scout']} and compared on confirm seeds {proto['confirm']}"
+            + (" (in sample: one seed only)." if proto.get("in_sample") else ".")
+        )
+    if s.get("budget"):
+        line += f" Budget: {s['budget']['shared']}."
     if s["common"]:
         line += " Common: " + ", ".join(f"{k}={v}" for k, v in s["common"].items()) + "."
     return line
@@ -304,7 +316,9 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
         "",
         f"**Setup:** {setup_line(result)}",
         "",
-        f"**Baseline seed noise:** std of final val loss = {_f(noise)} over {n_base} seed(s)"
+        f"**Noise floor:** baseline seed noise (std of final val loss over seeds) = {_f(noise)} "
+        f"over {n_base} seed(s); evaluation noise (standard error of a run's val loss over its "
+        f"validation windows) = {_f(result.get('eval_noise'))}"
         + (" (a single seed: noise unknown, verdicts are n/a)" if noise is None else ""),
         "",
         "## Arms",
@@ -386,12 +400,13 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     for axis in x_axes:
         if not any(c["group"] == f"curves_{axis}" for c in charts):
             notes.append(f"no arm has `{axis}` in its metric lines: {axis} figure omitted")
-    pngs = write_pngs(charts, analysis.result, out)
+    result = relativize(analysis.result, out)
+    pngs = write_pngs(charts, result, out)
     paths = {
-        "report.md": render_markdown(analysis.result, pngs, notes),
-        "report.html": render_html(analysis.result, charts, table_rows(analysis.result), notes),
-        "compare.json": json.dumps(analysis.result, indent=2, allow_nan=False) + "\n",
+        "report.md": render_markdown(result, pngs, notes),
+        "report.html": render_html(result, charts, table_rows(result), notes),
+        "compare.json": json.dumps(result, indent=2, allow_nan=False) + "\n",
     }
     for name, text in paths.items():
         (out / name).write_text(text, encoding="utf-8")
-    return [out / n for n in paths] + pngs
+    return [out / n for n in paths] + [write_csv(analysis, out)] + pngs
