@@ -26,6 +26,8 @@ class LitLM(L.LightningModule):
         self.val_x, self.val_y = val_data
         self.val_tokens = val_tokens  # the val split, for evaluation at longer contexts
         self.val_loss_at: dict[str, float | None] = {}
+        self.long_context: dict[str, dict] = {}  # same-token long-context reports (k -> dict)
+        self.last_val_se: float | None = None  # standard error of the val loss over windows
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
         # not a registered submodule: the state dict holds each weight once, as model.*
@@ -124,44 +126,42 @@ class LitLM(L.LightningModule):
             logger.log_metrics(row, step=step)
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
-    def evaluate(
-        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, fn=None
-    ) -> float:
-        """Mean cross-entropy over the fixed validation windows (``fn``: the forward to use)."""
+    def evaluate(self, x=None, y=None, fn=None) -> float:
+        """Mean cross-entropy over the fixed validation windows (sets ``last_val_se``)."""
+        from archlab.train.evaluation import val_loss_and_se
+
         x = self.val_x if x is None else x
         y = self.val_y if y is None else y
-        fn = fn or self.forward_fn
         was_training = self.model.training
         self.model.eval()
-        total, count, bs = 0.0, 0, self.cfg.train.batch_size
-        for i in range(0, len(x), bs):
-            xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
-            logits = fn(xb)
-            ce = torch.nn.functional.cross_entropy(
-                logits.float().view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum"
-            )
-            total, count = total + ce.item(), count + yb.numel()
+        loss, self.last_val_se = val_loss_and_se(
+            fn or self.forward_fn, x, y, self.cfg.train.batch_size, self.device
+        )
         self.model.train(was_training)
-        return total / count
+        return loss
 
-    def evaluate_at_length(self, length: int) -> float | None:
-        """Val loss on fixed windows of ``length`` tokens (past the trained context); None when
-        the position scheme cannot represent those positions (learned embeddings)."""
-        from archlab.data.windows import val_windows
+    def evaluate_long_context(self, k: int) -> dict:
+        """Same-token long-context report at ``k``× the trained length (train/evaluation.py);
+        the eager model: a new length would recompile, and compiled graphs skip range checks."""
+        from archlab.train.evaluation import long_context
 
-        x, y = val_windows(self.val_tokens, length, self.cfg.data.val_windows)
-        try:  # eager model: a new length would recompile, and compiled graphs skip the
-            return self.evaluate(x, y, fn=self.model)  # position-range checks
-        except ValueError:  # e.g. learned positions past block_size
-            return None
+        was_training = self.model.training
+        self.model.eval()
+        T, bs = self.cfg.model.block_size, self.cfg.train.batch_size
+        try:
+            return long_context(self.model, self.val_tokens, T, k, bs, self.device)
+        finally:
+            self.model.train(was_training)
 
     def _log_val(self, step: int) -> None:
         self.last_val_loss = self.evaluate()
-        row = {"val/loss": self.last_val_loss}
+        row = {"val/loss": self.last_val_loss, "val/loss_se": self.last_val_se}
         if step == self.cfg.train.max_steps:
             for k in self.cfg.train.eval_context_multiples:
-                self.val_loss_at[f"{k}x"] = self.evaluate_at_length(k * self.cfg.model.block_size)
+                report = self.long_context[f"{k}x"] = self.evaluate_long_context(k)
+                self.val_loss_at[f"{k}x"] = report.get("all_positions")
                 row[f"val/loss@{k}x"] = self.val_loss_at[f"{k}x"]
+                for name in ("full", "cut", "gain"):
+                    row[f"val/long{k}x_{name}"] = report.get(name)
         self._emit(step, row)
         self.log("val", self.last_val_loss, prog_bar=True, logger=False)

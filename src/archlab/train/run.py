@@ -124,6 +124,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         "run_dir": str(run_dir),
     }
     start = time.time()
+    planned_budget = config_dict = None
     t0 = _process_start(start)  # start-up = first optimizer step − t0 (summary startup_sec)
     loggers: list = []
     lit = ckpt = trainer = None
@@ -152,6 +153,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         config_dict["data_info"] = data.info()
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
         data.save_tokenizer(run_dir)
+        planned_budget = _apply_budget(cfg)  # derives max_steps from train.budget
         summary.update(
             data_regime(
                 len(data.train),
@@ -242,6 +244,7 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
         if summary.get("train_tokens"):  # epochs of the training split actually seen
             summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
         summary["elapsed_sec"] = round(time.time() - start, 3)
+        _record_measurements(summary, cfg, lit, planned_budget, config_dict)
         for logger in loggers:
             if getattr(logger, "error", None):
                 summary["wandb_error"] = logger.error
@@ -252,6 +255,29 @@ def train(cfg: ArchlabConfig, job: Job) -> dict:
                 logger.finalize("success" if summary["status"] == "completed" else "failed")
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _apply_budget(cfg: ArchlabConfig) -> dict | None:
+    from archlab.model.flops import train_flops_per_token
+    from archlab.train.budget import apply
+
+    return apply(cfg, train_flops_per_token(cfg.model))
+
+
+def _record_measurements(summary: dict, cfg, lit, planned_budget, config_dict) -> None:
+    """Budget achieved, evaluation noise, long-context reports and provenance (summary.json)."""
+    from archlab.runs.provenance import collect, usage
+    from archlab.train.budget import achieved
+
+    corpus = ((config_dict or {}).get("data_info") or {}).get("fingerprint")
+    summary["provenance"] = {**collect(cfg.trainer.threads, corpus), **usage()}
+    if lit is None:
+        return
+    summary["budget"] = achieved(
+        planned_budget, lit.global_step, summary["tokens"], lit.flops_per_token, lit._train_time
+    )
+    summary["val_loss_se"] = lit.last_val_se
+    summary["long_context"] = lit.long_context or None
 
 
 _FIRST_JOB = [True]
