@@ -194,7 +194,7 @@ def _arm_row(arm: Arm, proto: Protocol, warnings: list[str]) -> tuple[dict, list
     row["params"] = params.most_common(1)[0][0] if params else None
     row["tokens_per_sec"] = _mean(r.summary.get("tokens_per_sec") for r in live)
     row["flops_per_token"] = _mean(r.summary.get("flops_per_token") for r in live)
-    return row, [r for r in compared if r.status != "diverged"]
+    return row, compared
 
 
 def _add_tests(rows: list[dict], alpha: float) -> None:
@@ -279,6 +279,7 @@ def analyze(
 ) -> Analysis:
     """Group ``records`` into arms and compute every statistic of the report."""
     from archlab.runs.budget_check import budget_summary
+    from archlab.runs.ladder import analyze_ladder
     from archlab.runs.provenance import pooling_differences
 
     if not records:
@@ -298,6 +299,9 @@ def analyze(
     rows = list(rows)
     _add_tests(rows, alpha)
     budget = budget_summary(records, rows, warnings)
+    ladder = analyze_ladder(arms, compared, arm_keys, scored_loss, alpha)
+    if ladder is not None and not lr_sweep:
+        warnings.append("ladder at one fixed LR for every rung: the optimum moves with size")
     warnings += pooling_differences(records)
     result = {
         "setup": {**_setup(records, arm_keys, lr_sweep, alpha, proto), "budget": budget},
@@ -305,10 +309,12 @@ def analyze(
         "seed_noise": rows[0]["seed_noise"],
         "eval_noise": rows[0]["eval_noise"],
         "arms": rows,
+        "ladder": ladder,
         **_run_lists(arms),
         "warnings": warnings,
     }
-    return Analysis(json_ready(result), arms, list(compared), warnings)
+    curves = [[r for r in runs if r.status != "diverged"] for runs in compared]
+    return Analysis(json_ready(result), arms, curves, warnings)
 
 
 def json_ready(obj: Any) -> Any:

@@ -29,6 +29,8 @@ svg text{font-size:11px;fill:#444}.hint{color:#777;font-size:12px}
 
 JS = r"""
 const DATA = JSON.parse(document.getElementById('archlab-data').textContent);
+// anything that came from a run (arm labels, notes) is text, never markup
+const esc = t => String(t).replace(/[&<>"']/g, ch => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[ch]);
 const NS = 'http://www.w3.org/2000/svg', W = 620, H = 340, M = {l: 62, r: 14, t: 10, b: 40};
 const hidden = new Set(), charts = [];
 const el = (tag, attrs, parent) => {
@@ -82,7 +84,7 @@ function makeChart(spec, host) {
   const legend = box.querySelector('.legend');
   for (const s of spec.series) {
     const item = document.createElement('span');
-    item.innerHTML = `<i style="background:${s.color}"></i>`;
+    item.innerHTML = `<i style="background:${esc(s.color)}"></i>`;
     item.appendChild(document.createTextNode(s.name));
     item.dataset.arm = s.name;
     item.onclick = () => { hidden.has(s.name) ? hidden.delete(s.name) : hidden.add(s.name); redrawAll(); };
@@ -144,7 +146,7 @@ function draw(c) {
       el('path', {d: pathOf(xs, ys, sx, sy) + 'Z', fill: s.color, opacity: 0.18, class: 'band'}, g);
     }
     el('path', {d: pathOf(s.x, s.y, sx, sy), fill: 'none', stroke: s.color, 'stroke-width': 1.8, class: 'line'}, g);
-    if (s.points) s.x.forEach((x, i) => s.y[i] != null &&
+    if (s.points || s.x.length === 1) s.x.forEach((x, i) => s.y[i] != null &&
       el('circle', {cx: sx(x), cy: sy(s.y[i]), r: 3.5, fill: s.color}, g));
     for (const m of s.markers || []) {
       const x = sx(m.x), y = sy(m.y);
@@ -188,12 +190,12 @@ function attachEvents(c) {
       xAt = xAt ?? s.x[i];
       const band = s.lo ? ` [${fmt(s.lo[i])}, ${fmt(s.hi[i])}]` : '';
       const n = s.n ? ` n=${s.n[i]}` : '';
-      rows += `<div><b style="color:${s.color}">■</b> ${s.name}: ${fmt(s.y[i])}${band}${n}</div>`;
+      rows += `<div><b style="color:${esc(s.color)}">■</b> ${esc(s.name)}: ${fmt(s.y[i])}${band}${n}</div>`;
       for (const m of s.markers || []) if (Math.abs(sx(m.x) - px) < 8)
-        rows += `<div style="color:${s.color}">× ${m.label} at ${fmt(m.x)}</div>`;
+        rows += `<div style="color:${esc(s.color)}">× ${esc(m.label)} at ${fmt(m.x)}</div>`;
     }
     if (!rows) { tip.style.display = 'none'; return; }
-    tip.innerHTML = `<div>${spec.xlabel} ≈ ${fmt(xAt ?? x)}</div>` + rows;
+    tip.innerHTML = `<div>${esc(spec.xlabel)} ≈ ${fmt(xAt ?? x)}</div>` + rows;
     tip.style.display = 'block';
     tip.style.left = Math.min(px + 16, W - 180) + 'px';
     tip.style.top = (py + 30) + 'px';

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from archlab.runs.curves import LOSS_METRICS, arm_curve
+from archlab.runs.context_report import context_charts, context_markdown
+from archlab.runs.ladder_report import ladder_charts, ladder_markdown
 from archlab.runs.table import relativize, write_csv
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
@@ -161,6 +163,13 @@ def setup_line(result: dict[str, Any]) -> str:
     return line
 
 
+def _seed_band(grid_point: dict, init: float | None) -> tuple[float, float]:
+    """Min–max over seeds at one LR, a diverged seed at the loss at init."""
+    vals = [init if f is None else f for f in grid_point["finals"]]
+    vals = [v for v in vals if v is not None] or [grid_point["mean"]]
+    return min(vals), max(vals)
+
+
 def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Chart specs (JSON-ready, shared by the PNGs and the HTML) and notes on dropped axes."""
     result, notes, charts = analysis.result, [], []
@@ -205,6 +214,7 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
             pts = [g for g in arm["lr_grid"] if g["lr"] is not None]
             ok = [g for g in pts if g["mean"] is not None]
             top = arm["loss_at_init"]
+            band = [_seed_band(g, top) for g in ok]
             series.append(
                 {
                     "name": arm["label"],
@@ -212,6 +222,8 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
                     "points": True,
                     "x": [g["lr"] for g in ok],
                     "y": [g["mean"] for g in ok],
+                    "lo": [b[0] for b in band],
+                    "hi": [b[1] for b in band],
                     "markers": [
                         {"x": g["lr"], "y": top, "label": f"{g['n_diverged']}/{g['n']} diverged"}
                         for g in pts
@@ -241,15 +253,30 @@ def _plot_series(ax, s: dict[str, Any]) -> None:
         np.asarray(s["x"], float),
         np.asarray([np.nan if v is None else v for v in s["y"]], float),
     )
-    ax.plot(
-        x, y, color=s["color"], label=s["name"], marker="o" if s.get("points") else None, lw=1.6
-    )
+    marker = "o" if s.get("points") or len(x) == 1 else None  # a single val point: a marker
+    ls = "--" if s.get("dashed") else "-"
+    ax.plot(x, y, color=s["color"], label=s["name"], marker=marker, lw=1.6, ls=ls)
     if "lo" in s:
         ax.fill_between(
             x, np.asarray(s["lo"], float), np.asarray(s["hi"], float), color=s["color"], alpha=0.18
         )
     for m in s.get("markers", []):
         ax.plot([m["x"]], [m["y"]], marker="x", ms=9, mew=2, color=s["color"], ls="none")
+
+
+def distinct_ticks(ax, chart: dict[str, Any]) -> None:
+    """Tick labels that never repeat: grid values on an LR axis, plain numbers elsewhere."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    if chart["id"] == "loss_vs_lr":
+        xs = sorted({x for s in chart["series"] for x in s["x"]})
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if chart.get("logy"):
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    else:
+        ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) -> list[Path]:
@@ -270,6 +297,8 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
             for s in c["series"]:
                 _plot_series(ax, s)
             ax.set_xscale("log" if c["logx"] else "linear")
+            ax.set_yscale("log" if c.get("logy") else "linear")
+            distinct_ticks(ax, c)
             ax.set(title=c["title"], xlabel=c["xlabel"], ylabel=c["ylabel"])
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
@@ -307,7 +336,9 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
     return [path] + written
 
 
-def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) -> str:
+def render_markdown(
+    result: dict[str, Any], pngs: list[Path], notes: list[str], extra: list[str] | None = None
+) -> str:
     header, rows = table_rows(result)
     noise = result["seed_noise"]
     n_base = result["arms"][0]["final_val_loss"]["n"]
@@ -363,6 +394,7 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
                 ["arm", "loss at init", "LR sensitivity"] + [f"lr={lr:g}" for lr in lrs], cells
             ),
         ]
+    md += ladder_markdown(result) + (extra or [])
     md += ["", "## Figures", ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs]
     md += [
@@ -397,13 +429,14 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     charts, notes = build_charts(analysis, x_axes)
+    charts += ladder_charts(analysis.result) + context_charts(analysis)
     for axis in x_axes:
         if not any(c["group"] == f"curves_{axis}" for c in charts):
             notes.append(f"no arm has `{axis}` in its metric lines: {axis} figure omitted")
     result = relativize(analysis.result, out)
     pngs = write_pngs(charts, result, out)
     paths = {
-        "report.md": render_markdown(result, pngs, notes),
+        "report.md": render_markdown(result, pngs, notes, context_markdown(analysis)),
         "report.html": render_html(result, charts, table_rows(result), notes),
         "compare.json": json.dumps(result, indent=2, allow_nan=False) + "\n",
     }
