@@ -291,3 +291,59 @@ def test_reproduce_all_smoke(tmp_path):
     for claim in claims:
         report = (tmp_path / "results" / f"{claim}.md").read_text()
         assert "**Verdict:" in report, claim
+
+
+TUNED_CLAIM = """
+id: tuned_demo
+claim: demo of the tuned protocol
+sources: [none]
+base: [model/size=tiny, logger=none, train.max_steps=3, train.batch_size=4, train.log_every=1,
+       train.val_every=3, train.ckpt_every=0, data.val_windows=4, optim.warmup_steps=1]
+arms: {relu: [model/mlp=relu], gelu: [model/mlp=gelu]}
+baseline: relu
+seeds: 2
+lr_grid: [0.001, 0.003, 0.01]
+protocol: tuned
+scout_seeds: [0]
+confirm_seeds: [1]
+budget: {steps: 3}
+metrics: [val_loss]
+rule:
+  - {check: non_inferior, arm: gelu, metric: val_loss, margin: MARGIN}
+scale_note: a pipeline test
+"""
+
+
+@pytest.mark.slow
+def test_tuned_protocol_scout_pick_confirm_resume_and_preregistration(tmp_path):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    (claims / "tuned_demo.yaml").write_text(TUNED_CLAIM.replace("MARGIN", "1%"))
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    args = ("reproduce", "tuned_demo", "--out", str(tmp_path / "out"), "--threads", "1")
+    res = run_cli(*args, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sweep = tmp_path / "out" / "runs" / "sweeps" / "claim-tuned_demo"
+    picks = json.loads((sweep / "lr_pick.json").read_text())["picks"]
+    assert set(picks) == {"relu", "gelu"} and all(
+        p["lr"] in (1e-3, 3e-3, 1e-2) for p in picks.values()
+    )
+    runs = find_runs([sweep], warn=lambda m: None)
+    assert len(runs) == 2 * 3 + 2  # scouts on every grid LR, confirms only at the pick
+    confirms = [r for r in runs if r.seed == 1]
+    assert {(r.config["model"]["mlp"], r.config["optim"]["lr"]) for r in confirms} == {
+        (arm, p["lr"]) for arm, p in picks.items()
+    }
+    report = (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
+    assert "tuned LR" in report and "Pre-registered: hash" in report
+    assert "changed after data" not in report
+    # resume: nothing to train; an edited margin is flagged as changed after the data
+    (claims / "tuned_demo.yaml").write_text(TUNED_CLAIM.replace("MARGIN", "5%"))
+    res = run_cli(*args, cwd=tmp_path, env=env)
+    assert (
+        res.returncode == 0
+        and "trained 0, skipped 8" in (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
+    )
+    assert (
+        "changed after data: rule" in (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
+    )

@@ -294,9 +294,9 @@ class ClaimAnalysis:
 
 
 def refuse_mixed_provenance(claim: Claim, recs: dict[str, list]) -> None:
-    from archlab.runs.provenance import pooling_differences
+    from archlab.runs.provenance import RESULT_KEYS, pooling_differences
 
-    diffs = pooling_differences([r for rs in recs.values() for r in rs])
+    diffs = pooling_differences([r for rs in recs.values() for r in rs], RESULT_KEYS)
     if diffs:
         raise ClaimError(f"claim {claim.id}: refusing to pool runs: {'; '.join(diffs)}")
 

@@ -59,11 +59,11 @@ def arm_label(run, keys: list[str]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, _key(run, keys))) or "all"
 
 
-def _cells(arms, compared, rung_keys, arm_keys, scored) -> dict:
+def _cells(compared, rung_keys, arm_keys, scored) -> tuple[dict, dict]:
     """(arm label, rung id) -> {seed: loss}, and rung id -> mean compute."""
     cells: dict[tuple, dict] = {}
     compute: dict[tuple, list[float]] = {}
-    for arm, runs in zip(arms, compared):
+    for runs in compared:
         for run in runs:
             rung = _key(run, rung_keys)
             loss = scored(run)
@@ -141,7 +141,7 @@ def analyze_ladder(arms, compared, arm_keys, scored, alpha: float):
     if not rung_keys or not arms or not arms[0].runs:
         return None
     baseline_label = arm_label(arms[0].runs[0], other)
-    cells, compute = _cells(arms, compared, rung_keys, other, scored)
+    cells, compute = _cells(compared, rung_keys, other, scored)
     rungs = sorted(compute, key=compute.get)
     labels = sorted({lab for lab, _ in cells}, key=lambda lab: lab != baseline_label)
     if len(rungs) < 2:

@@ -2,8 +2,11 @@
 
 Recorded per run: code commit and dirty flag, the numerics version, torch and Python
 versions, CPU model and threads, the corpus content hash, peak RSS and CPU-seconds. Runs that
-differ in any of the *pooling keys* may not measure the same thing: ``archlab compare`` warns,
-the claims runner refuses.
+differ in any of the *pooling keys* may not measure the same thing: ``archlab compare`` warns.
+The claims runner refuses to pool runs that differ in a key that changes results
+(``RESULT_KEYS``: numerics version, torch, Python, CPU, corpus); a different commit with the
+same numerics version is by definition result-neutral (a change that alters results bumps
+``archlab.numerics``), so a claim can resume across commits, and the report lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 POOLING_KEYS = ("commit", "dirty", "numerics", "torch", "python", "cpu", "threads", "corpus")
+RESULT_KEYS = ("numerics", "torch", "python", "cpu", "corpus")
 SRC = Path(__file__).resolve().parents[1]  # src/archlab
 
 
@@ -79,14 +83,14 @@ def collect(threads: int | None, corpus_hash: str | None) -> dict[str, Any]:
     }
 
 
-def pooling_differences(records) -> list[str]:
-    """One line per pooling key on which the runs differ (runs without provenance are named)."""
+def pooling_differences(records, keys: tuple[str, ...] = POOLING_KEYS) -> list[str]:
+    """One line per key on which the runs differ (runs without provenance are named)."""
     out = []
     missing = [r for r in records if not isinstance(r.summary.get("provenance"), dict)]
     if missing and len(missing) < len(records):
         out.append(f"{len(missing)} run(s) record no provenance (older runs)")
     provs = [r.summary["provenance"] for r in records if r not in missing]
-    for key in POOLING_KEYS:
+    for key in keys:
         values = sorted({str(p.get(key)) for p in provs})
         if len(values) > 1:
             out.append(f"pooled runs differ in {key}: {', '.join(values[:4])}")

@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from archlab.runs.curves import LOSS_METRICS, arm_curve
 from archlab.runs.context_report import context_charts, context_markdown
+from archlab.runs.curves import LOSS_METRICS, arm_curve
 from archlab.runs.ladder_report import ladder_charts, ladder_markdown
 from archlab.runs.table import relativize, write_csv
 
