@@ -242,11 +242,35 @@ def test_registry_validation(tmp_path):
         ({"arms": {"a": [], "b": []}}, "same overrides"),
         ({"extra": 1}, "unknown keys"),
         ({"rule": [{"check": "lr_sensitivity_lower", "arm": "b"}]}, "lr_grid"),
+        ({"rule": [{"check": "lower", "arm": "b", "margin": "2std"}]}, "measured noise"),
+        ({"protocol": "tuned"}, "lr_grid"),
+        (
+            {
+                "lr_grid": [0.001, 0.01],
+                "protocol": "tuned",
+                "scout_seeds": [0],
+                "confirm_seeds": [0],
+            },
+            "overlap",
+        ),
+        ({"ladder": [["model/size=tiny"]]}, "ladder"),
     ]:
         path.write_text(yaml.safe_dump(_minimal(**bad)))
         with pytest.raises(ClaimError, match=msg):
             load_claim(path)
     assert merge(["a=1", "b=2"], ["a=3"]) == ["b=2", "a=3"]
+
+
+def test_claim_ladder_runs_every_arm_on_every_rung(tmp_path):
+    path = tmp_path / "x.yaml"
+    rungs = [["train.budget=tokens:1e4"], ["train.budget=tokens:2e4"]]
+    path.write_text(yaml.safe_dump(_minimal(ladder=rungs)))
+    claim = load_claim(path)
+    jobs = claim.jobs()
+    assert len(jobs) == 2 * 2 * 2  # seeds × rungs × arms
+    assert len(claim.arm_signatures()) == 4 and set(claim.arm_signatures().values()) == {"a", "b"}
+    top = [o for _, o in jobs if claim.on_top_rung(o)]
+    assert len(top) == 4 and all("train.budget=tokens:2e4" in o for o in top)
 
 
 def test_every_registered_claim_loads_and_composes():

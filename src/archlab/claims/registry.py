@@ -19,6 +19,9 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     protocol: tuned                   # optional, with lr_grid: pick each arm's LR on
     scout_seeds: [0, 1]               #   scout seeds (every grid LR), then compare on
     confirm_seeds: [2, 3, 4, 5, 6]    #   confirm seeds at the recorded pick
+    ladder: [[model/size=tiny], [model/size=small]]   # optional rungs: every arm at each;
+                                      #   the rule is judged on the last rung, the report
+                                      #   adds the ladder (gap per rung, trend, fits)
 
 Override lists are merged by key, later wins: base < smoke < arm < lr < seed.
 """
@@ -60,6 +63,7 @@ OPTIONAL = (
     "protocol",
     "scout_seeds",
     "confirm_seeds",
+    "ladder",
 )
 PROTOCOLS = ("grid", "tuned")
 
@@ -90,6 +94,7 @@ class Claim:
     arm_seeds: dict[str, int] = field(default_factory=dict)  # fewer seeds for some arms
     benchmark: list[str] = field(default_factory=list)  # micro-benchmarks (claims/bench.py)
     protocol: str = "grid"  # grid: every arm × seed × lr; tuned: scout, pick, confirm
+    ladder: list[list[str]] = field(default_factory=list)  # rungs (sizes or budgets)
     scout_seeds: list[int] = field(default_factory=list)
     confirm_seeds: list[int] = field(default_factory=list)
     path: Path | None = None
@@ -139,13 +144,26 @@ class Claim:
         base, n_seeds, grid = self.settings(smoke)
         out = []
         for seed in range(n_seeds):
-            for lr in grid or [None]:
-                for arm, arm_over in self.arms.items():
-                    if not smoke and seed >= self.arm_seeds.get(arm, n_seeds):
-                        continue
-                    extra = [f"optim.lr={lr}"] if lr is not None else []
-                    out.append((arm, merge(base, arm_over, extra, [f"seed={seed}"])))
+            for rung in self.rungs(smoke):
+                for lr in grid or [None]:
+                    for arm, arm_over in self.arms.items():
+                        if not smoke and seed >= self.arm_seeds.get(arm, n_seeds):
+                            continue
+                        extra = [f"optim.lr={lr}"] if lr is not None else []
+                        out.append((arm, merge(base, rung, arm_over, extra, [f"seed={seed}"])))
         return out
+
+    def rungs(self, smoke: bool = False) -> list[list[str]]:
+        """The ladder's rungs (each a list of overrides; one empty rung without a ladder).
+        A smoke run keeps the first two rungs."""
+        if not self.ladder:
+            return [[]]
+        return self.ladder[:2] if smoke else self.ladder
+
+    def on_top_rung(self, overrides: list[str], smoke: bool = False) -> bool:
+        """Whether a job belongs to the ladder's last rung (where the rule's checks are made)."""
+        top = self.rungs(smoke)[-1]
+        return all(o in overrides for o in top)
 
     def arm_signatures(self, smoke: bool = False) -> dict[frozenset, str]:
         """The override set of each arm's jobs without seed and lr -> arm name."""
@@ -285,6 +303,13 @@ def load_claim(path: Path) -> Claim:
             f"rule[{i}]: margin {margin!r} is in units of measured noise; give nats or x%",
         )
     protocol = _protocol(data, path, grid)
+    ladder = data.get("ladder") or []
+    _need(
+        isinstance(ladder, list) and (not ladder or len(ladder) >= 2) and all(map(_strs, ladder)),
+        path,
+        "ladder must list >= 2 rungs, each a list of overrides (e.g. [[model/size=tiny], ...])",
+    )
+    _need(not (ladder and grid), path, "a ladder runs at fixed LRs: drop lr_grid (or the ladder)")
     from archlab.claims.bench import BENCHMARKS
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
@@ -313,6 +338,7 @@ def load_claim(path: Path) -> Claim:
         arm_seeds=dict(arm_seeds),
         benchmark=list(data.get("benchmark") or []),
         **protocol,
+        ladder=[list(r) for r in ladder],
         path=path,
     )
 

@@ -305,13 +305,17 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     from archlab.claims.protocol import preregistration_status, tuned_arms
     from archlab.runs.compare import CompareError, analyze
 
-    recs = claim_records(claim, runs_dir, smoke)
-    refuse_mixed_provenance(claim, recs)
+    all_recs = claim_records(claim, runs_dir, smoke)
+    refuse_mixed_provenance(claim, all_recs)
+    recs = {  # the rule is judged on a ladder's last rung
+        a: [r for r in rs if claim.on_top_rung(r.summary.get("overrides") or [], smoke)]
+        for a, rs in all_recs.items()
+    }
     sweep = sweep_dir(runs_dir, claim)
     arm_data, picks = tuned_arms(claim, recs, smoke, sweep)
     results, verdict = C.evaluate(claim.rule, arm_data, claim.baseline, alpha)
     ordered = [claim.baseline] + [a for a in claim.arms if a != claim.baseline]
-    records = [r for a in ordered for r in recs[a]]
+    records = [r for a in ordered for r in all_recs[a]]
     analysis = None
     if records:
         scout, confirm = claim.seed_split(smoke)
@@ -606,9 +610,9 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "Each claim is `experiments/claims/<id>.yaml` (arms, seeds, budget, decision rule);",
         "`archlab reproduce <id>` (or `all`) runs or resumes its sweep and writes",
         "`experiments/results/<id>.md` with the setup, curves, table, checks and verdict.",
-        "Verdicts: **reproduced** (every check of the rule passes), **not reproduced** (a check",
-        "fails: significant opposite effect or demonstrably no effect), **inconclusive** (seed noise",
-        "too large at this budget). Effect sizes are arm − baseline with 95% CIs over seeds.",
+        "Verdicts: **reproduced** (every required check holds), **not reproduced** (a check fails",
+        "after Holm's adjustment: an effect on the wrong side, or demonstrably none of interest),",
+        "**inconclusive** otherwise (docs/comparing.md). Effects are arm − baseline, 95% CIs.",
         "Everything runs on a 2-core CPU with tiny models: read each result's scale note.",
         "",
         "| # | claim | statement | verdict | headline effect [95% CI] | required checks (✓ pass, ✗ fail, ? unknown) | budget |",

@@ -269,6 +269,20 @@ def _run_lists(arms: list[Arm]) -> dict[str, list[dict]]:
     return {"failed_runs": failed, "diverged_runs": diverged}
 
 
+def _grouped(records: list[RunRecord], baseline: str | None, alpha: float):
+    """Arms (baseline first), the keys that define them, and whether the LR is swept."""
+    if not records:
+        raise CompareError("no runs found")
+    if not 0 < alpha < 1:
+        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+    arms, arm_keys, lr_sweep = group_arms(records)
+    try:
+        arms.insert(0, arms.pop(pick_baseline(arms, arm_keys, baseline)))
+    except ArmError as err:
+        raise CompareError(str(err)) from None
+    return arms, arm_keys, lr_sweep
+
+
 def analyze(
     records: list[RunRecord],
     baseline: str | None = None,
@@ -282,16 +296,8 @@ def analyze(
     from archlab.runs.ladder import analyze_ladder
     from archlab.runs.provenance import pooling_differences
 
-    if not records:
-        raise CompareError("no runs found")
-    if not 0 < alpha < 1:
-        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+    arms, arm_keys, lr_sweep = _grouped(records, baseline, alpha)
     warnings: list[str] = []
-    arms, arm_keys, lr_sweep = group_arms(records)
-    try:
-        arms.insert(0, arms.pop(pick_baseline(arms, arm_keys, baseline)))  # baseline first
-    except ArmError as err:
-        raise CompareError(str(err)) from None
     proto = make_protocol(records, lr_sweep, tune, scout, confirm)
     if proto.in_sample:
         warnings.append("one seed only: the LR is picked and compared on the same seed")
