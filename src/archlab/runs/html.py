@@ -42,6 +42,15 @@ const el = (tag, attrs, parent) => {
 const fmt = v => v == null ? 'n/a' : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0))
   ? v.toExponential(2) : +v.toPrecision(4) + '';
 
+// tick labels: the fewest significant digits that keep every label distinct
+function tickLabels(ts) {
+  for (let p = 3; p <= 12; p++) {
+    const out = ts.map(v => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)) ? v.toExponential(p - 1) : +v.toPrecision(p) + '');
+    if (new Set(out).size === out.length) return out;
+  }
+  return ts.map(String);
+}
+
 function ticks(lo, hi, log) {
   if (log) {
     const out = [];
@@ -126,14 +135,16 @@ function draw(c) {
   const clipId = 'clip-' + spec.id;
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b}, el('clipPath', {id: clipId}, svg));
   const axes = el('g', {}, svg);
-  for (const t of ticks(v.x0, v.x1, spec.logx)) {
+  const xt = ticks(v.x0, v.x1, spec.logx), xl = tickLabels(xt);
+  xt.forEach((t, i) => {
     el('line', {x1: sx(t), x2: sx(t), y1: M.t, y2: H - M.b, stroke: '#eee'}, axes);
-    el('text', {x: sx(t), y: H - M.b + 14, 'text-anchor': 'middle'}, axes).textContent = fmt(t);
-  }
-  for (const t of ticks(v.y0, v.y1, false)) {
+    el('text', {x: sx(t), y: H - M.b + 14, 'text-anchor': 'middle'}, axes).textContent = xl[i];
+  });
+  const yt = ticks(v.y0, v.y1, false), yl = tickLabels(yt);
+  yt.forEach((t, i) => {
     el('line', {x1: M.l, x2: W - M.r, y1: sy(t), y2: sy(t), stroke: '#eee'}, axes);
-    el('text', {x: M.l - 4, y: sy(t) + 4, 'text-anchor': 'end'}, axes).textContent = fmt(t);
-  }
+    el('text', {x: M.l - 4, y: sy(t) + 4, 'text-anchor': 'end'}, axes).textContent = yl[i];
+  });
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b, fill: 'none', stroke: '#999'}, axes);
   el('text', {x: (W + M.l) / 2, y: H - 6, 'text-anchor': 'middle'}, axes).textContent = spec.xlabel + (spec.logx ? ' (log)' : '');
   el('text', {x: 12, y: (H - M.b) / 2, transform: `rotate(-90 12 ${(H - M.b) / 2})`, 'text-anchor': 'middle'}, axes).textContent = spec.ylabel;

@@ -90,6 +90,7 @@ class Sample:
 
 
 def require_scipy() -> None:
+    """One clear line instead of an AttributeError deep in a test on an old scipy."""
     import scipy
 
     have = tuple(int(x) for x in scipy.__version__.split(".")[:2])
@@ -168,6 +169,7 @@ def ci(s: Sample, level: float) -> tuple[float | None, float | None]:
     """Two-sided ``level`` CI of Δ (a point for exact samples, ``None`` when untestable)."""
     from scipy import stats
 
+    require_scipy()
     if s.kind == "paired":
         c = stats.ttest_rel(s.arm, s.base).confidence_interval(level)
     elif s.kind == "welch":
