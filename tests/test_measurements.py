@@ -128,3 +128,20 @@ def test_budget_noise_long_context_and_provenance_end_to_end(tmp_path):
 
     assert prov["numerics"] == NUMERICS_VERSION and prov["corpus"] and prov["peak_rss_mb"] > 0
     assert {"commit", "dirty", "torch", "python", "cpu", "threads", "cpu_seconds"} <= set(prov)
+
+
+def test_claims_runner_refuses_to_pool_other_numerics_but_not_other_commits():
+    from archlab.claims.registry import ClaimError
+    from archlab.claims.runner import refuse_mixed_provenance
+    from archlab.runs.load import RunRecord
+
+    def rec(numerics, commit):
+        prov = {"numerics": numerics, "commit": commit, "torch": "2.13", "corpus": "abc"}
+        return RunRecord("x", {}, {"provenance": prov})
+
+    class Claim:
+        id = "demo"
+
+    refuse_mixed_provenance(Claim, {"a": [rec(2, "c1")], "b": [rec(2, "c2")]})
+    with pytest.raises(ClaimError, match="numerics"):
+        refuse_mixed_provenance(Claim, {"a": [rec(1, "c1")], "b": [rec(2, "c1")]})
