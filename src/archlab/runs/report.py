@@ -298,6 +298,8 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
                 _plot_series(ax, s)
             ax.set_xscale("log" if c["logx"] else "linear")
             ax.set_yscale("log" if c.get("logy") else "linear")
+            for v in c.get("vlines", []):
+                ax.axvline(v, ls=":", color="gray")
             distinct_ticks(ax, c)
             ax.set(title=c["title"], xlabel=c["xlabel"], ylabel=c["ylabel"])
             ax.title.set_fontsize(9)
