@@ -42,6 +42,16 @@ def test_mean_and_se_known_answer():
     assert mean_and_se(torch.tensor([3.0]))[1] is None
 
 
+def test_paired_window_se_known_answer():
+    from archlab.runs.stats import paired_window_se
+
+    base = {0: [1.0, 2.0, 3.0, 4.0], 1: [2.0, 2.0, 2.0, 2.0]}
+    arm = {0: [1.1, 2.1, 3.1, 4.1], 1: [2.0, 2.2, 2.0, 2.2]}  # seed 0: a constant shift
+    var1 = np.var([0.0, 0.2, 0.0, 0.2], ddof=1) / 4
+    assert paired_window_se(arm, base) == pytest.approx(np.sqrt((0 + var1) / 2 / 2))
+    assert paired_window_se(arm, {}) is None
+
+
 def test_cut_context_scores_the_same_targets_as_full_context():
     tokens = np.random.default_rng(0).integers(0, 64, 4000)
     report = long_context(Bigram(), tokens, T=16, k=4, batch=8, device="cpu")
@@ -120,7 +130,8 @@ def test_budget_noise_long_context_and_provenance_end_to_end(tmp_path):
     s = json.loads(path.read_text())
     assert s["steps"] == 2 and s["budget"]["kind"] == "tokens"
     assert s["budget"]["achieved"] == 2 * 8 * 64 and s["budget"]["target"] == 1280
-    assert s["val_loss_se"] > 0
+    assert s["val_loss_se"] > 0 and len(s["val_window_losses"]) == 8  # data.val_windows=8
+    assert np.mean(s["val_window_losses"]) == pytest.approx(s["val_loss"], abs=1e-5)
     lc = s["long_context"]["2x"]
     assert {"full", "cut", "gain", "buckets", "curve"} <= set(lc)
     prov = s["provenance"]
