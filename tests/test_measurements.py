@@ -156,3 +156,18 @@ def test_claims_runner_refuses_to_pool_other_numerics_but_not_other_commits():
     refuse_mixed_provenance(Claim, {"a": [rec(2, "c1")], "b": [rec(2, "c2")]})
     with pytest.raises(ClaimError, match="numerics"):
         refuse_mixed_provenance(Claim, {"a": [rec(1, "c1")], "b": [rec(2, "c1")]})
+
+
+def test_compare_states_the_shared_budget_and_warns_on_equal_steps_unequal_flops():
+    from archlab.runs.budget_check import budget_summary
+    from archlab.runs.load import RunRecord
+
+    steps = [RunRecord("x", {}, {"status": "completed", "steps": 100}) for _ in range(2)]
+    warnings: list[str] = []
+    out = budget_summary(steps, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
+    assert out["shared"] == "equal steps: 100" and "FLOPs per token by 10%" in warnings[0]
+    tok = {"kind": "tokens", "target": 1e6, "achieved": 1e6}
+    toks = [RunRecord("x", {}, {"status": "completed", "budget": tok}) for _ in range(2)]
+    warnings = []
+    out = budget_summary(toks, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
+    assert out["shared"] == "equal tokens: 1e+06" and warnings == []
