@@ -367,8 +367,10 @@ def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
     head = next((r for r in ca.results if r.headline), None)
     if head and head.numbers.get("diff") is not None:
         md += [
-            f"Headline: `{head.check}` {head.arm} vs {head.baseline} on "
-            f"`{head.metric}`: {head.evidence}",
+            (
+                f"Headline: `{head.check}` {head.arm} vs {head.baseline} on "
+                f"`{head.metric}`: {head.evidence}"
+            ),
             "",
         ]
     prereg = ca.prereg
@@ -394,9 +396,11 @@ def _protocol_lines(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
     if grid:
         scout, confirm = claim.seed_split(smoke)
         md += [
-            f"- LR grid: {', '.join(f'{x:g}' for x in grid)}; each arm's LR tuned on scout "
-            f"seeds {scout} (quadratic fit in log LR, snapped to the grid), compared on "
-            f"confirm seeds {confirm}"
+            (
+                f"- LR grid: {', '.join(f'{x:g}' for x in grid)}; each arm's LR tuned on scout "
+                f"seeds {scout} (quadratic fit in log LR, snapped to the grid), compared on "
+                f"confirm seeds {confirm}"
+            )
         ]
         for arm, p in (ca.picks or {}).items():
             warn = f" — **{p['warning']}**" if p.get("warning") else ""
@@ -413,15 +417,19 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
     info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), None)
     if info:
         md += [
-            f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
-            f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
+            (
+                f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
+                f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
+            )
         ]
     trained = ", ".join(_trained_commits(claim, runs_dir)) or "unknown"
     md += [
         f"- archlab commit: runs trained at `{trained}`; report written at `{run_info['commit']}`",
         f"- Machine: {run_info['machine']}",
-        f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
-        f"{run_info['minutes']:.1f} min of training wall time{run_info['invocation']}",
+        (
+            f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
+            f"{run_info['minutes']:.1f} min of training wall time{run_info['invocation']}"
+        ),
         "- Runs on disk: the claim's sweep folder under the runs directory (not committed)",
         "",
     ]
@@ -432,9 +440,11 @@ def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
     md = [
         "## Checks (decision rule)",
         "",
-        f"α = {alpha}; Δ = arm − baseline; δ is the smallest effect of interest fixed in "
-        "the claim (nats or % of the baseline mean). Facts hold by construction and are not "
-        "evidence. Failure p-values are Holm-adjusted across the required checks.",
+        (
+            f"α = {alpha}; Δ = arm − baseline; δ is the smallest effect of interest fixed in "
+            "the claim (nats or % of the baseline mean). Facts hold by construction and are not "
+            "evidence. Failure p-values are Holm-adjusted across the required checks."
+        ),
         "",
         "| # | check | arm vs baseline | metric | δ | result | p (fail, Holm) | evidence |",
         "|---|---|---|---|---|---|---|---|",
@@ -451,8 +461,10 @@ def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
             else "—"
         )
         md += [
-            f"| {i} | {kind} | {r.arm} vs {r.baseline} | `{r.metric}` | {margin} | "
-            f"**{r.status}** | {pf} | {r.evidence} |"
+            (
+                f"| {i} | {kind} | {r.arm} vs {r.baseline} | `{r.metric}` | {margin} | "
+                f"**{r.status}** | {pf} | {r.evidence} |"
+            )
         ]
     return md + ["", f"Verdict: **{ca.verdict}**.", ""]
 
@@ -466,8 +478,10 @@ def _results_lines(claim: Claim, ca: ClaimAnalysis, pngs: list[Path]) -> list[st
     res = ca.analysis.result
     md = ["## Results (`archlab compare`)", "", markdown_table(*table_rows(res)), ""]
     md += [
-        f"Noise floor: baseline seed sd {_fmt(res.get('seed_noise'))}, evaluation se "
-        f"{_fmt(res.get('eval_noise'))}; budget: {relativize(res, Path('.'))['setup']['budget']['shared']}",
+        (
+            f"Noise floor: baseline seed sd {_fmt(res.get('seed_noise'))}, evaluation se "
+            f"{_fmt(res.get('eval_noise'))}; budget: {relativize(res, Path('.'))['setup']['budget']['shared']}"
+        ),
         "",
     ]
     md += [f"![{p.stem}]({claim.id}/{p.name})" for p in pngs]
