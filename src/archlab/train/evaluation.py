@@ -89,11 +89,12 @@ def _curve(per_pos: torch.Tensor) -> dict[str, list]:
     return {"position": pos, "loss": [float(per_pos[p : p + width].mean()) for p in pos]}
 
 
-def long_context(fn, tokens, T: int, k: int, batch: int, device) -> dict:
-    """The same-token long-context report for multiple ``k`` (see the module docstring)."""
+def long_context(fn, tokens, T: int, k: int, batch: int, device, windows=LONG_WINDOWS) -> dict:
+    """The same-token long-context report for multiple ``k`` (see the module docstring);
+    ``windows``: how many long windows (at most ``LONG_WINDOWS``)."""
     from archlab.data.windows import val_windows
 
-    x, y = val_windows(tokens, k * T, LONG_WINDOWS)
+    x, y = val_windows(tokens, k * T, min(windows, LONG_WINDOWS))
     try:
         full = token_losses(fn, x, y, batch, device)
     except (ValueError, IndexError, RuntimeError) as err:  # e.g. learned positions past T

@@ -150,7 +150,8 @@ class LitLM(L.LightningModule):
         self.model.eval()
         T, bs = self.cfg.model.block_size, self.cfg.train.batch_size
         try:
-            return long_context(self.model, self.val_tokens, T, k, bs, self.device)
+            n = self.cfg.data.val_windows  # a smoke run's few windows stay few
+            return long_context(self.model, self.val_tokens, T, k, bs, self.device, n)
         finally:
             self.model.train(was_training)
 
