@@ -32,7 +32,8 @@ def test_arms_grouped_by_differing_keys_with_seeds_pooled(tmp_path):
     base, geglu = result["arms"]
     assert (base["n_runs"], base["n_failed"], base["n_diverged"]) == (4, 1, 0)
     assert (geglu["n_runs"], geglu["n_failed"], geglu["n_diverged"]) == (4, 0, 1)
-    assert base["seeds"] == [0, 1, 2] and geglu["seeds"] == [0, 1, 2]
+    # geglu's diverged seed 3 is counted (at its loss at init), base's failed seed 3 is not
+    assert base["seeds"] == [0, 1, 2] and geglu["seeds"] == [0, 1, 2, 3]
     assert base["params"] == 800_000 and geglu["params"] == 900_000
 
 
@@ -81,10 +82,12 @@ def test_mean_ci_and_seed_noise(tmp_path):
     assert result["seed_noise"] == pytest.approx(np.std(vals, ddof=1))
 
 
-def test_diverged_excluded_from_mean_and_failed_listed(tmp_path):
+def test_diverged_counted_at_init_loss_and_failed_listed(tmp_path):
     result = compare_runs([str(make_ab_sweep(tmp_path))])
     geglu = arm(result, "mlp=geglu")
-    assert geglu["final_val_loss"]["mean"] == pytest.approx(np.mean(list(AB_BETTER.values())))
+    [diverged] = [r for r in find_runs([tmp_path]) if r.status == "diverged"]
+    expected = np.mean([*AB_BETTER.values(), diverged.loss_at_init()])
+    assert geglu["final_val_loss"]["mean"] == pytest.approx(expected)
     assert geglu["n_diverged_compared"] == 1
     # Clearly better on the surviving seeds, but a diverged seed makes it unstable.
     assert (geglu["verdict"], geglu["test_verdict"]) == ("unstable", "better")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from archlab.runs.compare import compare_runs, main
+from archlab.runs.table import relativize
 from fixtures_runs import make_ab_sweep, make_lr_sweep, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,9 +38,9 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
     _, out = ab_out
     md = (out / "report.md").read_text()
     assert "| arm | runs | diverged | failed | final val loss (mean ± 95% CI)" in md
-    assert re.search(r"\| mlp=geglu \| 4 \| 1 \| 0 \| 2\.8033 ± \d\.\d{4} \| -0\.2000 \[", md)
+    assert re.search(r"\| mlp=geglu \| 4 \| 1 \| 0 \| \d\.\d{4} ± \d\.\d{4} \| -0\.2000 \[", md)
     assert "| unstable |" in md and "better (Δ -0.2000" in md
-    assert "Baseline seed noise" in md and "out of memory" in md
+    assert "Noise floor" in md and "out of memory" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {
         "final_val_loss.png",
@@ -56,7 +57,8 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
 def test_compare_json_round_trips(ab_out):
     sweep, out = ab_out
     data = json.loads((out / "compare.json").read_text())
-    assert data == compare_runs([str(sweep)])
+    assert data == relativize(compare_runs([str(sweep)]), out)
+    assert not any(Path(r["source"]).is_absolute() for r in data["failed_runs"])
     assert data["arms"][1]["verdict"] == "unstable" and data["arms"][1]["test_verdict"] == "better"
 
 
@@ -157,3 +159,14 @@ def test_html_renders_in_headless_chromium(lr_out, tmp_path):
             assert re.search(r'<path d="M[\d.]+,[\d.]+', group.group(0))
     lr_svg = re.search(r'<svg[^>]*data-chart="loss_vs_lr".*?</svg>', dom, re.DOTALL).group(0)
     assert 'class="diverged"' in lr_svg  # qk_norm=none diverged at the top LR
+
+
+def test_run_text_reaching_html_is_escaped(tmp_path):
+    evil = "</script><script>alert(1)</script>"
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", f"a{seed}", seed=seed, final=3.0 + seed / 100)
+        make_run(tmp_path / "runs", f"b{seed}", seed=seed, final=2.9, overrides={"model.mlp": evil})
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--x", "step"]) == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "alert(1)" in html  # present, but only as text
+    assert html.count("<script") == 2  # the data block and the page's own script

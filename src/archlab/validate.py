@@ -9,7 +9,7 @@ disk or the devices: those checks belong to the training edge
 
 from __future__ import annotations
 
-from archlab.config import ArchlabConfig, ConfigError, ModelConfig
+from archlab.config import ArchlabConfig, ConfigError, ModelConfig, TrainConfig
 from archlab.data.sources import SOURCES
 from archlab.data.tokenizers import TOKENIZERS
 from archlab.model.attention import ATTENTIONS
@@ -149,8 +149,32 @@ def _validate_train(cfg: ArchlabConfig) -> None:
             "train.divergence_patience must be >= 1 (or train.divergence_factor=0 "
             "to turn divergence stopping off)"
         )
+    _check_budget(t)
     if cfg.data.val_windows <= 0:
         raise ConfigError(f"data.val_windows={cfg.data.val_windows} must be positive")
+
+
+BUDGET_KINDS = ("tokens", "flops", "seconds")
+
+
+def _check_budget(t: TrainConfig) -> None:
+    """``train.budget=<kind>:<amount>`` instead of ``train.max_steps`` (exactly one of them)."""
+    if t.budget is None:
+        return
+    kind, _, amount = str(t.budget).partition(":")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = -1.0
+    if kind not in BUDGET_KINDS or not value > 0:
+        raise ConfigError(
+            f"train.budget={t.budget} must be tokens:<n>, flops:<n> or seconds:<n> (n > 0)"
+        )
+    if t.max_steps != TrainConfig.max_steps:
+        raise ConfigError(
+            f"give train.budget={t.budget} or train.max_steps={t.max_steps}, not both "
+            "(the budget sets max_steps)"
+        )
 
 
 def _validate_optim(cfg: ArchlabConfig) -> None:

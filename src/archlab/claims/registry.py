@@ -16,6 +16,12 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     scale_note: what the literature says needs scale
     requires: [../shared/data/tinyshakespeare.txt]          # optional: files (skip if absent)
     smoke: {overrides: [train.max_steps=2], seeds: 1, lr_grid: [1e-3, 1e-2]}
+    protocol: tuned                   # optional, with lr_grid: pick each arm's LR on
+    scout_seeds: [0, 1]               #   scout seeds (every grid LR), then compare on
+    confirm_seeds: [2, 3, 4, 5, 6]    #   confirm seeds at the recorded pick
+    ladder: [[model/size=tiny], [model/size=small]]   # optional rungs: every arm at each;
+                                      #   the rule is judged on the last rung, the report
+                                      #   adds the ladder (gap per rung, trend, fits)
 
 Override lists are merged by key, later wins: base < smoke < arm < lr < seed.
 """
@@ -30,6 +36,7 @@ from typing import Any
 import yaml
 
 from archlab.claims.bench import BENCHMARKS
+from archlab.claims.checks import CHECK_KINDS
 from archlab.errors import first_line
 from archlab.runs.naming import override_key
 
@@ -51,16 +58,6 @@ def find_claims_dir(start: Path | None = None) -> Path:
     )
 
 
-CHECK_KINDS = {
-    "lower",
-    "higher",
-    "equivalent",
-    "small_cost",
-    "faster",
-    "ratio_equals",
-    "lr_sensitivity_lower",
-    "below",
-}
 REQUIRED = (
     "id",
     "claim",
@@ -74,7 +71,21 @@ REQUIRED = (
     "rule",
     "scale_note",
 )
-OPTIONAL = ("lr_grid", "smoke", "requires", "notes", "title", "needs", "arm_seeds", "benchmark")
+OPTIONAL = (
+    "lr_grid",
+    "smoke",
+    "requires",
+    "notes",
+    "title",
+    "needs",
+    "arm_seeds",
+    "benchmark",
+    "protocol",
+    "scout_seeds",
+    "confirm_seeds",
+    "ladder",
+)
+PROTOCOLS = ("grid", "tuned")
 
 
 class ClaimError(ValueError):
@@ -102,7 +113,38 @@ class Claim:
     needs: list[str] = field(default_factory=list)  # knobs/metrics from other branches
     arm_seeds: dict[str, int] = field(default_factory=dict)  # fewer seeds for some arms
     benchmark: list[str] = field(default_factory=list)  # micro-benchmarks (claims/bench.py)
+    protocol: str = "grid"  # grid: every arm × seed × lr; tuned: scout, pick, confirm
+    ladder: list[list[str]] = field(default_factory=list)  # rungs (sizes or budgets)
+    scout_seeds: list[int] = field(default_factory=list)
+    confirm_seeds: list[int] = field(default_factory=list)
     path: Path | None = None
+
+    def seed_split(self, smoke: bool) -> tuple[list[int], list[int]]:
+        """(scout, confirm) seeds: the LR is picked on scout seeds, arms compared on confirm."""
+        if self.protocol == "tuned":
+            if smoke:
+                return [0], [1]
+            return list(self.scout_seeds), list(self.confirm_seeds)
+        _, n_seeds, _ = self.settings(smoke)
+        seeds = list(range(n_seeds))
+        return (seeds[:1], seeds[1:]) if n_seeds > 1 else (seeds, seeds)
+
+    def tuned_jobs(self, smoke: bool, picks: dict[str, float] | None):
+        """Scout jobs (every grid LR), then confirm jobs at ``picks`` (the grid's first LR for
+        validation when no pick exists yet)."""
+        base, _, grid = self.settings(smoke)
+        scout, confirm = self.seed_split(smoke)
+        out = [
+            (arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"]))
+            for seed in scout
+            for lr in grid
+            for arm, over in self.arms.items()
+        ]
+        for seed in confirm:
+            for arm, over in self.arms.items():
+                lr = (picks or {}).get(arm, grid[0])
+                out.append((arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"])))
+        return out
 
     def settings(self, smoke: bool) -> tuple[list[str], int, list[float] | None]:
         """(base overrides, number of seeds, LR grid) for the full or the smoke run."""
@@ -114,19 +156,34 @@ class Claim:
             grid = s.get("lr_grid") or grid[:: max(1, len(grid) - 1)][:2]
         return merge(self.base, s.get("overrides") or []), int(s.get("seeds", 1)), grid
 
-    def jobs(self, smoke: bool = False) -> list[tuple[str, list[str]]]:
+    def jobs(self, smoke: bool = False, picks=None) -> list[tuple[str, list[str]]]:
         """``(arm, overrides)`` for every job, seed-major (arms interleaved, so load changes on a
         shared machine hit every arm alike and a partial run still has paired seeds)."""
+        if self.protocol == "tuned":
+            return self.tuned_jobs(smoke, picks)
         base, n_seeds, grid = self.settings(smoke)
         out = []
         for seed in range(n_seeds):
-            for lr in grid or [None]:
-                for arm, arm_over in self.arms.items():
-                    if not smoke and seed >= self.arm_seeds.get(arm, n_seeds):
-                        continue
-                    extra = [f"optim.lr={lr}"] if lr is not None else []
-                    out.append((arm, merge(base, arm_over, extra, [f"seed={seed}"])))
+            for rung in self.rungs(smoke):
+                for lr in grid or [None]:
+                    for arm, arm_over in self.arms.items():
+                        if not smoke and seed >= self.arm_seeds.get(arm, n_seeds):
+                            continue
+                        extra = [f"optim.lr={lr}"] if lr is not None else []
+                        out.append((arm, merge(base, rung, arm_over, extra, [f"seed={seed}"])))
         return out
+
+    def rungs(self, smoke: bool = False) -> list[list[str]]:
+        """The ladder's rungs (each a list of overrides; one empty rung without a ladder).
+        A smoke run keeps the first two rungs."""
+        if not self.ladder:
+            return [[]]
+        return self.ladder[:2] if smoke else self.ladder
+
+    def on_top_rung(self, overrides: list[str], smoke: bool = False) -> bool:
+        """Whether a job belongs to the ladder's last rung (where the rule's checks are made)."""
+        top = self.rungs(smoke)[-1]
+        return all(o in overrides for o in top)
 
     def arm_signatures(self, smoke: bool = False) -> dict[frozenset, str]:
         """The override set of each arm's jobs without seed and lr -> arm name."""
@@ -162,6 +219,28 @@ def _need(cond: bool, path: Path, message: str) -> None:
 
 def _strs(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _seed_list(value: Any) -> bool:
+    return isinstance(value, list) and value and all(isinstance(v, int) and v >= 0 for v in value)
+
+
+def _protocol(data: dict, path: Path, grid) -> dict[str, Any]:
+    """``protocol: tuned`` needs lr_grid and disjoint scout_seeds / confirm_seeds lists."""
+    protocol = data.get("protocol", "grid")
+    _need(protocol in PROTOCOLS, path, f"protocol must be one of {', '.join(PROTOCOLS)}")
+    if protocol == "grid":
+        _need(
+            "scout_seeds" not in data and "confirm_seeds" not in data,
+            path,
+            "scout_seeds/confirm_seeds need protocol: tuned",
+        )
+        return {}
+    scout, confirm = data.get("scout_seeds"), data.get("confirm_seeds")
+    _need(grid is not None, path, "protocol: tuned needs lr_grid")
+    _need(_seed_list(scout) and _seed_list(confirm), path, "scout_seeds/confirm_seeds: int lists")
+    _need(not set(scout) & set(confirm), path, "scout_seeds and confirm_seeds must not overlap")
+    return {"protocol": protocol, "scout_seeds": scout, "confirm_seeds": confirm}
 
 
 def load_claim(path: Path) -> Claim:
@@ -233,6 +312,20 @@ def load_claim(path: Path) -> Claim:
         )
         if check["check"] == "lr_sensitivity_lower":
             _need(grid is not None, path, f"rule[{i}]: lr_sensitivity_lower needs lr_grid")
+        margin = str(check.get("margin", check.get("max_cost", "")))
+        _need(
+            not margin.endswith("std"),
+            path,
+            f"rule[{i}]: margin {margin!r} is in units of measured noise; give nats or x%",
+        )
+    protocol = _protocol(data, path, grid)
+    ladder = data.get("ladder") or []
+    _need(
+        isinstance(ladder, list) and (not ladder or len(ladder) >= 2) and all(map(_strs, ladder)),
+        path,
+        "ladder must list >= 2 rungs, each a list of overrides (e.g. [[model/size=tiny], ...])",
+    )
+    _need(not (ladder and grid), path, "a ladder runs at fixed LRs: drop lr_grid (or the ladder)")
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
     _need(not unknown_b, path, f"unknown benchmark {unknown_b}; known: {', '.join(BENCHMARKS)}")
@@ -259,6 +352,8 @@ def load_claim(path: Path) -> Claim:
         needs=list(data.get("needs") or []),
         arm_seeds=dict(arm_seeds),
         benchmark=list(data.get("benchmark") or []),
+        **protocol,
+        ladder=[list(r) for r in ladder],
         path=path,
     )
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from archlab.claims import checks as C
-from archlab.claims.bench import BENCHMARKS, to_markdown
 from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
 from archlab.config import ConfigError
 from archlab.errors import OneLineParser, first_line
@@ -29,8 +29,8 @@ from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
 from archlab.runs.record import read_summary
 from archlab.runs.report import color, markdown_table, table_rows, write_outputs
-from archlab.runs.values import finite, json_ready
 from archlab.runs.values import fmt as _fmt
+from archlab.runs.values import json_ready
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
@@ -95,56 +95,87 @@ def is_done(summary: dict | None, overrides: list[str]) -> bool:
     )
 
 
-def run_jobs(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
-    """Train every job not yet done; returns counts."""
-    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+def _pending(claim: Claim, runs_dir: Path, jobs) -> list:
+    """The jobs' overrides whose runs are not done yet (resumable)."""
+    out = []
+    for _, o in jobs:
+        run_dir = sweep_dir(runs_dir, claim) / job_dirname(o)
+        done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
+        if not is_done(done, o):
+            out.append(o)
+    return out
+
+
+def _train_one(claim: Claim, runs_dir: Path, overrides: list[str], threads, composer) -> dict:
     from archlab.train.run import Job, train  # Lightning: only when training (not --report-only)
 
-    jobs = claim.jobs(smoke)
     name = f"claim-{claim.id}"
-    counts = {"ran": 0, "skipped": 0, "failed": 0}
-    pending = [
-        o
-        for _, o in jobs
-        if not is_done(
-            read_summary(sweep_dir(runs_dir, claim) / job_dirname(o))
-            if (sweep_dir(runs_dir, claim) / job_dirname(o) / "summary.json").exists()
-            else None,
-            o,
-        )
-    ]
+    run_dir = sweep_dir(runs_dir, claim) / job_dirname(overrides)
+    for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
+        (run_dir / stale).unlink(missing_ok=True)
+    typed, choices = composer.job([*overrides, f"name={name}", f"out_dir={runs_dir}"])
+    if threads and typed.trainer.threads is None:
+        typed.trainer.threads = threads
+    job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
+    return train(typed, job)
+
+
+def run_jobs(claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: dict, log=print):
+    """Train every job of ``jobs`` not yet done (resumable), updating ``counts``."""
+    from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
+
+    pending = _pending(claim, runs_dir, jobs)
     if pending:  # which code trained these runs (the report lists every commit used)
         sweep_dir(runs_dir, claim).mkdir(parents=True, exist_ok=True)
         with open(sweep_dir(runs_dir, claim) / COMMITS, "a") as f:
             f.write(f"{git_commit()} {time.strftime('%Y-%m-%dT%H:%M:%S')} {len(pending)} jobs\n")
+    counts["skipped"] += len(jobs) - len(pending)
     with Composer() as composer:
-        for i, (arm, overrides) in enumerate(jobs, 1):
-            run_dir = sweep_dir(runs_dir, claim) / job_dirname(overrides)
-            done = read_summary(run_dir) if (run_dir / "summary.json").exists() else None
-            tag = f"[{claim.id} {i}/{len(jobs)}] {arm} {' '.join(o for o in overrides if o.startswith(('seed=', 'optim.lr=')))}"
-            if is_done(done, overrides):
-                counts["skipped"] += 1
-                continue
-            for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
-                (run_dir / stale).unlink(missing_ok=True)
-            typed, choices = composer.job([*overrides, f"name={name}", f"out_dir={runs_dir}"])
-            if threads and typed.trainer.threads is None:
-                typed.trainer.threads = threads
-            job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
+        for i, overrides in enumerate(pending, 1):
+            keep = ("seed=", "optim.lr=")
+            picked = " ".join(o for o in overrides if o.startswith(keep))
+            tag = f"[{claim.id} {i}/{len(pending)}] {picked}"
             start = time.time()
             try:
-                summary = train(typed, job)
+                summary = _train_one(claim, runs_dir, overrides, threads, composer)
             except Exception as err:
                 counts["failed"] += 1
                 log(f"{tag}: failed: {type(err).__name__}: {first_line(err, 200)}")
                 continue
             counts["ran"] += 1
             vl = summary.get("val_loss")
-            log(
-                f"{tag}: {summary['status']} val_loss "
-                f"{'n/a' if vl is None else f'{vl:.4f}'} ({time.time() - start:.1f} s)"
-            )
+            vl = "n/a" if vl is None else f"{vl:.4f}"
+            log(f"{tag}: {summary['status']} val_loss {vl} ({time.time() - start:.1f} s)")
     return counts
+
+
+def run_claim(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
+    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm."""
+    from archlab.claims.protocol import picks_from_runs, preregister, record_picks, recorded_picks
+
+    sweep = sweep_dir(runs_dir, claim)
+    preregister(claim, sweep)
+    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    if claim.protocol != "tuned":
+        return run_jobs(claim, runs_dir, claim.jobs(smoke), threads, counts, log)
+    scout, _ = claim.seed_split(smoke)
+    scouts = [j for j in claim.jobs(smoke) if _seed_of(j[1]) in scout]
+    run_jobs(claim, runs_dir, scouts, threads, counts, log)
+    picks = recorded_picks(sweep)
+    if picks is None:  # recorded before any confirm run starts
+        picks = picks_from_runs(claim, claim_records(claim, runs_dir, smoke), smoke)
+        record_picks(sweep, picks)
+        log(f"[{claim.id}] tuned LRs: " + ", ".join(f"{a}={p['lr']}" for a, p in picks.items()))
+    lrs = {a: p["lr"] for a, p in picks.items()}
+    confirm = [j for j in claim.jobs(smoke, lrs) if j not in scouts]
+    return run_jobs(claim, runs_dir, confirm, threads, counts, log)
+
+
+def _seed_of(overrides: list[str]) -> int | None:
+    for o in overrides:
+        if o.startswith("seed="):
+            return int(o.split("=", 1)[1])
+    return None
 
 
 # --------------------------------------------------------------------------- analysis
@@ -166,35 +197,10 @@ def claim_records(claim: Claim, runs_dir: Path, smoke: bool) -> dict[str, list]:
 
 
 def git_commit() -> str:
-    """The commit of the archlab code that runs (``+dirty`` if src/ or conf/ changed);
-    ``unknown`` outside a git checkout (a wheel install)."""
-    here = str(Path(__file__).resolve().parent)
-    try:
-        sha = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "-C",
-                here,
-                "status",
-                "--porcelain",
-                "--",
-                ":(top)src",
-                ":(top)conf",
-                ":(top,exclude)src/archlab/claims",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return (sha or "unknown") + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from archlab.runs.provenance import git_state
+
+    sha, dirty = git_state()
+    return sha + ("+dirty" if dirty else "")
 
 
 def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict) -> bool:
@@ -212,16 +218,15 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
             if r.status == "failed" or (lrs.get(arm) is not None and C.run_lr(r) != lrs[arm]):
                 continue
             for m in r.metrics:
-                if finite(m.get(key)):
+                if C.finite(m.get(key)):
                     acc.setdefault(int(m["step"]), []).append(float(m[key]))
         if acc:
             steps = sorted(acc)
-            ax.plot(steps, [sum(acc[s]) / len(acc[s]) for s in steps], color=color(i), label=arm)
+            ys = [sum(acc[s]) / len(acc[s]) for s in steps]
+            ax.plot(steps, ys, color=color(i), label=arm, marker="o" if len(steps) == 1 else None)
             drawn = True
     if drawn:
-        ax.set_xlabel("step")
-        ax.set_ylabel(key)
-        ax.set_title(f"{key} (seed mean)")
+        ax.set(xlabel="step", ylabel=key, title=f"{key} (seed mean)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=90)
@@ -229,21 +234,238 @@ def _metric_curve_png(arm_runs: dict[str, list], key: str, path: Path, lrs: dict
     return drawn
 
 
+@dataclass
+class ClaimAnalysis:
+    recs: dict[str, list]
+    arms: dict[str, C.ArmData]
+    results: list[C.CheckResult]
+    verdict: str
+    analysis: Any  # runs.compare.Analysis or None
+    picks: dict | None
+    prereg: dict
+
+
+def refuse_mixed_provenance(claim: Claim, recs: dict[str, list]) -> None:
+    from archlab.runs.provenance import RESULT_KEYS, pooling_differences
+
+    diffs = pooling_differences([r for rs in recs.values() for r in rs], RESULT_KEYS)
+    if diffs:
+        raise ClaimError(f"claim {claim.id}: refusing to pool runs: {'; '.join(diffs)}")
+
+
 def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
-    recs = claim_records(claim, runs_dir, smoke)
-    arm_data = {a: C.ArmData(a, rs) for a, rs in recs.items()}
-    _, _, grid = claim.settings(smoke)
-    C.assign_lrs(arm_data, grid)
+    from archlab.claims.protocol import preregistration_status, tuned_arms
+
+    all_recs = claim_records(claim, runs_dir, smoke)
+    refuse_mixed_provenance(claim, all_recs)
+    recs = {  # the rule is judged on a ladder's last rung
+        a: [r for r in rs if claim.on_top_rung(r.summary.get("overrides") or [], smoke)]
+        for a, rs in all_recs.items()
+    }
+    sweep = sweep_dir(runs_dir, claim)
+    arm_data, picks = tuned_arms(claim, recs, smoke, sweep)
     results, verdict = C.evaluate(claim.rule, arm_data, claim.baseline, alpha)
     ordered = [claim.baseline] + [a for a in claim.arms if a != claim.baseline]
-    records = [r for a in ordered for r in recs[a]]
+    records = [r for a in ordered for r in all_recs[a]]
     analysis = None
     if records:
+        scout, confirm = claim.seed_split(smoke)
+        kw = {"tune": "lr", "scout": scout, "confirm": confirm} if picks else {}
         try:
-            analysis = analyze(records, baseline=None, alpha=alpha)
+            analysis = analyze(records, baseline=None, alpha=alpha, **kw)
         except CompareError:
             analysis = None
-    return recs, arm_data, results, verdict, analysis
+    prereg = preregistration_status(claim, sweep)
+    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg)
+
+
+# --------------------------------------------------------------------------- report sections
+
+
+def _figures(claim: Claim, ca: ClaimAnalysis, out: Path, smoke: bool) -> list[Path]:
+
+    pngs: list[Path] = []
+    if ca.analysis is not None:
+        axes = ["step"] if smoke else ["step", "time"]  # tokens = step × a constant here
+        pngs = [p for p in write_outputs(ca.analysis, out, axes) if p.suffix == ".png"]
+    keys = {s.get("metric", "").split(":", 1)[1] for s in claim.rule if ":" in s.get("metric", "")}
+    keys |= {m.split(":", 1)[1] for m in claim.metrics if ":" in m}
+    lrs = {a: d.lr for a, d in ca.arms.items()}
+    for key in sorted(keys):
+        path = out / f"metric_{key.replace('/', '_').replace('@', '_at_')}.png"
+        out.mkdir(parents=True, exist_ok=True)
+        if _metric_curve_png(ca.recs, key, path, lrs):
+            pngs.append(path)
+    return pngs
+
+
+def _trained_commits(claim: Claim, runs_dir: Path) -> list[str]:
+    path = sweep_dir(runs_dir, claim) / COMMITS
+    if not path.exists():
+        return []
+    return sorted({ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()})
+
+
+def _first(runs: list, key: str):
+    return next((r.summary.get(key) for r in runs if r.summary.get(key) is not None), None)
+
+
+def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
+    md = [f"# Claim `{claim.id}`: {claim.title}", "", f"> {claim.claim}", ""]
+    smoke_note = " (SMOKE run: pipeline check only, no evidence)" if smoke else ""
+    md += [f"**Verdict: {VERDICT_ICON.get(ca.verdict, '')} {ca.verdict}**{smoke_note}", ""]
+    head = next((r for r in ca.results if r.headline), None)
+    if head and head.numbers.get("diff") is not None:
+        md += [
+            (
+                f"Headline: `{head.check}` {head.arm} vs {head.baseline} on "
+                f"`{head.metric}`: {head.evidence}"
+            ),
+            "",
+        ]
+    prereg = ca.prereg
+    if prereg.get("hash"):
+        line = f"Pre-registered: hash `{prereg['hash']}` (recorded {prereg['recorded_at']})"
+        if prereg["changed_after_data"]:
+            changed = ", ".join(prereg["changed_after_data"])
+            line += f"; **changed after data: {changed}** (now `{prereg['current_hash']}`)"
+        md += [line, ""]
+    return md + ["## Sources", ""] + [f"- {s}" for s in claim.sources] + [""]
+
+
+def _protocol_lines(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
+    base, n_seeds, grid = claim.settings(smoke)
+    md = [f"- Shared overrides: `{' '.join(base)}`", f"- Arms (baseline **{claim.baseline}**):"]
+    md += [f"  - **{a}**: `{' '.join(o) or '(base only)'}`" for a, o in claim.arms.items()]
+    fewer = (
+        ""
+        if smoke or not claim.arm_seeds
+        else " except " + ", ".join(f"{a}: {n}" for a, n in claim.arm_seeds.items())
+    )
+    md += [f"- Seeds: {n_seeds} per arm{fewer}; paired by seed (same batches and windows)"]
+    if grid:
+        scout, confirm = claim.seed_split(smoke)
+        md += [
+            (
+                f"- LR grid: {', '.join(f'{x:g}' for x in grid)}; each arm's LR tuned on scout "
+                f"seeds {scout} (quadratic fit in log LR, snapped to the grid), compared on "
+                f"confirm seeds {confirm}"
+            )
+        ]
+        for arm, p in (ca.picks or {}).items():
+            warn = f" — **{p['warning']}**" if p.get("warning") else ""
+            md += [f"  - {arm}: tuned LR {p['lr']} ({p['method']}){warn}"]
+    return md
+
+
+def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, run_info) -> list:
+    all_runs = [r for rs in ca.recs.values() for r in rs]
+    tokens, epochs = _first(all_runs, "planned_tokens"), _first(all_runs, "planned_epochs")
+    md = ["## Setup", ""] + _protocol_lines(claim, ca, smoke)
+    budget = f"- Budget: {json.dumps(claim.budget)}"
+    md += [budget + (f"; {tokens:,} tokens per run ({epochs} epochs)" if tokens else "")]
+    info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), None)
+    if info:
+        md += [
+            (
+                f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
+                f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
+            )
+        ]
+    trained = ", ".join(_trained_commits(claim, runs_dir)) or "unknown"
+    md += [
+        f"- archlab commit: runs trained at `{trained}`; report written at `{run_info['commit']}`",
+        f"- Machine: {run_info['machine']}",
+        (
+            f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
+            f"{run_info['minutes']:.1f} min of training wall time{run_info['invocation']}"
+        ),
+        "- Runs on disk: the claim's sweep folder under the runs directory (not committed)",
+        "",
+    ]
+    return md
+
+
+def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
+    md = [
+        "## Checks (decision rule)",
+        "",
+        (
+            f"α = {alpha}; Δ = arm − baseline; δ is the smallest effect of interest fixed in "
+            "the claim (nats or % of the baseline mean). Facts hold by construction and are not "
+            "evidence. Failure p-values are Holm-adjusted across the required checks."
+        ),
+        "",
+        "| # | check | arm vs baseline | metric | δ | result | p (fail, Holm) | evidence |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(ca.results, 1):
+        n = r.numbers
+        margin = "—" if n.get("margin") is None else f"{_fmt(n['margin'])} ({n['margin_spec']})"
+        kind = (
+            f"`{r.check}`" + (" (info)" if not r.required else "") + (" (fact)" if r.fact else "")
+        )
+        pf = (
+            f"{_fmt(n.get('p_fail'))}, {_fmt(n.get('p_fail_holm'))}"
+            if n.get("p_fail") is not None
+            else "—"
+        )
+        md += [
+            (
+                f"| {i} | {kind} | {r.arm} vs {r.baseline} | `{r.metric}` | {margin} | "
+                f"**{r.status}** | {pf} | {r.evidence} |"
+            )
+        ]
+    return md + ["", f"Verdict: **{ca.verdict}**.", ""]
+
+
+def _results_lines(claim: Claim, ca: ClaimAnalysis, pngs: list[Path]) -> list[str]:
+    from archlab.runs.table import relativize
+
+    if ca.analysis is None:
+        return ["## Results", "", "No runs found.", ""]
+    res = ca.analysis.result
+    md = ["## Results (`archlab compare`)", "", markdown_table(*table_rows(res)), ""]
+    md += [
+        (
+            f"Noise floor: baseline seed sd {_fmt(res.get('seed_noise'))}, evaluation se "
+            f"{_fmt(res.get('eval_noise'))}; budget: {relativize(res, Path('.'))['setup']['budget']['shared']}"
+        ),
+        "",
+    ]
+    md += [f"![{p.stem}]({claim.id}/{p.name})" for p in pngs]
+    return md + ["", f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md)", ""]
+
+
+def _tail_lines(claim: Claim, smoke: bool) -> tuple[list[str], list]:
+    md, bench = [], []
+    if claim.benchmark:
+        from archlab.claims.bench import BENCHMARKS, to_markdown
+
+        md += ["## Micro-benchmarks", ""]
+        for name in claim.benchmark:
+            bench.append(BENCHMARKS[name](smoke))
+            md += to_markdown(bench[-1])
+    md += ["## Scale note", "", claim.scale_note, ""]
+    if claim.notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in claim.notes] + [""]
+    return md, bench
+
+
+def _run_info(ca: ClaimAnalysis, counts: dict | None, wall: float | None) -> dict:
+    runs = [r for rs in ca.recs.values() for r in rs]
+    status = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed")}
+    inv = ""
+    if counts and wall is not None:
+        inv = f"; this invocation trained {counts['ran']}, skipped {counts['skipped']}, in {wall:.0f} s"
+    return {
+        "status": status,
+        "status_text": ", ".join(f"{n} {s}" for s, n in status.items()),
+        "minutes": sum(float(r.summary.get("elapsed_sec") or 0) for r in runs) / 60,
+        "invocation": inv,
+        "commit": git_commit(),
+        "machine": describe_machine(),
+    }
 
 
 def write_report(  # noqa: C901 (split by issue #11)
@@ -255,218 +477,46 @@ def write_report(  # noqa: C901 (split by issue #11)
     wall: float | None,
     alpha: float = 0.05,
 ) -> dict:
-    recs, arm_data, results, verdict, analysis = analyze_claim(claim, runs_dir, smoke, alpha)
+    ca = analyze_claim(claim, runs_dir, smoke, alpha)
     out = Path(results_dir) / claim.id
-    pngs: list[Path] = []
-    if analysis is not None:
-        axes = ["step"] if smoke else ["step", "time"]  # tokens = step × a constant here
-        pngs = [p for p in write_outputs(analysis, out, axes) if p.suffix == ".png"]
-    metric_keys = sorted(
-        {
-            spec.get("metric", "").split(":", 1)[1]
-            for spec in claim.rule
-            if ":" in spec.get("metric", "")
-        }
-        | {m.split(":", 1)[1] for m in claim.metrics if ":" in m}
-    )
-    lrs = {a: d.lr for a, d in arm_data.items()}
-    for key in metric_keys:
-        path = out / f"metric_{key.replace('/', '_').replace('@', '_at_')}.png"
-        out.mkdir(parents=True, exist_ok=True)
-        if _metric_curve_png(recs, key, path, lrs):
-            pngs.append(path)
-
-    base, n_seeds, grid = claim.settings(smoke)
-    all_runs = [r for rs in recs.values() for r in rs]
-    status_count = {
-        s: sum(r.status == s for r in all_runs) for s in ("completed", "diverged", "failed")
-    }
-    data_info = (
-        next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), {}) or {}
-    )
-    tokens = next(
-        (r.summary.get("planned_tokens") for r in all_runs if r.summary.get("planned_tokens")), None
-    )
-    epochs = next(
-        (
-            r.summary.get("planned_epochs")
-            for r in all_runs
-            if r.summary.get("planned_epochs") is not None
-        ),
-        None,
-    )
-    headline = next((r for r in results if r.headline), None)
-    commit = git_commit()
-    mach = describe_machine()
-
-    label_of = {}
-    if analysis is not None:
-        for arm in analysis.arms:
-            src = {r.source for r in arm.runs}
-            for name, rs in recs.items():
-                if rs and src & {r.source for r in rs}:
-                    label_of[arm.label] = name
-
-    md = [f"# Claim `{claim.id}`: {claim.title}", "", f"> {claim.claim}", ""]
-    md += [
-        f"**Verdict: {VERDICT_ICON.get(verdict, '')} {verdict}**"
-        + (" (SMOKE run: pipeline check only, no evidence)" if smoke else ""),
-        "",
-    ]
-    if headline and headline.numbers.get("diff") is not None:
-        md += [
-            f"Headline: `{headline.check}` {headline.arm} vs {headline.baseline} on "
-            f"`{headline.metric}`: {headline.evidence}",
-            "",
-        ]
-    md += ["## Sources", ""] + [f"- {s}" for s in claim.sources] + [""]
-    md += ["## Setup", ""]
-    md += [f"- Shared overrides: `{' '.join(base)}`"]
-    md += [f"- Arms (baseline **{claim.baseline}**):"]
-    md += [f"  - **{a}**: `{' '.join(o) or '(base only)'}`" for a, o in claim.arms.items()]
-    fewer = (
-        ""
-        if smoke or not claim.arm_seeds
-        else " except " + ", ".join(f"{a}: {n}" for a, n in claim.arm_seeds.items())
-    )
-    md += [
-        f"- Seeds: {n_seeds} per arm (0…{n_seeds - 1}){fewer}; paired by seed (same batches "
-        "and validation windows per seed); the baseline's seeds measure the seed noise"
-    ]
-    if grid:
-        md += [
-            f"- LR grid: {', '.join(f'{x:g}' for x in grid)} (each arm compared at its own "
-            "best LR; LR sensitivity per seed over the grid)"
-        ]
-    md += [
-        f"- Budget: {json.dumps(claim.budget)}"
-        + (f"; {tokens:,} tokens per run ({epochs} epochs of the training split)" if tokens else "")
-    ]
-    if data_info:
-        md += [
-            f"- Corpus: {data_info.get('corpus')} (fingerprint `{data_info.get('fingerprint')}`, "
-            f"{data_info.get('train_tokens', 0):,} train tokens, tokenizer "
-            f"{data_info.get('tokenizer')})"
-        ]
-    trained = []
-    if (sweep_dir(runs_dir, claim) / COMMITS).exists():
-        trained = sorted(
-            {
-                ln.split()[0]
-                for ln in (sweep_dir(runs_dir, claim) / COMMITS).read_text().splitlines()
-                if ln.strip()
-            }
-        )
-    md += [
-        f"- archlab commit: runs trained at `{', '.join(trained) or 'unknown'}`; report written at "
-        f"`{commit}`"
-        + (
-            " (`+dirty`: uncommitted changes to the training code in src/ or conf/)"
-            if commit.endswith("+dirty")
-            else ""
-        ),
-        f"- Machine: {mach}",
-    ]
-    cpu_time = sum(float(r.summary.get("elapsed_sec") or 0) for r in all_runs)
-    md += [
-        f"- Runs: {len(all_runs)} ({status_count['completed']} completed, "
-        f"{status_count['diverged']} diverged, {status_count['failed']} failed), "
-        f"{cpu_time / 60:.1f} min of training wall time in total"
-        + (
-            f"; this invocation trained {counts['ran']}, skipped {counts['skipped']} "
-            f"already done, in {wall:.0f} s"
-            if counts and wall is not None
-            else ""
-        )
-    ]
-    md += [f"- Runs on disk: `{sweep_dir(runs_dir, claim)}` (not committed)", ""]
-    md += [
-        "## Checks (decision rule)",
-        "",
-        f"Significance level {alpha}; {1 - alpha:.0%} CIs (t-intervals); Δ = arm − baseline. "
-        "Margins are stated per check (`x%` of the baseline mean, `xstd` × the measured "
-        "baseline seed std).",
-        "",
-    ]
-    md += [
-        "| # | check | arm vs baseline | metric | margin | result | evidence |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for i, r in enumerate(results, 1):
-        margin = r.numbers.get("margin")
-        mtxt = "—" if margin is None else f"{_fmt(margin)} ({r.numbers.get('margin_spec')})"
-        req = "" if r.required else " (info)"
-        md += [
-            f"| {i} | `{r.check}`{req} | {r.arm} vs {r.baseline} | `{r.metric}` | {mtxt} | "
-            f"**{r.status}** | {r.evidence} |"
-        ]
-    md += [
-        "",
-        f"Verdict rule: reproduced if every required check passes, not reproduced if any "
-        f"fails, inconclusive otherwise → **{verdict}**.",
-        "",
-    ]
-    if analysis is not None:
-        res = analysis.result
-        md += ["## Results (`archlab compare`)", ""]
-        if label_of:
-            md += [
-                "Arm names: "
-                + "; ".join(f"`{lab}` = **{name}**" for lab, name in label_of.items()),
-                "",
-            ]
-        md += [markdown_table(*table_rows(res)), ""]
-        md += [
-            f"Baseline seed noise (std of final val loss over seeds): {_fmt(res.get('seed_noise'))}",
-            "",
-        ]
-        for p in pngs:
-            md += [f"![{p.stem}]({claim.id}/{p.name})", ""]
-        md += [
-            f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md), "
-            f"[compare.json]({claim.id}/compare.json)",
-            "",
-        ]
-    else:
-        md += ["## Results", "", "No runs found.", ""]
-    bench_results = []
-    if claim.benchmark:
-        md += ["## Micro-benchmarks", ""]
-        for name in claim.benchmark:
-            res = BENCHMARKS[name](smoke)
-            bench_results.append(res)
-            md += to_markdown(res)
-    md += ["## Scale note", "", claim.scale_note, ""]
-    if claim.notes:
-        md += ["## Notes", ""] + [f"- {n}" for n in claim.notes] + [""]
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"{claim.id}.md").write_text("\n".join(md), encoding="utf-8")
+    pngs = _figures(claim, ca, out, smoke)
+    info = _run_info(ca, counts, wall)
+    md = _header(claim, ca, smoke) + _setup_lines(claim, ca, runs_dir, smoke, info)
+    md += _checks_lines(ca, alpha) + _results_lines(claim, ca, pngs)
+    tail, bench = _tail_lines(claim, smoke)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    (Path(results_dir) / f"{claim.id}.md").write_text("\n".join(md + tail), encoding="utf-8")
     html = out / "report.html"
     if html.exists() and html.stat().st_size > 2_000_000:
         html.unlink()  # too big to commit; report.md + PNGs carry the same content
-    summary = {
+    summary = _summary(claim, ca, smoke, info, bench, runs_dir)
+    text = json.dumps(json_ready(summary), indent=2) + "\n"
+    (Path(results_dir) / f"{claim.id}.json").write_text(text, encoding="utf-8")
+    return summary
+
+
+def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, runs_dir) -> dict:
+    head = next((r for r in ca.results if r.headline), None)
+    return {
         "id": claim.id,
         "title": claim.title,
         "claim": claim.claim,
-        "verdict": verdict,
+        "verdict": ca.verdict,
         "smoke": smoke,
-        "commit": commit,
-        "trained_at": trained,
-        "train_minutes": round(cpu_time / 60, 2),
-        "machine": mach,
-        "runs": status_count,
+        "commit": info["commit"],
+        "trained_at": _trained_commits(claim, runs_dir),
+        "train_minutes": round(info["minutes"], 2),
+        "machine": info["machine"],
+        "runs": info["status"],
         "budget": claim.budget,
-        "seeds": n_seeds,
-        "lr_grid": grid,
-        "checks": [r.as_dict() for r in results],
-        "benchmarks": bench_results,
-        "headline": headline.as_dict() if headline else None,
+        "seeds": claim.settings(smoke)[1],
+        "lr_grid": claim.settings(smoke)[2],
+        "lr_picks": ca.picks,
+        "preregistration": ca.prereg,
+        "checks": [r.as_dict() for r in ca.results],
+        "benchmarks": bench,
+        "headline": head.as_dict() if head else None,
     }
-    (results_dir / f"{claim.id}.json").write_text(
-        json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8"
-    )
-    return summary
 
 
 # --------------------------------------------------------------------------- summary table
@@ -517,9 +567,9 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "Each claim is `experiments/claims/<id>.yaml` (arms, seeds, budget, decision rule);",
         "`archlab reproduce <id>` (or `all`) runs or resumes its sweep and writes",
         "`experiments/results/<id>.md` with the setup, curves, table, checks and verdict.",
-        "Verdicts: **reproduced** (every check of the rule passes), **not reproduced** (a check",
-        "fails: significant opposite effect or demonstrably no effect), **inconclusive** (seed noise",
-        "too large at this budget). Effect sizes are arm − baseline with 95% CIs over seeds.",
+        "Verdicts: **reproduced** (every required check holds), **not reproduced** (a check fails",
+        "after Holm's adjustment: an effect on the wrong side, or demonstrably none of interest),",
+        "**inconclusive** otherwise (docs/comparing.md). Effects are arm − baseline, 95% CIs.",
         "Everything runs on a 2-core CPU with tiny models: read each result's scale note.",
         "",
         "| # | claim | statement | verdict | headline effect [95% CI] | required checks (✓ pass, ✗ fail, ? unknown) | budget |",
@@ -615,11 +665,8 @@ def _reproduce(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int) 
     start = time.time()
     counts = None
     if not args.report_only:
-        print(
-            f"archlab reproduce: {c.id}: {len(c.jobs(args.smoke))} jobs → {sweep_dir(runs_dir, c)}",
-            flush=True,
-        )
-        counts = run_jobs(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
+        print(f"archlab reproduce: {c.id}: → {sweep_dir(runs_dir, c)}", flush=True)
+        counts = run_claim(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
     elapsed = None if args.report_only else time.time() - start
     return write_report(c, runs_dir, results_dir, args.smoke, counts, elapsed, args.alpha)
 
@@ -648,15 +695,25 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     os.environ.setdefault("WANDB_MODE", "offline")
-    for c in runnable:
-        s = _reproduce(c, args, runs_dir, results_dir, threads)
-        print(
-            f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
-            f"{results_dir / (c.id + '.md')}",
-            flush=True,
-        )
-        if results_dir == (experiments / "results").resolve() and not args.smoke:
-            write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
-        elif args.smoke:
-            write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")
+    try:
+        for c in runnable:
+            _report_one(c, args, runs_dir, results_dir, threads, claims_dir)
+    except ClaimError as err:
+        print(f"archlab reproduce: error: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _report_one(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int, claims_dir):
+    """Reproduce one claim, print its verdict, and refresh the summary table."""
+    s = _reproduce(c, args, runs_dir, results_dir, threads)
+    print(
+        f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
+        f"{results_dir / (c.id + '.md')}",
+        flush=True,
+    )
+    experiments = Path(claims_dir).resolve().parent
+    if results_dir == (experiments / "results").resolve() and not args.smoke:
+        write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
+    elif args.smoke:
+        write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")

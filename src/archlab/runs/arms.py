@@ -7,7 +7,8 @@ when its value differs across the runs, except for:
 * bookkeeping that does not change the experiment: ``out_dir``, ``name``, ``resume``,
   everything under ``logger.`` and ``hydra.``, ``data_info.`` (facts derived from the data
   config, e.g. corpus sizes and fingerprint), any key whose last part ends in ``dir`` (``data.cache_dir``,
-  ``trainer.default_root_dir``), and the host-speed knobs in ``IGNORED_KEYS``;
+  ``trainer.default_root_dir``), the host-speed knobs and the extra long-context evaluation in
+  ``IGNORED_KEYS``;
 * ``optim.lr`` when it varies: it is then the LR-sweep axis, not an arm key.
 
 Arm labels are the differing ``key=value`` pairs, with the last key part (``mlp=gelu``)
@@ -31,6 +32,7 @@ IGNORED_KEYS = frozenset(
         "trainer.threads",
         "trainer.enable_progress_bar",
         "data.num_workers",
+        "train.eval_context_multiples",  # extra evaluation only: training and val loss unchanged
     }
 )
 IGNORED_PREFIXES = ("logger.", "hydra.", "data_info.")

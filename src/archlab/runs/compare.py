@@ -6,12 +6,17 @@ PNGs (``report.py``), report.html (``html.py``) and compare.json.
 
 Rules:
 * ``failed`` runs are listed with their error and excluded everywhere.
-* ``diverged`` runs are counted per arm and never averaged into a loss; an arm with a
-  diverged seed gets the verdict ``unstable``.
-* With an LR sweep (``optim.lr`` varies), each arm is compared at its own best LR (lowest
-  seed-mean final val loss, diverged seeds counting as loss at init), and ``unstable``
-  refers to divergence at that LR; divergence over the whole grid shows in the diverged
-  count and the LR sensitivity.
+* ``diverged`` runs count as their loss at initialisation (never dropped: survivorship would
+  flatter an arm at an aggressive LR); an arm with a diverged seed is also marked ``unstable``.
+* With an LR sweep (``optim.lr`` varies) each arm is compared at its LR *tuned out of sample*
+  (``tuning.py``): picked on the scout seeds (default: the first seed) by a quadratic fit of
+  loss vs log LR, compared on the confirm seeds (default: the others). A pick on the grid's
+  edge is a warning.
+* With more than two arms, the p-values against the baseline are Holm-adjusted.
+* Next to each Δ: seed noise (std over seeds) and evaluation noise (the runs' standard error of
+  the val loss over validation windows); the shared budget is stated.
+* Runs that differ in provenance (commit, numerics version, torch, CPU, corpus, ...) are
+  pooled with a warning.
 
 For programmatic use (the claims runner): ``compare_runs(dirs, baseline=..., alpha=...)``
 returns the same dict that is written to compare.json.
@@ -76,11 +81,16 @@ def _lr(record: RunRecord) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def scored_loss(run: RunRecord) -> float | None:
+    """Final val loss; a diverged run counts as its loss at init (never dropped)."""
+    return run.loss_at_init() if run.status == "diverged" else run.final_val_loss()
+
+
 def _seed_values(runs: list[RunRecord], warnings: list[str], label: str) -> dict[Any, float]:
-    """seed -> final val loss of usable runs; duplicate seeds are averaged (with a warning)."""
+    """seed -> scored loss; duplicate seeds are averaged (with a warning)."""
     by_seed: dict[Any, list[float]] = {}
     for run in runs:
-        loss = run.final_val_loss()
+        loss = scored_loss(run)
         if loss is None:
             warnings.append(f"{run.source}: no finite final val loss, excluded")
             continue
@@ -91,9 +101,9 @@ def _seed_values(runs: list[RunRecord], warnings: list[str], label: str) -> dict
     return {seed: sum(v) / len(v) for seed, v in by_seed.items()}
 
 
-def _mean_init_loss(runs: list[RunRecord]) -> float | None:
-    inits = [x for x in (r.loss_at_init() for r in runs) if x is not None]
-    return sum(inits) / len(inits) if inits else None
+def _mean(values) -> float | None:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
 
 
 def _lr_grid(arm_runs: list[RunRecord], init: float | None) -> list[dict[str, Any]]:
@@ -113,128 +123,226 @@ def _lr_grid(arm_runs: list[RunRecord], init: float | None) -> list[dict[str, An
                 "lr": lr,
                 "n": len(finals),
                 "n_diverged": sum(f is None for f in finals),
-                "mean": sum(ok) / len(ok) if ok else None,
-                "mean_diverged_as_init": sum(with_init) / len(with_init) if with_init else None,
+                "mean": _mean(ok),
+                "mean_diverged_as_init": _mean(with_init),
                 "finals": finals,
-                "runs": runs,
             }
         )
     return grid
 
 
-def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float = 0.05) -> Analysis:
-    """Group ``records`` into arms and compute every statistic of the report."""
-    from archlab.runs import stats  # scipy (~0.3 s): only when there are arms to test
+@dataclass
+class Protocol:
+    """How arms are compared: at one config, or each at its LR tuned on scout seeds."""
 
-    if not records:
-        raise CompareError("no runs found")
-    if not 0 < alpha < 1:
-        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
-    warnings: list[str] = []
-    arms, arm_keys, lr_sweep = group_arms(records)
-    try:
-        base_idx = pick_baseline(arms, arm_keys, baseline)
-    except ArmError as err:
-        raise CompareError(str(err)) from None
-    arms.insert(0, arms.pop(base_idx))  # baseline first in every table and figure
+    tune: bool = False
+    scout: list | None = None
+    confirm: list | None = None
+    in_sample: bool = False
 
-    rows, compared = [], []
-    for arm in arms:
-        live = [r for r in arm.runs if r.status != "failed"]
-        init = _mean_init_loss(live)
-        row: dict[str, Any] = {
-            "label": arm.label,
-            "values": {k: format_value(v) for k, v in arm.values.items()},
-            "n_runs": len(arm.runs),
-            "n_diverged": sum(r.status == "diverged" for r in arm.runs),
-            "n_failed": len(arm.runs) - len(live),
-            "loss_at_init": init,
-        }
-        runs_at = live
-        if lr_sweep:
-            grid = _lr_grid(live, init)
-            finals = {g["lr"]: g["finals"] for g in grid if g["lr"] is not None}
-            row["lr_sensitivity"] = stats.lr_sensitivity(finals, init)
-            scored = [g for g in grid if g["mean"] is not None]
-            best = min(scored, key=lambda g: g["mean_diverged_as_init"]) if scored else None
-            row["lr"] = best["lr"] if best else None
-            row["lr_grid"] = [{k: v for k, v in g.items() if k != "runs"} for g in grid]
-            runs_at = best["runs"] if best else []
-        diverged_here = [r for r in runs_at if r.status == "diverged"]
-        usable = [r for r in runs_at if r.status != "diverged"]
-        row["n_diverged_compared"] = len(diverged_here)
-        row["seed_losses"] = _seed_values(usable, warnings, arm.label)
-        params = Counter(
-            r.summary.get("params") for r in live if r.summary.get("params") is not None
-        )
-        row["params"] = params.most_common(1)[0][0] if params else None
-        tps = [r.summary.get("tokens_per_sec") for r in live]
-        tps = [float(t) for t in tps if isinstance(t, (int, float)) and math.isfinite(t)]
-        row["tokens_per_sec"] = sum(tps) / len(tps) if tps else None
-        rows.append(row)
-        compared.append(usable)
+
+def make_protocol(
+    records: list[RunRecord], lr_sweep: bool, tune: str | None, scout, confirm
+) -> Protocol:
+    if tune not in (None, "lr"):
+        raise CompareError(f"--tune must be lr, got {tune!r}")
+    if not lr_sweep:
+        if tune or scout or confirm:
+            raise CompareError("--tune lr needs runs that vary optim.lr (an LR sweep)")
+        return Protocol()
+    seeds = sorted({r.seed for r in records}, key=str)
+    scout = list(scout) if scout else seeds[:1]
+    confirm = list(confirm) if confirm else [s for s in seeds if s not in scout]
+    if set(scout) & set(confirm):
+        raise CompareError(f"scout seeds {scout} and confirm seeds {confirm} must not overlap")
+    if not confirm:  # one seed: nothing left to confirm on
+        return Protocol(True, scout, scout, in_sample=True)
+    return Protocol(True, scout, confirm)
+
+
+def _tuned(row: dict, live: list[RunRecord], proto: Protocol) -> list[RunRecord]:
+    """Pick the arm's LR on the scout seeds; returns the confirm runs at that LR."""
+    from archlab.runs import stats
+    from archlab.runs.tuning import pick_lr
+
+    init = row["loss_at_init"]
+    grid = _lr_grid(live, init)
+    finals = {g["lr"]: g["finals"] for g in grid if g["lr"] is not None}
+    row["lr_sensitivity"] = stats.lr_sensitivity(finals, init)
+    row["lr_grid"] = grid
+    scouts = [r for r in live if r.seed in proto.scout]
+    pick = pick_lr([(_lr(r), scored_loss(r)) for r in scouts], ceiling=init)
+    row["lr"] = pick.lr
+    row["lr_pick"] = {k: getattr(pick, k) for k in ("method", "on_edge", "curve", "fit")}
+    row["lr_pick"]["warning"] = pick.warning
+    return [r for r in live if _lr(r) == pick.lr and r.seed in proto.confirm]
+
+
+def _arm_row(arm: Arm, proto: Protocol, warnings: list[str]) -> tuple[dict, list[RunRecord]]:
+    live = [r for r in arm.runs if r.status != "failed"]
+    row: dict[str, Any] = {
+        "label": arm.label,
+        "values": {k: format_value(v) for k, v in arm.values.items()},
+        "n_runs": len(arm.runs),
+        "n_diverged": sum(r.status == "diverged" for r in arm.runs),
+        "n_failed": len(arm.runs) - len(live),
+        "loss_at_init": _mean(r.loss_at_init() for r in live),
+    }
+    compared = _tuned(row, live, proto) if proto.tune else live
+    if proto.tune and row["lr_pick"]["warning"]:
+        warnings.append(f"arm {arm.label}: {row['lr_pick']['warning']}")
+    row["n_diverged_compared"] = sum(r.status == "diverged" for r in compared)
+    row["seed_losses"] = _seed_values(compared, warnings, arm.label)
+    row["eval_noise"] = _mean(r.summary.get("val_loss_se") for r in compared)
+    params = Counter(r.summary.get("params") for r in live if r.summary.get("params") is not None)
+    row["params"] = params.most_common(1)[0][0] if params else None
+    row["tokens_per_sec"] = _mean(r.summary.get("tokens_per_sec") for r in live)
+    row["flops_per_token"] = _mean(r.summary.get("flops_per_token") for r in live)
+    return row, compared
+
+
+def _add_tests(rows: list[dict], alpha: float) -> None:
+    """CI per arm, Δ vs the baseline (row 0); Holm across arms when > 2 arms are compared."""
+    from archlab.runs import stats
+    from archlab.runs.inference import holm, noise_summary
 
     base_losses = dict(rows[0]["seed_losses"])
+    for row in rows:
+        row["final_val_loss"] = asdict(stats.mean_ci(list(row["seed_losses"].values()), alpha))
+        row["seed_noise"] = noise_summary(list(row["seed_losses"].values()))
+        row["diff"] = None
+        if row is not rows[0]:
+            row["diff"] = asdict(stats.compare_to_baseline(row["seed_losses"], base_losses, alpha))
+    adjusted = holm([r["diff"]["p_value"] for r in rows[1:]]) if len(rows) > 2 else None
     for i, row in enumerate(rows):
-        ci = stats.mean_ci(list(row["seed_losses"].values()), alpha)
-        row["final_val_loss"] = asdict(ci)
         if i == 0:
-            row["diff"] = None
             row["test_verdict"] = "baseline"
             row["verdict"] = "baseline" + (", unstable" if row["n_diverged_compared"] else "")
         else:
-            diff = stats.compare_to_baseline(row["seed_losses"], base_losses, alpha)
-            row["diff"] = asdict(diff)
+            diff = stats.Diff(**row["diff"])
+            if adjusted is not None:
+                row["diff"]["p_holm"] = diff.p_value = adjusted[i - 1]
             row["verdict"], row["test_verdict"] = stats.verdict(
                 diff, alpha, row["n_diverged_compared"]
             )
         row["seeds"] = sorted(row["seed_losses"], key=str)
         row["seed_losses"] = [{"seed": s, "val_loss": v} for s, v in row["seed_losses"].items()]
-    noise = rows[0]["final_val_loss"]["std"]
 
+
+def _windows(runs: list[RunRecord]) -> dict[Any, list[float]]:
+    return {
+        r.seed: r.summary["val_window_losses"]
+        for r in runs
+        if r.status == "completed" and isinstance(r.summary.get("val_window_losses"), list)
+    }
+
+
+def _eval_noise_of_diffs(rows: list[dict], compared) -> None:
+    """Next to each Δ: the evaluation noise of that difference (same windows, paired)."""
+    from archlab.runs.stats import paired_window_se
+
+    base = _windows(compared[0])
+    for row, runs in zip(rows[1:], compared[1:]):
+        row["eval_noise_diff"] = paired_window_se(_windows(runs), base)
+
+
+def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol) -> dict[str, Any]:
     flats = [flatten(r.config) for r in records]
     common = {
         k: format_value(flats[0][k])
         for k in SETUP_KEYS
         if k in flats[0] and len({format_value(f.get(k)) for f in flats}) == 1
     }
+    return {
+        "n_runs": len(records),
+        "sources": sorted({str(Path(r.source).parent) for r in records}),
+        "arm_keys": arm_keys,
+        "lr_sweep": lr_sweep,
+        "lr_key": LR_KEY if lr_sweep else None,
+        "protocol": asdict(proto),
+        "alpha": alpha,
+        "ci_level": 1 - alpha,
+        "metric": "final val loss (lower is better; diverged runs count as their loss at init)",
+        "seeds": sorted({r.seed for r in records}, key=str),
+        "common": common,
+    }
+
+
+def _run_lists(arms: list[Arm]) -> dict[str, list[dict]]:
+    failed = [
+        {"source": r.source, "arm": a.label, "seed": r.seed, "error": r.summary.get("error")}
+        for a in arms
+        for r in a.runs
+        if r.status == "failed"
+    ]
+    diverged = [
+        {
+            "source": r.source,
+            "arm": a.label,
+            "seed": r.seed,
+            "lr": _lr(r),
+            "diverged_at_step": r.summary.get("diverged_at_step"),
+        }
+        for a in arms
+        for r in a.runs
+        if r.status == "diverged"
+    ]
+    return {"failed_runs": failed, "diverged_runs": diverged}
+
+
+def _grouped(records: list[RunRecord], baseline: str | None, alpha: float):
+    """Arms (baseline first), the keys that define them, and whether the LR is swept."""
+    if not records:
+        raise CompareError("no runs found")
+    if not 0 < alpha < 1:
+        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+    arms, arm_keys, lr_sweep = group_arms(records)
+    try:
+        arms.insert(0, arms.pop(pick_baseline(arms, arm_keys, baseline)))
+    except ArmError as err:
+        raise CompareError(str(err)) from None
+    return arms, arm_keys, lr_sweep
+
+
+def analyze(
+    records: list[RunRecord],
+    baseline: str | None = None,
+    alpha: float = 0.05,
+    tune: str | None = None,
+    scout: list | None = None,
+    confirm: list | None = None,
+) -> Analysis:
+    """Group ``records`` into arms and compute every statistic of the report."""
+    from archlab.runs.budget_check import budget_summary
+    from archlab.runs.ladder import analyze_ladder
+    from archlab.runs.provenance import pooling_differences
+
+    arms, arm_keys, lr_sweep = _grouped(records, baseline, alpha)
+    warnings: list[str] = []
+    proto = make_protocol(records, lr_sweep, tune, scout, confirm)
+    if proto.in_sample:
+        warnings.append("one seed only: the LR is picked and compared on the same seed")
+    rows, compared = zip(*(_arm_row(arm, proto, warnings) for arm in arms))
+    rows = list(rows)
+    _add_tests(rows, alpha)
+    _eval_noise_of_diffs(rows, compared)
+    budget = budget_summary(records, rows, warnings)
+    ladder = analyze_ladder(arms, compared, arm_keys, scored_loss, alpha)
+    if ladder is not None and not lr_sweep:
+        warnings.append("ladder at one fixed LR for every rung: the optimum moves with size")
+    warnings += pooling_differences(records)
     result = {
-        "setup": {
-            "n_runs": len(records),
-            "sources": sorted({str(Path(r.source).parent) for r in records}),
-            "arm_keys": arm_keys,
-            "lr_sweep": lr_sweep,
-            "lr_key": LR_KEY if lr_sweep else None,
-            "alpha": alpha,
-            "ci_level": 1 - alpha,
-            "metric": "final val loss (lower is better)",
-            "seeds": sorted({r.seed for r in records}, key=str),
-            "common": common,
-        },
+        "setup": {**_setup(records, arm_keys, lr_sweep, alpha, proto), "budget": budget},
         "baseline": rows[0]["label"],
-        "seed_noise": noise,
+        "seed_noise": rows[0]["seed_noise"],
+        "eval_noise": rows[0]["eval_noise"],
         "arms": rows,
-        "failed_runs": [
-            {"source": r.source, "arm": a.label, "seed": r.seed, "error": r.summary.get("error")}
-            for a in arms
-            for r in a.runs
-            if r.status == "failed"
-        ],
-        "diverged_runs": [
-            {
-                "source": r.source,
-                "arm": a.label,
-                "seed": r.seed,
-                "lr": _lr(r),
-                "diverged_at_step": r.summary.get("diverged_at_step"),
-            }
-            for a in arms
-            for r in a.runs
-            if r.status == "diverged"
-        ],
+        "ladder": ladder,
+        **_run_lists(arms),
         "warnings": warnings,
     }
-    return Analysis(result=json_ready(result), arms=arms, compared_runs=compared, warnings=warnings)
+    curves = [[r for r in runs if r.status != "diverged"] for runs in compared]
+    return Analysis(json_ready(result), arms, curves, warnings)
 
 
 def load_records(
@@ -250,11 +358,9 @@ def load_records(
     return find_runs(dirs or [], warn=warn)
 
 
-def compare_runs(
-    dirs: list[str], baseline: str | None = None, alpha: float = 0.05
-) -> dict[str, Any]:
+def compare_runs(dirs: list[str], baseline: str | None = None, alpha: float = 0.05, **kw) -> dict:
     """The compare.json dict for the runs under ``dirs`` (no files written)."""
-    return analyze(load_records(dirs), baseline=baseline, alpha=alpha).result
+    return analyze(load_records(dirs), baseline=baseline, alpha=alpha, **kw).result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,7 +382,40 @@ def build_parser() -> argparse.ArgumentParser:
     from archlab.runs.workspace import add_arguments as workspace_arguments
 
     workspace_arguments(p)  # --wandb-workspace ENTITY/PROJECT [--sweep NAME] [--dry-run]
+    p.add_argument(
+        "--tune", choices=["lr"], help="compare each arm at its LR tuned on the scout seeds"
+    )
+    p.add_argument("--scout-seeds", metavar="0,1", help="seeds that pick the LR (default: first)")
+    p.add_argument("--confirm-seeds", metavar="2-8", help="seeds compared (default: the rest)")
     return p
+
+
+def _seeds(text: str | None, flag: str) -> list[int] | None:
+    from archlab.runs.tuning import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as err:
+        raise CompareError(f"{flag}: {err}") from None
+
+
+def _out_dir(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    if args.wandb:
+        return Path("compare-" + args.wandb.replace("/", "-"))
+    return Path(args.dirs[0]) / "compare"
+
+
+def _run(args) -> Analysis:
+    if args.x not in X_CHOICES:
+        raise CompareError(f"--x must be one of {'|'.join(X_CHOICES)}, got {args.x!r}")
+    if not args.dirs and not args.wandb:
+        raise CompareError("give run/sweep directories or --wandb ENTITY/PROJECT/GROUP")
+    scout = _seeds(args.scout_seeds, "--scout-seeds")
+    confirm = _seeds(args.confirm_seeds, "--confirm-seeds")
+    records = load_records(args.dirs, args.wandb)
+    return analyze(records, args.baseline, args.alpha, args.tune, scout, confirm)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,20 +426,10 @@ def main(argv: list[str] | None = None) -> int:
             from archlab.runs.workspace import run as save_workspace
 
             return save_workspace(args)
-        if args.x not in X_CHOICES:
-            raise CompareError(f"--x must be one of {'|'.join(X_CHOICES)}, got {args.x!r}")
-        if not args.dirs and not args.wandb:
-            raise CompareError("give run/sweep directories or --wandb ENTITY/PROJECT/GROUP")
-        if args.out:
-            out = Path(args.out)
-        elif args.wandb:
-            out = Path("compare-" + args.wandb.replace("/", "-"))
-        else:
-            out = Path(args.dirs[0]) / "compare"
-        analysis = analyze(load_records(args.dirs, args.wandb), args.baseline, args.alpha)
+        analysis = _run(args)
 
         x_axes = ["step", "tokens", "flops", "time"] if args.x == "all" else [args.x]
-        written = write_outputs(analysis, out, x_axes)
+        written = write_outputs(analysis, _out_dir(args), x_axes)
     except CompareError as err:
         print(f"archlab compare: error: {err}", file=sys.stderr)
         return 2

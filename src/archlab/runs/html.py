@@ -31,6 +31,8 @@ svg text{font-size:11px;fill:#444}.hint{color:#777;font-size:12px}
 
 JS = r"""
 const DATA = JSON.parse(document.getElementById('archlab-data').textContent);
+// anything that came from a run (arm labels, notes) is text, never markup
+const esc = t => String(t).replace(/[&<>"']/g, ch => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[ch]);
 const NS = 'http://www.w3.org/2000/svg', W = 620, H = 340, M = {l: 62, r: 14, t: 10, b: 40};
 const hidden = new Set(), charts = [];
 const el = (tag, attrs, parent) => {
@@ -41,6 +43,15 @@ const el = (tag, attrs, parent) => {
 };
 const fmt = v => v == null ? 'n/a' : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0))
   ? v.toExponential(2) : +v.toPrecision(4) + '';
+
+// tick labels: the fewest significant digits that keep every label distinct
+function tickLabels(ts) {
+  for (let p = 3; p <= 12; p++) {
+    const out = ts.map(v => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)) ? v.toExponential(p - 1) : +v.toPrecision(p) + '');
+    if (new Set(out).size === out.length) return out;
+  }
+  return ts.map(String);
+}
 
 function ticks(lo, hi, log) {
   if (log) {
@@ -84,7 +95,7 @@ function makeChart(spec, host) {
   const legend = box.querySelector('.legend');
   for (const s of spec.series) {
     const item = document.createElement('span');
-    item.innerHTML = `<i style="background:${s.color}"></i>`;
+    item.innerHTML = `<i style="background:${esc(s.color)}"></i>`;
     item.appendChild(document.createTextNode(s.name));
     item.dataset.arm = s.name;
     item.onclick = () => { hidden.has(s.name) ? hidden.delete(s.name) : hidden.add(s.name); redrawAll(); };
@@ -126,14 +137,16 @@ function draw(c) {
   const clipId = 'clip-' + spec.id;
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b}, el('clipPath', {id: clipId}, svg));
   const axes = el('g', {}, svg);
-  for (const t of ticks(v.x0, v.x1, spec.logx)) {
+  const xt = ticks(v.x0, v.x1, spec.logx), xl = tickLabels(xt);
+  xt.forEach((t, i) => {
     el('line', {x1: sx(t), x2: sx(t), y1: M.t, y2: H - M.b, stroke: '#eee'}, axes);
-    el('text', {x: sx(t), y: H - M.b + 14, 'text-anchor': 'middle'}, axes).textContent = fmt(t);
-  }
-  for (const t of ticks(v.y0, v.y1, false)) {
+    el('text', {x: sx(t), y: H - M.b + 14, 'text-anchor': 'middle'}, axes).textContent = xl[i];
+  });
+  const yt = ticks(v.y0, v.y1, false), yl = tickLabels(yt);
+  yt.forEach((t, i) => {
     el('line', {x1: M.l, x2: W - M.r, y1: sy(t), y2: sy(t), stroke: '#eee'}, axes);
-    el('text', {x: M.l - 4, y: sy(t) + 4, 'text-anchor': 'end'}, axes).textContent = fmt(t);
-  }
+    el('text', {x: M.l - 4, y: sy(t) + 4, 'text-anchor': 'end'}, axes).textContent = yl[i];
+  });
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b, fill: 'none', stroke: '#999'}, axes);
   el('text', {x: (W + M.l) / 2, y: H - 6, 'text-anchor': 'middle'}, axes).textContent = spec.xlabel + (spec.logx ? ' (log)' : '');
   el('text', {x: 12, y: (H - M.b) / 2, transform: `rotate(-90 12 ${(H - M.b) / 2})`, 'text-anchor': 'middle'}, axes).textContent = spec.ylabel;
@@ -146,7 +159,7 @@ function draw(c) {
       el('path', {d: pathOf(xs, ys, sx, sy) + 'Z', fill: s.color, opacity: 0.18, class: 'band'}, g);
     }
     el('path', {d: pathOf(s.x, s.y, sx, sy), fill: 'none', stroke: s.color, 'stroke-width': 1.8, class: 'line'}, g);
-    if (s.points) s.x.forEach((x, i) => s.y[i] != null &&
+    if (s.points || s.x.length === 1) s.x.forEach((x, i) => s.y[i] != null &&
       el('circle', {cx: sx(x), cy: sy(s.y[i]), r: 3.5, fill: s.color}, g));
     for (const m of s.markers || []) {
       const x = sx(m.x), y = sy(m.y);
@@ -190,12 +203,12 @@ function attachEvents(c) {
       xAt = xAt ?? s.x[i];
       const band = s.lo ? ` [${fmt(s.lo[i])}, ${fmt(s.hi[i])}]` : '';
       const n = s.n ? ` n=${s.n[i]}` : '';
-      rows += `<div><b style="color:${s.color}">■</b> ${s.name}: ${fmt(s.y[i])}${band}${n}</div>`;
+      rows += `<div><b style="color:${esc(s.color)}">■</b> ${esc(s.name)}: ${fmt(s.y[i])}${band}${n}</div>`;
       for (const m of s.markers || []) if (Math.abs(sx(m.x) - px) < 8)
-        rows += `<div style="color:${s.color}">× ${m.label} at ${fmt(m.x)}</div>`;
+        rows += `<div style="color:${esc(s.color)}">× ${esc(m.label)} at ${fmt(m.x)}</div>`;
     }
     if (!rows) { tip.style.display = 'none'; return; }
-    tip.innerHTML = `<div>${spec.xlabel} ≈ ${fmt(xAt ?? x)}</div>` + rows;
+    tip.innerHTML = `<div>${esc(spec.xlabel)} ≈ ${fmt(xAt ?? x)}</div>` + rows;
     tip.style.display = 'block';
     tip.style.left = Math.min(px + 16, W - 180) + 'px';
     tip.style.top = (py + 30) + 'px';
@@ -250,7 +263,10 @@ def render_html(
 ) -> str:
     """The whole page as a string; ``table`` is ``(header, rows)`` from ``report.table_rows``,
     ``setup`` and ``verdict_lines`` the Markdown report's (``report.setup_line`` …)."""
-    data = json.dumps({"charts": charts, "result": result}, allow_nan=False).replace("</", "<\\/")
+    # "<" only ever occurs inside JSON strings: \u003c keeps run text from opening or closing
+    # tags (</script>, <script>, <!--) inside the data block
+    data = json.dumps({"charts": charts, "result": result}, allow_nan=False)
+    data = data.replace("<", "\\u003c")
     verdicts = "".join(f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines)
     extra = "".join(f"<li>{html.escape(n)}</li>" for n in notes + result["warnings"])
     return f"""<!DOCTYPE html>

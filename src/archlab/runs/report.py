@@ -23,8 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from archlab.runs.context_report import context_charts, context_markdown
 from archlab.runs.curves import LOSS_METRICS, arm_curve
 from archlab.runs.html import render_html
+from archlab.runs.ladder_report import ladder_charts, ladder_markdown
+from archlab.runs.table import relativize, write_csv
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -56,48 +59,52 @@ def _loss_cell(stat: dict) -> str:
     return f"{_f(stat['mean'])} ± {_f(stat['mean'] - stat['ci_low'])}"
 
 
+def _delta_cells(d: dict | None) -> tuple[str, str]:
+    if d is None:
+        return "—", "—"
+    delta = _f(d["mean"], sign=True)
+    if d["ci_low"] is not None:
+        delta += f" [{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}]"
+    p = _p(d["p_value"])
+    if d.get("p_holm") is not None:
+        p += f", Holm {_p(d['p_holm'])}"
+    if d["test"] != "none":
+        p += f" ({d['test']}" + (f", {d['n_pairs']} seeds)" if d["test"] == "paired" else ")")
+    return delta, p
+
+
+def _lr_cells(arm: dict) -> list[str]:
+    pick = arm.get("lr_pick") or {}
+    lr = f"{arm['lr']:g}" if arm.get("lr") is not None else "n/a"
+    return [lr + (" (grid edge!)" if pick.get("on_edge") else ""), _f(arm.get("lr_sensitivity"))]
+
+
 def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the arms table (shared by report.md and report.html)."""
     level = f"{result['setup']['ci_level']:.0%}"
     lr = result["setup"]["lr_sweep"]
-    header = ["arm", "runs", "diverged", "failed"] + (["best lr", "LR sensitivity"] if lr else [])
+    header = ["arm", "runs", "diverged", "failed"] + (["tuned lr", "LR sensitivity"] if lr else [])
     header += [
         f"final val loss (mean ± {level} CI)",
         f"Δ vs baseline [{level} CI]",
         "p (test)",
+        "seed sd",
+        "eval se (arm / Δ)",
         "verdict",
         "params",
         "tokens/s",
     ]
     rows = []
     for arm in result["arms"]:
-        d = arm["diff"]
-        if d is None:
-            delta, p = "—", "—"
-        else:
-            delta = _f(d["mean"], sign=True)
-            if d["ci_low"] is not None:
-                delta += f" [{_f(d['ci_low'], sign=True)}, {_f(d['ci_high'], sign=True)}]"
-            p = _p(d["p_value"]) + (
-                ""
-                if d["test"] == "none"
-                else f" ({d['test']}"
-                + (f", {d['n_pairs']} seeds)" if d["test"] == "paired" else ")")
-            )
+        delta, p = _delta_cells(arm["diff"])
         cells = [arm["label"], str(arm["n_runs"]), str(arm["n_diverged"]), str(arm["n_failed"])]
-        if lr:
-            cells += [
-                f"{arm['lr']:g}" if arm.get("lr") is not None else "n/a",
-                _f(arm.get("lr_sensitivity")),
-            ]
-        cells += [
-            _loss_cell(arm["final_val_loss"]),
-            delta,
-            p,
-            arm["verdict"],
-            _int(arm["params"]),
-            _int(arm["tokens_per_sec"]),
-        ]
+        cells += _lr_cells(arm) if lr else []
+        cells += [_loss_cell(arm["final_val_loss"]), delta, p, _f(arm.get("seed_noise"))]
+        eval_se = _f(arm.get("eval_noise"))
+        if arm.get("eval_noise_diff") is not None:
+            eval_se += f" / {_f(arm['eval_noise_diff'])}"
+        cells += [eval_se, arm["verdict"], _int(arm["params"])]
+        cells += [_int(arm["tokens_per_sec"])]
         rows.append(cells)
     return header, rows
 
@@ -114,7 +121,7 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     out = []
     for arm in result["arms"][1:]:
         d = arm["diff"]
-        at_lr = f" at its best lr {arm['lr']:g}" if arm.get("lr") is not None else ""
+        at_lr = f" at its tuned lr {arm['lr']:g}" if arm.get("lr") is not None else ""
         if arm["test_verdict"] == "n/a":
             why = (
                 "no test possible (needs ≥2 runs per arm, or ≥2 shared seeds with non-zero spread)"
@@ -130,7 +137,10 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
             why = f"{arm['test_verdict']} (Δ {_f(d['mean'], sign=True)}, p {p}, {test}, alpha {alpha})"
         line = f"- **{arm['label']}** vs **{base}**{at_lr}: {why}"
         if arm["verdict"] == "unstable":
-            line += f"; **unstable**: {arm['n_diverged_compared']} seed(s) diverged and are excluded from the mean"
+            line += (
+                f"; **unstable**: {arm['n_diverged_compared']} seed(s) diverged "
+                "(counted at their loss at init)"
+            )
         out.append(line + ".")
     return out
 
@@ -145,11 +155,25 @@ def setup_line(result: dict[str, Any]) -> str:
         f"metric: {s['metric']}; {s['ci_level']:.0%} t-intervals; paired t-test by seed when "
         f"two arms share ≥2 seeds, else Welch; alpha {s['alpha']}."
     )
-    if s["lr_sweep"]:
-        line += f" LR sweep over `{s['lr_key']}`: each arm is compared at its best LR."
+    proto = s.get("protocol") or {}
+    if s["lr_sweep"] and proto.get("tune"):
+        line += (
+            f" LR sweep over `{s['lr_key']}`: each arm's LR is tuned on scout seeds "
+            f"{proto['scout']} and compared on confirm seeds {proto['confirm']}"
+            + (" (in sample: one seed only)." if proto.get("in_sample") else ".")
+        )
+    if s.get("budget"):
+        line += f" Budget: {s['budget']['shared']}."
     if s["common"]:
         line += " Common: " + ", ".join(f"{k}={v}" for k, v in s["common"].items()) + "."
     return line
+
+
+def _seed_band(grid_point: dict, init: float | None) -> tuple[float, float]:
+    """Min–max over seeds at one LR, a diverged seed at the loss at init."""
+    vals = [init if f is None else f for f in grid_point["finals"]]
+    vals = [v for v in vals if v is not None] or [grid_point["mean"]]
+    return min(vals), max(vals)
 
 
 def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -196,6 +220,7 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
             pts = [g for g in arm["lr_grid"] if g["lr"] is not None]
             ok = [g for g in pts if g["mean"] is not None]
             top = arm["loss_at_init"]
+            band = [_seed_band(g, top) for g in ok]
             series.append(
                 {
                     "name": arm["label"],
@@ -203,6 +228,8 @@ def build_charts(analysis, x_axes: list[str]) -> tuple[list[dict[str, Any]], lis
                     "points": True,
                     "x": [g["lr"] for g in ok],
                     "y": [g["mean"] for g in ok],
+                    "lo": [b[0] for b in band],
+                    "hi": [b[1] for b in band],
                     "markers": [
                         {"x": g["lr"], "y": top, "label": f"{g['n_diverged']}/{g['n']} diverged"}
                         for g in pts
@@ -230,15 +257,30 @@ def _plot_series(ax, s: dict[str, Any]) -> None:
         np.asarray(s["x"], float),
         np.asarray([np.nan if v is None else v for v in s["y"]], float),
     )
-    ax.plot(
-        x, y, color=s["color"], label=s["name"], marker="o" if s.get("points") else None, lw=1.6
-    )
+    marker = "o" if s.get("points") or len(x) == 1 else None  # a single val point: a marker
+    ls = "--" if s.get("dashed") else "-"
+    ax.plot(x, y, color=s["color"], label=s["name"], marker=marker, lw=1.6, ls=ls)
     if "lo" in s:
         ax.fill_between(
             x, np.asarray(s["lo"], float), np.asarray(s["hi"], float), color=s["color"], alpha=0.18
         )
     for m in s.get("markers", []):
         ax.plot([m["x"]], [m["y"]], marker="x", ms=9, mew=2, color=s["color"], ls="none")
+
+
+def distinct_ticks(ax, chart: dict[str, Any]) -> None:
+    """Tick labels that never repeat: grid values on an LR axis, plain numbers elsewhere."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    if chart["id"] == "loss_vs_lr":
+        xs = sorted({x for s in chart["series"] for x in s["x"]})
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if chart.get("logy"):
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    else:
+        ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) -> list[Path]:
@@ -259,6 +301,10 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
             for s in c["series"]:
                 _plot_series(ax, s)
             ax.set_xscale("log" if c["logx"] else "linear")
+            ax.set_yscale("log" if c.get("logy") else "linear")
+            for v in c.get("vlines", []):
+                ax.axvline(v, ls=":", color="gray")
+            distinct_ticks(ax, c)
             ax.set(title=c["title"], xlabel=c["xlabel"], ylabel=c["ylabel"])
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
@@ -296,7 +342,9 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
     return [path] + written
 
 
-def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) -> str:
+def render_markdown(
+    result: dict[str, Any], pngs: list[Path], notes: list[str], extra: list[str] | None = None
+) -> str:
     header, rows = table_rows(result)
     noise = result["seed_noise"]
     n_base = result["arms"][0]["final_val_loss"]["n"]
@@ -305,7 +353,10 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
         "",
         f"**Setup:** {setup_line(result)}",
         "",
-        f"**Baseline seed noise:** std of final val loss = {_f(noise)} over {n_base} seed(s)"
+        f"**Noise floor:** baseline seed noise (std of final val loss over seeds) = {_f(noise)} "
+        f"over {n_base} seed(s); evaluation noise (standard error of a run's val loss over its "
+        f"validation windows) = {_f(result.get('eval_noise'))}; the table also shows the "
+        "evaluation noise of each Δ (per-window differences on the same windows)"
         + (" (a single seed: noise unknown, verdicts are n/a)" if noise is None else ""),
         "",
         "## Arms",
@@ -350,6 +401,7 @@ def render_markdown(result: dict[str, Any], pngs: list[Path], notes: list[str]) 
                 ["arm", "loss at init", "LR sensitivity"] + [f"lr={lr:g}" for lr in lrs], cells
             ),
         ]
+    md += ladder_markdown(result) + (extra or [])
     md += ["", "## Figures", ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs]
     md += [
@@ -382,22 +434,19 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     """Write every output into ``out`` (created if needed); returns the written paths."""
     out.mkdir(parents=True, exist_ok=True)
     charts, notes = build_charts(analysis, x_axes)
+    charts += ladder_charts(analysis.result) + context_charts(analysis)
     for axis in x_axes:
         if not any(c["group"] == f"curves_{axis}" for c in charts):
             notes.append(f"no arm has `{axis}` in its metric lines: {axis} figure omitted")
-    pngs = write_pngs(charts, analysis.result, out)
+    result = relativize(analysis.result, out)
+    pngs = write_pngs(charts, result, out)
     paths = {
-        "report.md": render_markdown(analysis.result, pngs, notes),
+        "report.md": render_markdown(result, pngs, notes, context_markdown(analysis)),
         "report.html": render_html(
-            analysis.result,
-            charts,
-            table_rows(analysis.result),
-            notes,
-            setup_line(analysis.result),
-            verdict_lines(analysis.result),
+            result, charts, table_rows(result), notes, setup_line(result), verdict_lines(result)
         ),
-        "compare.json": json.dumps(analysis.result, indent=2, allow_nan=False) + "\n",
+        "compare.json": json.dumps(result, indent=2, allow_nan=False) + "\n",
     }
     for name, text in paths.items():
         (out / name).write_text(text, encoding="utf-8")
-    return [out / n for n in paths] + pngs
+    return [out / n for n in paths] + [write_csv(analysis, out)] + pngs

@@ -1,22 +1,20 @@
-"""Seed-aware statistics for comparing arms.
+"""Seed-aware statistics for comparing arms (scipy's t-tests, never hand-rolled formulas).
 
-* **Mean and CI** of an arm's final validation loss: Student-t interval over seeds,
-  ``mean +- t_{1-alpha/2, n-1} * s / sqrt(n)`` with ``s`` the sample std (ddof=1). With
-  one run there is no interval (``None``).
-* **Difference vs baseline** (``arm - baseline``; negative = lower loss = better):
-  - when both arms share >= 2 seeds, a **paired t-test** on the shared seeds: seed ``k``
-    of both arms sees the same data order and init noise, so the per-seed differences
-    cancel that shared noise; the CI is the t-interval of the differences;
-  - otherwise **Welch's t-test** (unequal variances), with the Welch-Satterthwaite
-    degrees of freedom for the CI of the difference of means.
-  When a test is undefined (too few runs, zero variance) p and the CI are ``None``.
-* **Verdict**: ``better``/``worse`` when ``p < alpha``, else ``no significant difference``;
-  ``n/a`` when no test is possible; ``unstable`` when any of the arm's seeds diverged
-  (the test verdict on the surviving seeds is kept alongside).
+* **Mean and CI** of an arm's metric: Student-t interval over seeds (``ttest_1samp``'s
+  ``confidence_interval``). With one run there is no interval (``None``).
+* **Δ = arm − baseline** as a :class:`Sample`:
+  - ``paired`` when both arms share >= 2 seeds: seed ``k`` of both arms sees the same data
+    order and init noise, so the per-seed differences cancel that shared noise
+    (``ttest_rel`` / ``ttest_1samp`` on the differences);
+  - ``welch`` otherwise (``ttest_ind(equal_var=False)``, Welch–Satterthwaite CI);
+  - ``exact`` when every paired difference is the same number (params, FLOPs, KV bytes): a
+    deterministic metric, a fact rather than a measurement;
+  - ``none`` when there is too little data for any test.
+* :func:`p_value` tests Δ against a shifted null (``Δ = δ``) one- or two-sided, which is what
+  the non-inferiority and equivalence tests of ``runs/inference.py`` need.
 * **LR sensitivity** (Wortsman et al. 2023): over an arm's LR grid,
   ``mean_lr[min(final(lr), loss_at_init)] - min_lr final(lr)``, where ``final(lr)`` is the
-  seed mean and diverged runs count as ``loss_at_init``. 0 means every LR in the grid
-  reaches the best loss; ``loss_at_init - best`` means only one LR trains at all.
+  seed mean and diverged runs count as ``loss_at_init``.
 
 scipy is imported inside the functions so importing this module stays cheap.
 """
@@ -27,6 +25,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+MIN_SCIPY = (1, 11)  # TtestResult.confidence_interval for ttest_ind
 
 
 @dataclass
@@ -40,7 +40,7 @@ class MeanCI:
 
 @dataclass
 class Diff:
-    test: str  # "paired" | "welch" | "none"
+    test: str  # "paired" | "welch" | "exact" | "none"
     n_pairs: int
     mean: float | None
     ci_low: float | None
@@ -48,7 +48,57 @@ class Diff:
     p_value: float | None
 
 
-def _clean(x: float) -> float | None:
+@dataclass
+class Sample:
+    """The data behind Δ = arm − baseline."""
+
+    kind: str  # "paired" | "welch" | "exact" | "none"
+    arm: np.ndarray
+    base: np.ndarray
+    diffs: np.ndarray | None = None  # per shared seed, when paired or exact
+
+    @property
+    def mean(self) -> float | None:
+        if self.diffs is not None and len(self.diffs):
+            return float(self.diffs.mean())
+        if len(self.arm) and len(self.base):
+            return float(self.arm.mean() - self.base.mean())
+        return None
+
+    @property
+    def testable(self) -> bool:
+        return self.kind in ("paired", "welch")
+
+    def se_and_df(self) -> tuple[float | None, float | None]:
+        """Standard error of Δ and its degrees of freedom (None when untestable)."""
+        if self.kind == "paired":
+            n = len(self.diffs)
+            return float(self.diffs.std(ddof=1)) / math.sqrt(n), n - 1
+        if self.kind == "welch":
+            va, vb = self.arm.var(ddof=1) / len(self.arm), self.base.var(ddof=1) / len(self.base)
+            df = (va + vb) ** 2 / (va**2 / (len(self.arm) - 1) + vb**2 / (len(self.base) - 1))
+            return math.sqrt(va + vb), float(df)
+        return None, None
+
+    def unit_sd(self) -> float | None:
+        """The sd of one seed's contribution to Δ: per-pair sd, or sqrt(s_a² + s_b²)."""
+        if self.kind == "paired":
+            return float(self.diffs.std(ddof=1))
+        if self.kind == "welch":
+            return math.sqrt(float(self.arm.var(ddof=1) + self.base.var(ddof=1)))
+        return None
+
+
+def require_scipy() -> None:
+    """One clear line instead of an AttributeError deep in a test on an old scipy."""
+    import scipy
+
+    have = tuple(int(x) for x in scipy.__version__.split(".")[:2])
+    if have < MIN_SCIPY:
+        raise RuntimeError(f"archlab needs scipy >= 1.11 (found {scipy.__version__})")
+
+
+def _clean(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
 
@@ -75,50 +125,69 @@ def mean_ci(values, alpha: float = 0.05) -> MeanCI:
     if n == 1:
         return MeanCI(1, mean, None, None, None)
     std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * std / math.sqrt(n)
-    return MeanCI(n, mean, std, mean - half, mean + half)
+    if _is_zero(std, mean):
+        return MeanCI(n, mean, std, mean, mean)
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(1 - alpha)
+    return MeanCI(n, mean, std, float(ci.low), float(ci.high))
 
 
-def paired_diff(arm: dict, base: dict, alpha: float = 0.05) -> Diff:
-    """Paired t-test of ``arm[seed] - base[seed]`` over the seeds present in both dicts."""
-    from scipy import stats  # scipy (~0.3 s): only for the tests that need it
-
+def sample(arm: dict, base: dict) -> Sample:
+    """``arm``/``base`` map seed -> value. Paired if >= 2 shared seeds, else Welch."""
     seeds = [s for s in arm if s in base]
-    d = np.asarray([arm[s] - base[s] for s in seeds], dtype=float)
-    ci = mean_ci(d, alpha)
-    p = None
-    if ci.std is not None and _is_zero(ci.std, ci.mean):  # identical differences: t undefined
-        ci.ci_low = ci.ci_high = None
-    elif ci.std is not None:
-        p = _clean(stats.ttest_rel([arm[s] for s in seeds], [base[s] for s in seeds]).pvalue)
-    return Diff("paired", len(seeds), ci.mean, ci.ci_low, ci.ci_high, p)
+    a_all = _finite_array(arm.values())
+    b_all = _finite_array(base.values())
+    if len(seeds) >= 2:
+        a = np.asarray([arm[s] for s in seeds], dtype=float)
+        b = np.asarray([base[s] for s in seeds], dtype=float)
+        d = a - b
+        kind = "exact" if _is_zero(float(d.std(ddof=1)), float(d.mean())) else "paired"
+        return Sample(kind, a, b, d)
+    if len(a_all) >= 2 and len(b_all) >= 2:
+        va, vb = a_all.var(ddof=1), b_all.var(ddof=1)
+        if not _is_zero(math.sqrt(va + vb), float(a_all.mean() - b_all.mean())):
+            return Sample("welch", a_all, b_all)
+    return Sample("none", a_all, b_all)
 
 
-def welch_diff(a, b, alpha: float = 0.05) -> Diff:
-    """Welch's t-test of mean(a) - mean(b), with the Welch-Satterthwaite CI."""
+def p_value(s: Sample, null: float = 0.0, alternative: str = "two-sided") -> float | None:
+    """p of the t-test of H0: Δ = ``null`` against ``alternative`` ("greater": Δ > null)."""
     from scipy import stats  # scipy (~0.3 s): only for the tests that need it
 
-    x, y = _finite_array(a), _finite_array(b)
-    if len(x) == 0 or len(y) == 0:
-        return Diff("none", 0, None, None, None, None)
-    mean = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return Diff("none", 0, mean, None, None, None)
-    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    se = math.sqrt(va + vb)
-    if _is_zero(se, mean):
-        return Diff("welch", 0, mean, None, None, None)
-    df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
-    p = _clean(stats.ttest_ind(x, y, equal_var=False).pvalue)
-    return Diff("welch", 0, mean, mean - half, mean + half, p)
+    if s.kind == "paired":
+        return _clean(stats.ttest_1samp(s.diffs, null, alternative=alternative).pvalue)
+    if s.kind == "welch":
+        res = stats.ttest_ind(s.arm - null, s.base, equal_var=False, alternative=alternative)
+        return _clean(res.pvalue)
+    if s.kind == "exact":  # no noise: the null is rejected exactly when the number says so
+        m = s.mean
+        hit = {"greater": m > null, "less": m < null}.get(alternative, m != null)
+        return 0.0 if hit else 1.0
+    return None
+
+
+def ci(s: Sample, level: float) -> tuple[float | None, float | None]:
+    """Two-sided ``level`` CI of Δ (a point for exact samples, ``None`` when untestable)."""
+    from scipy import stats  # scipy (~0.3 s): only for the tests that need it
+
+    require_scipy()
+    if s.kind == "paired":
+        c = stats.ttest_rel(s.arm, s.base).confidence_interval(level)
+    elif s.kind == "welch":
+        c = stats.ttest_ind(s.arm, s.base, equal_var=False).confidence_interval(level)
+    elif s.kind == "exact":
+        return s.mean, s.mean
+    else:
+        return None, None
+    return _clean(c.low), _clean(c.high)
 
 
 def compare_to_baseline(arm: dict, base: dict, alpha: float = 0.05) -> Diff:
-    """``arm``/``base`` map seed -> final loss. Paired if >= 2 shared seeds, else Welch."""
-    if sum(1 for s in arm if s in base) >= 2:
-        return paired_diff(arm, base, alpha)
-    return welch_diff(list(arm.values()), list(base.values()), alpha)
+    """Δ with its two-sided (1-alpha) CI and two-sided p; p is None for exact differences."""
+    s = sample(arm, base)
+    lo, hi = ci(s, 1 - alpha) if s.kind != "exact" else (None, None)
+    p = p_value(s) if s.testable else None
+    n_pairs = len(s.diffs) if s.diffs is not None else 0
+    return Diff(s.kind if s.kind != "exact" else "paired", n_pairs, s.mean, lo, hi, p)
 
 
 def verdict(diff: Diff, alpha: float, diverged: int) -> tuple[str, str]:
@@ -149,3 +218,21 @@ def lr_sensitivity(finals_by_lr: dict[float, list], loss_at_init: float | None) 
         for seeds in finals_by_lr.values()
     ]
     return float(np.mean([min(f, loss_at_init) for f in finals]) - min(min(finals), loss_at_init))
+
+
+def paired_window_se(arm: dict, base: dict) -> float | None:
+    """Evaluation noise of Δ: ``arm``/``base`` map seed -> per-window val losses (same windows).
+
+    Per shared seed, the standard error of the mean per-window difference; combined over the
+    seeds as the standard error of the seed mean of Δ. None without shared window losses.
+    """
+    variances = []
+    for seed, a in arm.items():
+        b = base.get(seed)
+        if b is None or len(a) != len(b) or len(a) < 2:
+            continue
+        d = np.asarray(a, float) - np.asarray(b, float)
+        variances.append(d.var(ddof=1) / len(d))
+    if not variances:
+        return None
+    return float(math.sqrt(np.mean(variances) / len(variances)))

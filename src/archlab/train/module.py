@@ -9,7 +9,6 @@ import lightning as L
 import torch
 
 from archlab.config import ArchlabConfig
-from archlab.data.windows import val_windows
 from archlab.model import Transformer
 from archlab.model.flops import train_flops_per_token
 from archlab.train.distributed import (
@@ -19,7 +18,7 @@ from archlab.train.distributed import (
     shard,
     srun_tasks,
 )
-from archlab.train.loss import LOSSES, summed_cross_entropy
+from archlab.train.loss import LOSSES
 from archlab.train.optim import lr_multiplier, make_optimizer
 
 
@@ -52,6 +51,9 @@ class LitLM(L.LightningModule):
         self.val_x, self.val_y = val_data
         self.val_tokens = val_tokens  # the val split, for evaluation at longer contexts
         self.val_loss_at: dict[str, float | None] = {}
+        self.long_context: dict[str, dict] = {}  # same-token long-context reports (k -> dict)
+        self.last_val_se: float | None = None  # standard error of the val loss over windows
+        self.last_val_windows: list[float] = []  # per-window val losses of the last evaluation
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
         # not a registered submodule: the state dict holds each weight once, as model.*
@@ -195,42 +197,51 @@ class LitLM(L.LightningModule):
             logger.log_metrics(row, step=step)
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
-    def evaluate(
-        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, fn=None
-    ) -> float:
-        """Mean cross-entropy over the fixed validation windows (``fn``: the forward to use)."""
+    def evaluate(self, x=None, y=None, fn=None) -> float:
+        """Mean cross-entropy over the fixed validation windows (sets ``last_val_se``)."""
+        from archlab.train.evaluation import val_loss_and_se
+
         x = self.val_x if x is None else x
         y = self.val_y if y is None else y
-        fn = fn or self.forward_fn
         was_training = self.model.training
         self.model.eval()
-        total, count, bs = 0.0, 0, self.rows_per_forward
-        for i in range(0, len(x), bs):
-            xb, yb = x[i : i + bs].to(self.device), y[i : i + bs].to(self.device)
-            # a short last batch would recompile a compiled forward: it runs eagerly
-            with self.autocast():  # the training forward's precision
-                logits = (fn if len(xb) == bs else self.model)(xb)
-            ce = summed_cross_entropy(logits, yb)  # fp32, chunked for bf16 logits
-            total, count = total + ce.item(), count + yb.numel()
-        self.model.train(was_training)
-        return total / count
+        bs, fn = self.rows_per_forward, fn or self.forward_fn
 
-    def evaluate_at_length(self, length: int) -> float | None:
-        """Val loss on fixed windows of ``length`` tokens (past the trained context); None when
-        the position scheme cannot represent those positions (learned embeddings)."""
-        x, y = val_windows(self.val_tokens, length, self.cfg.data.val_windows)
-        try:  # eager model: a new length would recompile, and compiled graphs skip the
-            return self.evaluate(x, y, fn=self.model)  # position-range checks
-        except ValueError:  # e.g. learned positions past block_size
-            return None
+        def forward(xb: torch.Tensor) -> torch.Tensor:
+            with self.autocast():  # the training forward's precision
+                # a short last batch would recompile a compiled forward: it runs eagerly
+                return (fn if len(xb) == bs else self.model)(xb)
+
+        loss, self.last_val_se, self.last_val_windows = val_loss_and_se(
+            forward, x, y, bs, self.device
+        )
+        self.model.train(was_training)
+        return loss
+
+    def evaluate_long_context(self, k: int) -> dict:
+        """Same-token long-context report at ``k``× the trained length (train/evaluation.py);
+        the eager model: a new length would recompile, and compiled graphs skip range checks."""
+        from archlab.train.evaluation import long_context
+
+        was_training = self.model.training
+        self.model.eval()
+        T, bs = self.cfg.model.block_size, self.rows_per_forward
+        try:
+            n = self.cfg.data.val_windows  # a smoke run's few windows stay few
+            with self.autocast():  # the training forward's precision
+                return long_context(self.model, self.val_tokens, T, k, bs, self.device, n)
+        finally:
+            self.model.train(was_training)
 
     def _log_val(self, step: int) -> None:
         self.last_val_loss = self.evaluate()
-        row = {"val/loss": self.last_val_loss}
+        row = {"val/loss": self.last_val_loss, "val/loss_se": self.last_val_se}
         if step == self.cfg.train.max_steps:
             for k in self.cfg.train.eval_context_multiples:
-                self.val_loss_at[f"{k}x"] = self.evaluate_at_length(k * self.cfg.model.block_size)
+                report = self.long_context[f"{k}x"] = self.evaluate_long_context(k)
+                self.val_loss_at[f"{k}x"] = report.get("all_positions")
                 row[f"val/loss@{k}x"] = self.val_loss_at[f"{k}x"]
+                for name in ("full", "cut", "gain"):
+                    row[f"val/long{k}x_{name}"] = report.get(name)
         self._emit(step, row)
         self.log("val", self.last_val_loss, prog_bar=True, logger=False)

@@ -101,6 +101,8 @@ class RunState:
     lit: LitLM | None = None
     ckpt: Checkpointing | None = None
     trainer: L.Trainer | None = None
+    config_dict: dict | None = None  # the resolved config (its data_info carries the corpus hash)
+    planned_budget: dict | None = None  # train.budget as planned (train/budget.py)
 
 
 def train(cfg: ArchlabConfig, job: Job, callbacks: tuple = ()) -> dict:
@@ -165,6 +167,8 @@ def _prepare(run: RunState) -> tuple[TokenSplits, dict]:
     if run.writer:
         (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
         data.save_tokenizer(run.run_dir)
+    run.config_dict = config_dict
+    run.planned_budget = _apply_budget(cfg)  # derives max_steps from train.budget
     summary.update(
         data_regime(
             len(data.train),
@@ -279,12 +283,44 @@ def _finalise(run: RunState) -> None:
     if summary.get("train_tokens"):  # epochs of the training split actually seen
         summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
     summary["elapsed_sec"] = round(time.time() - run.start, 3)
+    _record_measurements(run)
     for logger in run.loggers:
         if getattr(logger, "error", None):
             summary["wandb_error"] = logger.error
     finish_loggers(run.loggers, summary, _model_artifact(run))
     if run.writer:
         write_json(run.run_dir / "summary.json", summary)
+
+
+def _apply_budget(cfg: ArchlabConfig) -> dict | None:
+    """Derive ``train.max_steps`` from ``train.budget`` (None without a budget)."""
+    from archlab.model.flops import train_flops_per_token  # torch: the training path has it
+    from archlab.train.budget import apply
+
+    return apply(cfg, train_flops_per_token(cfg.model))
+
+
+def _record_measurements(run: RunState) -> None:
+    """Budget achieved, evaluation noise, long-context reports and provenance (summary.json)."""
+    from archlab.runs.provenance import collect, usage
+    from archlab.train.budget import achieved
+
+    summary, cfg, lit = run.summary, run.cfg, run.lit
+    corpus = ((run.config_dict or {}).get("data_info") or {}).get("fingerprint")
+    summary["provenance"] = {**collect(cfg.trainer.threads, corpus), **usage()}
+    if lit is None:
+        return
+    summary["budget"] = achieved(
+        run.planned_budget,
+        cfg.train.max_steps,
+        lit.global_step,
+        summary["tokens"],
+        lit.flops_per_token,
+        lit.train_time,
+    )
+    summary["val_loss_se"] = lit.last_val_se
+    summary["val_window_losses"] = lit.last_val_windows or None
+    summary["long_context"] = lit.long_context or None
 
 
 def _model_artifact(run: RunState) -> Path | None:

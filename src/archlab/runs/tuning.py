@@ -1,0 +1,86 @@
+"""Each arm's tuned learning rate, chosen out of sample.
+
+The LR is picked on *scout* seeds and the arms are compared on disjoint *confirm* seeds at
+those LRs, so the comparison does not carry the winner's curse of picking the best of several
+noisy results on the data it then reports.
+
+The pick is robust near a flat optimum: a quadratic in log LR is fitted to every scout run's
+final loss (a diverged run counts as its loss at initialisation, never as missing), and its
+minimum is snapped to the nearest grid LR. LRs that do not train at all (mean at or above the
+loss at init, e.g. every seed diverged) stay in the curve but not in the fit: a parabola cannot
+follow a cliff. With fewer than three grid LRs in the fit, or a fit that is not convex, the grid
+LR with the lowest scout mean is taken. A pick on the edge of the grid gets a
+warning: the optimum may lie outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LrPick:
+    lr: float | None
+    method: str  # "quadratic fit" | "lowest mean" | "none"
+    on_edge: bool = False
+    curve: list[dict] = field(default_factory=list)  # per grid LR: mean, sd, n over scouts
+    fit: list[float] | None = None  # quadratic coefficients in log10(lr), highest first
+
+    @property
+    def warning(self) -> str | None:
+        if self.lr is None or not self.on_edge:
+            return None
+        return f"tuned LR {self.lr:g} is on the edge of the grid: extend the grid"
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``"0,1"`` / ``"2-8"`` / ``"0,3-5"`` -> sorted seeds (None for None/empty)."""
+    if not text:
+        return None
+    seeds: set[int] = set()
+    for part in str(text).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
+            raise ValueError(f"seeds must look like 0,1 or 2-8, got {text!r}")
+        seeds.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return sorted(seeds)
+
+
+def _curve(points: list[tuple[float, float]]) -> list[dict]:
+    by_lr: dict[float, list[float]] = {}
+    for lr, loss in points:
+        by_lr.setdefault(lr, []).append(loss)
+    out = []
+    for lr in sorted(by_lr):
+        v = np.asarray(by_lr[lr])
+        sd = float(v.std(ddof=1)) if len(v) > 1 else None
+        out.append({"lr": lr, "mean": float(v.mean()), "sd": sd, "n": len(v)})
+    return out
+
+
+def pick_lr(points: list[tuple[float, float]], ceiling: float | None = None) -> LrPick:
+    """``points``: (lr, final loss) of each scout run, diverged runs already at their init loss;
+    ``ceiling``: the loss at init (LRs whose mean reaches it are left out of the fit)."""
+    points = [(lr, v) for lr, v in points if lr and lr > 0 and v is not None and math.isfinite(v)]
+    if not points:
+        return LrPick(None, "none")
+    curve = _curve(points)
+    grid = [c["lr"] for c in curve]
+    trains = {c["lr"] for c in curve if ceiling is None or c["mean"] < ceiling}
+    fitted = [(lr, v) for lr, v in points if lr in trains]
+    x = np.log10([lr for lr, _ in fitted])
+    y = np.asarray([v for _, v in fitted])
+    lr, method, fit = None, "lowest mean", None
+    if len(trains) >= 3:
+        coef = np.polyfit(x, y, 2)
+        if coef[0] > 0:
+            best = -coef[1] / (2 * coef[0])
+            lr = min(grid, key=lambda g: abs(math.log10(g) - best))
+            method, fit = "quadratic fit", [float(c) for c in coef]
+    if lr is None:
+        lr = min(curve, key=lambda c: c["mean"])["lr"]
+    on_edge = len(grid) >= 2 and lr in (grid[0], grid[-1])
+    return LrPick(lr, method, on_edge, curve, fit)

@@ -1,0 +1,66 @@
+"""Scale ladders on synthetic run records with a known answer, and their report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from archlab.runs.compare import compare_runs, main
+from archlab.runs.ladder import fit_curve
+from fixtures_runs import make_run
+
+SEED_NOISE = {0: 0.004, 1: -0.003, 2: 0.001}
+
+
+def make_ladder(root, steps_list, gaps):
+    for steps, gap in zip(steps_list, gaps):
+        base = 3.2 - 0.15 * math.log10(steps / 100)
+        for seed, eps in SEED_NOISE.items():
+            for mlp, final in (("swiglu", base + eps), ("geglu", base + eps + gap + eps / 4)):
+                make_run(
+                    root,
+                    f"{mlp}_{steps}_s{seed}",
+                    seed=seed,
+                    final=final,
+                    steps=steps,
+                    overrides={"model.mlp": mlp, "train.max_steps": steps},
+                )
+    return root
+
+
+def test_growing_advantage_has_a_negative_trend_with_a_log_linear_fit(tmp_path):
+    make_ladder(tmp_path, [100, 200, 400], [-0.02, -0.04, -0.06])
+    result = compare_runs([str(tmp_path)], baseline="mlp=swiglu")
+    ladder = result["ladder"]
+    assert ladder["rung_keys"] == ["train.max_steps"] and ladder["baseline"] == "mlp=swiglu"
+    geglu = ladder["arms"]["mlp=geglu"]
+    gaps = [r["gap"]["mean"] for r in geglu["rungs"]]
+    assert gaps == pytest.approx([-0.02, -0.04, -0.06], abs=0.002)
+    hi = geglu["trend"]["ci"][1]
+    # gap falls by 0.02 per doubling = 0.066 per decade of compute
+    assert geglu["trend"]["slope"] == pytest.approx(-0.02 / math.log10(2), rel=0.05) and hi < 0
+    assert geglu["fit"]["kind"] == "log-linear" and "extrapolated" not in geglu
+    assert any("fixed LR" in w for w in result["warnings"])
+
+
+def test_power_law_only_with_five_rungs_and_then_labelled_extrapolation():
+    c = np.geomspace(1e12, 1e14, 5)
+    y = 1.5 + 40.0 * c**-0.1
+    fit = fit_curve([(float(a), float(b)) for a, b in zip(c, y)])
+    assert fit["kind"] == "power law" and fit["r2"] > 0.999
+    assert fit["alpha"] == pytest.approx(0.1, rel=0.05)
+    four = fit_curve([(float(a), float(b)) for a, b in zip(c[:4], y[:4])])
+    assert four["kind"] == "log-linear"
+
+
+def test_ladder_report_has_plot_and_table(tmp_path):
+    sweep = make_ladder(tmp_path / "runs", [100, 200, 400, 800, 1600], [0.0] * 5)
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out), "--x", "step", "--baseline", "mlp=swiglu"]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Scale ladder" in md and "ladder.png" in md and "power law" in md
+    assert "extrapolated" in md
+    assert (out / "ladder.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "compare.csv").read_text().count("\n") == 1 + 5 * 3 * 2
