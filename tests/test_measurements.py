@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from archlab.config import ArchlabConfig, ConfigError, ModelConfig, validate, validate_model
+from archlab.config import ArchlabConfig, ConfigError, ModelConfig
 from archlab.model import Transformer
 from archlab.runs.provenance import pooling_differences
 from archlab.train import budget
 from archlab.train.evaluation import cut_context_losses, long_context, mean_and_se
+from archlab.validate import validate, validate_model
 from helpers import TINY, run_cli
 
 
