@@ -124,7 +124,6 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
     # composing imports Hydra and the registries (torch): only for `archlab train`
     from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
     from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
-
     from archlab.train.preflight import preflight  # (as above)
 
     jobs = _jobs(overrides, multirun)
