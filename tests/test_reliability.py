@@ -69,16 +69,16 @@ def ref(tmp_path_factory) -> Path:
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, ref):
     crash = tmp_path / "crash"
-    # same config; the process SIGKILLs itself after step 18 (ARCHLAB_FAULT, train/inject.py:
-    # deterministic, no timing). Rows are logged every 3 steps, checkpoints every 4: the
-    # latest checkpoint is step 16 and the step-18 row after it must be dropped on resume.
+    # same config; the process SIGKILLs itself at the end of step 19 (ARCHLAB_FAULT,
+    # train/inject.py: deterministic, no timing). Rows are logged every 3 steps, checkpoints
+    # every 4: the latest checkpoint is step 16 and the step-18 row after it must be dropped.
     r = run_cli(
         "train",
         *BASE,
         f"hydra.run.dir={crash}",
         f"out_dir={tmp_path}",
         cwd=tmp_path,
-        env={"ARCHLAB_FAULT": "SIGKILL@18:step"},
+        env={"ARCHLAB_FAULT": "SIGKILL@19:step"},
     )
     assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
     ckpt = crash / "checkpoints" / "last.ckpt"
@@ -117,7 +117,7 @@ def test_sigterm_checkpoints_and_stops_then_resume_auto_continues(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and "SIGTERM" in summary["error"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == summary["steps"] == 5  # saved on the signal, not periodically
+    assert ckpt["global_step"] == summary["steps"] == 4  # saved on the signal, not periodically
     assert "Traceback" not in err
 
     r = run_cli("train", *args, "train.max_steps=20", "resume=auto", cwd=tmp_path)

@@ -4,7 +4,8 @@ An environment variable, not a config key: a config key would enter job names, t
 record and W&B. The process sends itself ``signal`` (``SIGKILL``, ``SIGTERM``, ``SIGINT``) when
 it reaches ``phase`` at optimizer step ``step``:
 
-* ``step``          after step ``step`` has finished (logged, before any checkpoint of it);
+* ``step``          at the end of step ``step``'s batch: the optimizer has stepped, the step's
+                    metrics row is not yet written (rows of earlier steps are);
 * ``before-ckpt``   the checkpoint of step ``step`` is about to be written;
 * ``during-ckpt``   its temp file is fully written but not yet renamed to ``last.ckpt``;
 * ``after-ckpt``    it has been renamed into place.
