@@ -12,9 +12,9 @@ import time
 def norm_ops(smoke: bool = False) -> dict:
     """Forward+backward time of archlab's LayerNorm vs RMSNorm (model/norm.py), 1 thread, fp32,
     on activations of the claim's shape (16×64 tokens × d=64) and a wider one (d=512)."""
-    import torch
+    import torch  # torch: only when the benchmark runs (the registry imports this module)
 
-    from archlab.model.norm import NORMS
+    from archlab.model.norm import NORMS  # (as above)
 
     torch.set_num_threads(1)
     reps, rounds = (3, 2) if smoke else (50, 11)
