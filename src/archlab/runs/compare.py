@@ -37,6 +37,7 @@ from archlab.runs.arms import (
     group_arms,
     pick_baseline,
 )
+from archlab.runs.comparable import IncomparableError, check_comparable, finished, unfinished
 from archlab.runs.load import RunRecord, find_runs
 from archlab.runs.report import markdown_table, table_rows, write_outputs
 from archlab.runs.values import json_ready
@@ -131,6 +132,10 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
     if not 0 < alpha < 1:
         raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
     warnings: list[str] = []
+    try:
+        check_comparable(records)
+    except IncomparableError as err:
+        raise CompareError(str(err)) from None
     arms, arm_keys, lr_sweep = group_arms(records)
     try:
         base_idx = pick_baseline(arms, arm_keys, baseline)
@@ -140,14 +145,22 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
 
     rows, compared = [], []
     for arm in arms:
-        live = [r for r in arm.runs if r.status != "failed"]
+        live = [r for r in arm.runs if finished(r)]  # unfinished runs are never averaged in
+        waiting = [r for r in arm.runs if unfinished(r)]
+        if waiting:
+            warnings.append(
+                f"{arm.label}: {len(waiting)} unfinished run(s) not averaged in ("
+                + ", ".join(f"{r.source}: {r.status}" for r in waiting[:3])
+                + ")"
+            )
         init = _mean_init_loss(live)
         row: dict[str, Any] = {
             "label": arm.label,
             "values": {k: format_value(v) for k, v in arm.values.items()},
             "n_runs": len(arm.runs),
             "n_diverged": sum(r.status == "diverged" for r in arm.runs),
-            "n_failed": len(arm.runs) - len(live),
+            "n_failed": sum(r.status == "failed" for r in arm.runs),
+            "n_unfinished": len(waiting),
             "loss_at_init": init,
         }
         runs_at = live
@@ -219,6 +232,12 @@ def analyze(records: list[RunRecord], baseline: str | None = None, alpha: float 
             for a in arms
             for r in a.runs
             if r.status == "failed"
+        ],
+        "unfinished_runs": [
+            {"source": r.source, "arm": a.label, "seed": r.seed, "status": r.status}
+            for a in arms
+            for r in a.runs
+            if unfinished(r)
         ],
         "diverged_runs": [
             {
