@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from archlab.config import ConfigError
 
+log = logging.getLogger("archlab")
 LOCK_NAME = ".archlab.lock"
 RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
 
@@ -74,6 +76,10 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             raise _refusal(self.path.parent) from None
+        except OSError as e:  # a file system without flock (some network mounts): unlocked
+            os.close(fd)
+            log.warning("archlab: cannot lock %s (%s); running without a lock", self.path, e)
+            return self
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
         os.ftruncate(fd, 0)  # a stale owner's record is replaced
         os.write(fd, json.dumps(info).encode())
