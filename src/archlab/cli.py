@@ -157,6 +157,8 @@ def train_main(args: list[str]) -> int:
                 check_writable(value, key)
     register_schema()
     sys.argv = ["archlab train", *args]
+    _FAILED_JOBS.clear()
+    _RAN_JOBS.clear()
     _hydra_entry()
     return _sweep_outcome()
 
