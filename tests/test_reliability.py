@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import REPO, run_cli, tiny_config
+from helpers import run_cli, tiny_config
 
 # tiny, fast, checkpoint every 4 steps, log every 3: a checkpoint often falls mid-interval
 BASE = [
@@ -43,26 +39,6 @@ def comparable(run_dir: Path) -> list[dict]:
 
 def series(run_dir: Path, key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in rows(run_dir) if key in r]
-
-
-def popen_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "archlab", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(pred, proc: subprocess.Popen, timeout: float = 120) -> None:
-    end = time.time() + timeout
-    while not pred():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() < end, "timed out"
-        time.sleep(0.02)
 
 
 def last_step(run_dir: Path) -> int:
@@ -93,18 +69,22 @@ def ref(tmp_path_factory) -> Path:
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, ref):
     crash = tmp_path / "crash"
-    # same config; SIGKILL between checkpoints. Rows are logged every 3 steps, checkpoints
-    # every 4: once a row past step 12 exists, the run dies at a logged step 15, 18 or 21,
-    # always after its latest checkpoint (12, 16, 20), so rows after it must be dropped on
-    # resume. (Waiting for step 12 itself raced the step-12 checkpoint.)
-    p = popen_cli("train", *BASE, f"hydra.run.dir={crash}", f"out_dir={tmp_path}", cwd=tmp_path)
+    # same config; the process SIGKILLs itself at the end of step 19 (ARCHLAB_FAULT,
+    # train/inject.py: deterministic, no timing). Rows are logged every 3 steps, checkpoints
+    # every 4: the latest checkpoint is step 16 and the step-18 row after it must be dropped.
+    r = run_cli(
+        "train",
+        *BASE,
+        f"hydra.run.dir={crash}",
+        f"out_dir={tmp_path}",
+        cwd=tmp_path,
+        env={"ARCHLAB_FAULT": "SIGKILL@19:step"},
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
     ckpt = crash / "checkpoints" / "last.ckpt"
-    wait_for(lambda: ckpt.exists() and last_step(crash) >= 13, p)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait(timeout=30)
     killed_at = last_step(crash)
     saved = torch.load(ckpt, weights_only=True)["global_step"]
-    assert 0 < saved < killed_at < 24, (saved, killed_at)
+    assert (saved, killed_at) == (16, 18)
 
     # resume through the CLI, by run dir (reads the run's own overrides)
     r = run_cli("train", f"resume={crash}", cwd=tmp_path)  # reads the run's own overrides
@@ -131,15 +111,13 @@ def test_sigterm_checkpoints_and_stops_then_resume_auto_continues(tmp_path):
         f"hydra.run.dir={run}",
         f"out_dir={tmp_path}",
     ]
-    p = popen_cli("train", *args, cwd=tmp_path)
-    wait_for(lambda: last_step(run) >= 4, p)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
+    r = run_cli("train", *args, cwd=tmp_path, env={"ARCHLAB_FAULT": "SIGTERM@4:step"})
+    err = r.stderr
+    assert r.returncode == 128 + signal.SIGTERM, err[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and "SIGTERM" in summary["error"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == summary["steps"] >= 4  # saved on the signal, not periodically
+    assert ckpt["global_step"] == summary["steps"] == 4  # saved on the signal, not periodically
     assert "Traceback" not in err
 
     r = run_cli("train", *args, "train.max_steps=20", "resume=auto", cwd=tmp_path)
@@ -455,11 +433,8 @@ def test_preempted_sweep_stops_and_resume_auto_continues_it(tmp_path):
     def job(seed: int) -> Path | None:
         return next((d for d in sweep.glob("*") if f"seed={seed}" in d.name.split(",")), None)
 
-    p = popen_cli("train", *args, cwd=tmp_path)
-    wait_for(lambda: job(0) is not None and last_step(job(0)) >= 4, p)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 143, err[-3000:]
+    r = run_cli("train", *args, cwd=tmp_path, env={"ARCHLAB_FAULT": "SIGTERM@4:step"})
+    assert r.returncode == 143, r.stderr[-3000:]
     assert json.loads((job(0) / "summary.json").read_text())["status"] == "interrupted"
     assert job(1) is None  # the sweep stopped: no new job after preemption
 
@@ -475,11 +450,16 @@ def test_preempted_sweep_stops_and_resume_auto_continues_it(tmp_path):
 def test_ddp_preempted_then_resumed_follows_the_one_process_curve(tmp_path):
     args = [*DDP_RUN, "train.max_steps=12", "train.ckpt_every=1000", f"out_dir={tmp_path}"]
     run = tmp_path / "ddp"
-    p = popen_cli("train", *args, "trainer=ddp", f"hydra.run.dir={run}", cwd=tmp_path)
-    wait_for(lambda: last_step(run) >= 4, p)
-    p.send_signal(signal.SIGTERM)  # to the parent only: it forwards to the workers
-    _, err = p.communicate(timeout=90)
-    assert p.returncode == 143, err[-3000:]
+    # every rank signals itself after step 4 (ARCHLAB_FAULT): they stop together
+    r = run_cli(
+        "train",
+        *args,
+        "trainer=ddp",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        env={"ARCHLAB_FAULT": "SIGTERM@4:step"},
+    )
+    assert r.returncode == 143, r.stderr[-3000:]
     stopped = json.loads((run / "summary.json").read_text())
     assert stopped["status"] == "interrupted" and stopped["steps"] < 12
     assert (

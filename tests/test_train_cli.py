@@ -152,7 +152,9 @@ def test_failing_job_does_not_abort_the_sweep(tmp_path):
         "logger=none",
         cwd=tmp_path,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    # every job ran; the sweep then exits 1 and says how many failed (issue #15)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "1 of 2 jobs failed" in r.stderr.strip().splitlines()[-1], r.stderr[-3000:]
     summaries = [
         json.loads(p.read_text()) for p in (tmp_path / "sweeps" / "mixed").glob("*/summary.json")
     ]

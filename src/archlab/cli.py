@@ -115,6 +115,7 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
     from archlab.compose import Composer  # composing imports Hydra and the registries (torch)
     from archlab.train.extras import check_logger_kinds  # with compose: `archlab train` only
     from archlab.train.faults import check_run_environment  # with compose: `archlab train` only
+    from archlab.train.preflight import preflight  # (as above)
 
     jobs = _jobs(overrides, multirun)
     with Composer() as composer:
@@ -122,6 +123,8 @@ def prevalidate(overrides: list[str], multirun: bool) -> int:
             cfg = composer.compose(job)
             check_logger_kinds(cfg.logger.kinds)
             check_run_environment(cfg, data=True)
+            if not multirun:  # lock and resume: before Hydra writes into the run dir
+                preflight(cfg, overrides)
     return len(jobs)
 
 
@@ -137,15 +140,40 @@ def train_main(args: list[str]) -> int:
     args = resume_args(args, overrides, multirun)  # resume=<run dir>: that run's overrides
     overrides, multirun, inspect = _overrides(args)
     if not inspect:
-        prevalidate(overrides, multirun)
+        from archlab.train.preflight import AlreadyComplete  # `archlab train` only
+
+        try:
+            prevalidate(overrides, multirun)
+        except AlreadyComplete as done:
+            print(done, flush=True)
+            return 0
         for o in overrides:  # an explicit output location must be writable too
             key, _, value = o.lstrip("+").partition("=")
             if key in ("hydra.run.dir", "hydra.sweep.dir"):
                 check_writable(value, key)
     register_schema()
     sys.argv = ["archlab train", *args]
+    _FAILED_JOBS.clear()
+    _RAN_JOBS.clear()
     _hydra_entry()
-    return 0
+    return _sweep_outcome()
+
+
+_FAILED_JOBS: list[str] = []  # names of this sweep's jobs that failed (they print one line each)
+_RAN_JOBS: list[str] = []
+
+
+def _sweep_outcome() -> int:
+    """0 if every job of the (multi)run trained; else one line with the count, exit 1."""
+    if not _FAILED_JOBS:
+        return 0
+    print(
+        f"archlab train: {len(_FAILED_JOBS)} of {len(_RAN_JOBS)} jobs failed "
+        f"({', '.join(_FAILED_JOBS[:3])}{', …' if len(_FAILED_JOBS) > 3 else ''}); "
+        "see their summary.json",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _task(cfg) -> float | None:
@@ -221,18 +249,23 @@ def _run_job(cfg, job, multirun: bool) -> dict | None:
     summary.json says failed), a single run exits 2 on a config mistake."""
     from archlab.train.run import train  # Lightning: `archlab train` only
 
+    _RAN_JOBS.append(job.name)
     try:
         return train(cfg, job)
     except ConfigError as e:
         print(f"archlab train: error: {e}", file=sys.stderr)
         if multirun:
+            _FAILED_JOBS.append(job.name)
             return None
         raise SystemExit(2) from None
     except Exception as e:
-        if not multirun:
-            raise
+        if not multirun and not isinstance(e, (OSError, MemoryError, RuntimeError)):
+            raise  # a bug: its traceback; the machine's faults below get one line
         print(f"archlab train: job {job.name} failed: {describe(e)}", file=sys.stderr)
-        return None
+        _FAILED_JOBS.append(job.name)
+        if multirun:
+            return None
+        raise SystemExit(1) from None
 
 
 def _objective(summary: dict) -> float | None:

@@ -12,6 +12,7 @@ with (``config.yaml`` + its saved files in the run directory, ``load_run_tokeniz
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -52,18 +53,37 @@ def parse(args: list[str]) -> dict:
             raise ConfigError(f"{key}={value!r} must be a {kind.__name__}") from None
     if (opts["ckpt"] is None) == (opts["hf"] is None):
         raise ConfigError("give exactly one of ckpt=<run dir or .ckpt file> or hf=<local HF dir>")
+    _check_ranges(opts)
     return opts
 
 
+def _check_ranges(opts: dict) -> None:
+    """Sampling settings that cannot work: one line each."""
+    t, p = opts["temperature"], opts["top_p"]
+    if not (math.isfinite(t) and t >= 0):
+        raise ConfigError(f"temperature={t} must be a finite number >= 0 (0: greedy)")
+    if not (math.isfinite(p) and 0 < p <= 1):
+        raise ConfigError(f"top_p={p} must be in (0, 1] (1: off)")
+    for key in ("n", "max_tokens", "top_k"):
+        low = 1 if key == "n" else 0
+        if opts[key] < low:
+            raise ConfigError(f"{key}={opts[key]} must be >= {low}")
+
+
 def _find_ckpt(path: Path) -> Path:
+    """A file, or a run dir's latest checkpoint (never a search of some other tree)."""
     if path.is_file():
         return path
+    if not path.exists():
+        raise ConfigError(f"ckpt={path}: no such file or run directory")
     for name in ("last.ckpt", "prev.ckpt"):  # a run dir: its latest checkpoint
         if (path / CKPT_DIR / name).is_file():
             return path / CKPT_DIR / name
-    found = sorted(path.rglob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+    found = sorted(path.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
     if not found:
-        raise ConfigError(f"ckpt={path}: no .ckpt file in that directory")
+        raise ConfigError(
+            f"ckpt={path}: not a run directory (no {CKPT_DIR}/last.ckpt) and no .ckpt file in it"
+        )
     return found[0]
 
 
@@ -77,7 +97,10 @@ def load_checkpoint(path: str | Path):
     """A trained archlab model, its full config dict and its tokenizer, from a run dir or a
     checkpoint file (``train/checkpoint.py``'s format; the tokenizer from the run dir)."""
     ckpt_path = _find_ckpt(Path(path).expanduser())
-    ckpt = checkpoint.load(ckpt_path)
+    try:
+        ckpt = checkpoint.load(ckpt_path)
+    except ConfigError as e:  # torch's own text suggests weights_only=False: never
+        raise ConfigError(f"ckpt={path}: {str(e).split(' (')[0]}") from None
     full = ckpt.get("config") or {}
     if not isinstance(full.get("model"), dict):
         raise ConfigError(f"ckpt={ckpt_path}: the checkpoint holds no model config")
@@ -114,6 +137,30 @@ class _HFTokenizer:
         return self.tok.decode([int(i) for i in ids])
 
 
+def _prompt_ids(tokenizer, prompt: str, cfg: ModelConfig) -> list[int]:
+    """The prompt's token ids; one line if it is empty, outside the model's vocabulary, or
+    longer than a learned-position model's context."""
+    try:
+        ids = [int(i) for i in tokenizer.encode(prompt.encode("utf-8"))]
+    except Exception as e:
+        raise ConfigError(
+            f"prompt={prompt!r} cannot be encoded by the run's tokenizer ({e})"
+        ) from None
+    if not ids:
+        raise ConfigError('prompt="..." must not be empty')
+    if max(ids) >= cfg.vocab_size or min(ids) < 0:
+        raise ConfigError(
+            f"prompt={prompt!r} has tokens outside the model's vocabulary "
+            f"(id {max(ids)} >= model.vocab_size={cfg.vocab_size}): use characters it trained on"
+        )
+    if cfg.position == "learned" and len(ids) > cfg.block_size:
+        raise ConfigError(
+            f"prompt is {len(ids)} tokens but this model has learned positions up to "
+            f"model.block_size={cfg.block_size}: shorten the prompt"
+        )
+    return ids
+
+
 def main(args: list[str]) -> int:
     opts = parse(args)
     torch.manual_seed(opts["seed"])
@@ -129,9 +176,7 @@ def main(args: list[str]) -> int:
             ) from None
     else:
         model, _, tokenizer = load_checkpoint(opts["ckpt"])
-    ids = [int(i) for i in tokenizer.encode(opts["prompt"].encode("utf-8"))]
-    if not ids:
-        raise ConfigError('prompt="..." must not be empty')
+    ids = _prompt_ids(tokenizer, opts["prompt"], model.cfg)
     new = opts["max_tokens"]
     if model.cfg.position == "learned" and len(ids) + new > model.cfg.block_size:
         new = max(0, model.cfg.block_size - len(ids))  # learned positions end at block_size

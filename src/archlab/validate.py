@@ -9,6 +9,9 @@ disk or the devices: those checks belong to the training edge
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from archlab.config import ArchlabConfig, ConfigError, ModelConfig, TrainConfig
 from archlab.data.sources import SOURCES
 from archlab.data.tokenizers import TOKENIZERS
@@ -187,6 +190,36 @@ def _validate_optim(cfg: ArchlabConfig) -> None:
         raise ConfigError(f"optim.min_lr_ratio={o.min_lr_ratio} must be in [0, 1]")
     if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
         raise ConfigError("optim.beta1 and optim.beta2 must be in [0, 1)")
+    if not o.eps > 0:
+        raise ConfigError(f"optim.eps={o.eps} must be > 0 (e.g. 1e-8)")
+
+
+def non_finite(obj, prefix: str = "") -> str | None:
+    """The first ``key=value`` of a config dataclass holding NaN or ±inf, or None."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            found = non_finite(value, f"{prefix}{f.name}.")
+            if found:
+                return found
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{prefix}{f.name}={value}"
+    return None
+
+
+def _validate_identity(cfg: ArchlabConfig) -> None:
+    """Finite numbers everywhere, a usable seed, and a name that is one folder name."""
+    bad = non_finite(cfg)
+    if bad:
+        raise ConfigError(f"{bad} is not a finite number: give a real value")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed} must be an integer in [0, 2**32)")
+    name = str(cfg.name)
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise ConfigError(
+            f"name={name} must be a single folder name (no '/', not '.' or '..'): "
+            "it names the sweep folder under out_dir"
+        )
 
 
 def _validate_outputs(cfg: ArchlabConfig) -> None:
@@ -205,6 +238,7 @@ def _validate_outputs(cfg: ArchlabConfig) -> None:
 def validate(cfg: ArchlabConfig) -> None:
     """Check a fully resolved config; raise ConfigError with one line on the first mistake.
     No disk, network or device access (see the module docstring)."""
+    _validate_identity(cfg)
     validate_model(cfg.model)
     choice(cfg.loss.name, "loss.name", LOSSES)
     LOSSES[cfg.loss.name].check(cfg.loss)

@@ -124,11 +124,11 @@ def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSp
     key = store_key(cfg, fingerprint, tokenizer)
     root = _root(cfg)
     final = root / key
-    if not (final / "meta.json").exists():
+    if not intact(final):
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one job builds; the others wait here
-            if not (final / "meta.json").exists():
+            if not intact(final, discard=True):
                 _build(
                     source,
                     tokenizer,
@@ -176,6 +176,30 @@ class Build:
         if tokenizer.name == "byte" or not hasattr(os, "sched_getaffinity"):
             return 1
         return len(os.sched_getaffinity(0))
+
+
+def intact(store: Path, discard: bool = False) -> bool:
+    """True if ``store`` holds meta.json and every split file has the size it records. A
+    damaged store (a truncated ``train.bin``) is removed when ``discard`` (under the build
+    lock), with one warning, so it is rebuilt instead of trained on silently."""
+    try:
+        meta = json.loads((store / "meta.json").read_text())
+        size = np.dtype(meta["dtype"]).itemsize
+        ok = all(
+            (store / f"{s}.bin").stat().st_size == meta[s] * size if meta[s] else True
+            for s in ("train", "val")
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok and discard and store.exists():
+        print(
+            f"archlab: warning: token store {store} is damaged (a split file's size differs "
+            "from meta.json); rebuilding it",
+            file=sys.stderr,
+            flush=True,
+        )
+        shutil.rmtree(store, ignore_errors=True)
+    return ok
 
 
 def _build(source, tokenizer, root: Path, final: Path, build: Build) -> None:

@@ -42,6 +42,7 @@ from archlab.runs.arms import (
     group_arms,
     pick_baseline,
 )
+from archlab.runs.comparable import IncomparableError, check_comparable, finished, unfinished
 from archlab.runs.load import RunRecord, find_runs
 from archlab.runs.report import markdown_table, table_rows, write_outputs
 from archlab.runs.values import json_ready
@@ -179,13 +180,21 @@ def _tuned(row: dict, live: list[RunRecord], proto: Protocol) -> list[RunRecord]
 
 
 def _arm_row(arm: Arm, proto: Protocol, warnings: list[str]) -> tuple[dict, list[RunRecord]]:
-    live = [r for r in arm.runs if r.status != "failed"]
+    live = [r for r in arm.runs if finished(r)]  # unfinished runs are never averaged in
+    waiting = [r for r in arm.runs if unfinished(r)]
+    if waiting:
+        warnings.append(
+            f"{arm.label}: {len(waiting)} unfinished run(s) not averaged in ("
+            + ", ".join(f"{r.source}: {r.status}" for r in waiting[:3])
+            + ")"
+        )
     row: dict[str, Any] = {
         "label": arm.label,
         "values": {k: format_value(v) for k, v in arm.values.items()},
         "n_runs": len(arm.runs),
         "n_diverged": sum(r.status == "diverged" for r in arm.runs),
-        "n_failed": len(arm.runs) - len(live),
+        "n_failed": sum(r.status == "failed" for r in arm.runs),
+        "n_unfinished": len(waiting),
         "loss_at_init": _mean(r.loss_at_init() for r in live),
     }
     compared = _tuned(row, live, proto) if proto.tune else live
@@ -287,7 +296,13 @@ def _run_lists(arms: list[Arm]) -> dict[str, list[dict]]:
         for r in a.runs
         if r.status == "diverged"
     ]
-    return {"failed_runs": failed, "diverged_runs": diverged}
+    unfinished_runs = [
+        {"source": r.source, "arm": a.label, "seed": r.seed, "status": r.status}
+        for a in arms
+        for r in a.runs
+        if unfinished(r)
+    ]
+    return {"failed_runs": failed, "unfinished_runs": unfinished_runs, "diverged_runs": diverged}
 
 
 def _grouped(records: list[RunRecord], baseline: str | None, alpha: float):
@@ -296,6 +311,10 @@ def _grouped(records: list[RunRecord], baseline: str | None, alpha: float):
         raise CompareError("no runs found")
     if not 0 < alpha < 1:
         raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+    try:
+        check_comparable(records)
+    except IncomparableError as err:
+        raise CompareError(str(err)) from None
     arms, arm_keys, lr_sweep = group_arms(records)
     try:
         arms.insert(0, arms.pop(pick_baseline(arms, arm_keys, baseline)))

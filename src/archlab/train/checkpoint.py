@@ -15,7 +15,8 @@ dicts only, no pickled code:
 Writes are atomic: the new file is written to a temp file in the same directory, fsynced, the
 old ``last.ckpt`` becomes ``prev.ckpt`` and the temp file becomes ``last.ckpt`` (``os.replace``),
 so a crash mid-write never leaves a corrupt ``last.ckpt``; ``resume=auto`` falls back to
-``prev.ckpt`` if ``last.ckpt`` is missing or unreadable.
+``prev.ckpt`` (with one warning) if ``last.ckpt`` is missing or unreadable (truncated, empty),
+and the temp files of a killed writer are removed on the next start (:func:`remove_stale_temps`).
 
 Resume is exact on CPU: the batch of step i is a pure function of (seed, i), so the data loader
 restarts at the restored step; optimizer, LR schedule, RNG states, the module's counters (train
@@ -44,6 +45,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from archlab.config import ConfigError
 from archlab.errors import first_line
 from archlab.numerics import NUMERICS_VERSION
+from archlab.train.inject import fault_point
 
 log = logging.getLogger("archlab")
 
@@ -74,6 +76,17 @@ class DiskFullError(RuntimeError):
     """The disk filled up while writing run state: the run stops, the last good checkpoint stays."""
 
 
+def is_disk_full(e: BaseException | None) -> bool:
+    """ENOSPC anywhere in the exception's chain (torch.save raises a RuntimeError whose
+    context is the OSError)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 # ----------------------------------------------------------------------------- file I/O
 
 
@@ -81,17 +94,21 @@ def _write_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temp file, fsync, keep the old file as prev.ckpt, os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    step = int(obj.get("global_step", -1))
+    fault_point("before-ckpt", step)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("during-ckpt", step)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if path.exists():
         os.replace(path, path.with_name("prev.ckpt"))
     os.replace(tmp, path)
+    fault_point("after-ckpt", step)
     try:  # make the renames durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -102,9 +119,32 @@ def _write_atomic(obj: dict, path: Path) -> None:
         pass
 
 
+_LAST_LOADED: dict = {}  # (path, size, mtime) → dict: the up-front check and train load once
+
+
 def load(path: str | Path) -> dict:
     """Load an archlab checkpoint with ``weights_only=True``; ConfigError (one line) if bad."""
     path = Path(path).expanduser()
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _LAST_LOADED:
+        return _LAST_LOADED[key]
+    ckpt = _load_checked(path)
+    _LAST_LOADED.clear()
+    if key is not None:
+        _LAST_LOADED[key] = ckpt
+    return ckpt
+
+
+def forget_loaded() -> None:
+    """Drop the cached checkpoint (its tensors) once restored."""
+    _LAST_LOADED.clear()
+
+
+def _load_checked(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -124,16 +164,37 @@ def load(path: str | Path) -> dict:
 
 
 def find_resume(run_dir: Path, resume: str | None) -> Path | None:
-    """The checkpoint to resume from, or None to start fresh."""
+    """The checkpoint to resume from, or None to start fresh. ``auto``: ``last.ckpt``, or
+    ``prev.ckpt`` (one warning) when ``last.ckpt`` does not load; neither loads: refused."""
     if resume is None:
         return None
     if resume != "auto":
         return Path(resume).expanduser()
     d = Path(run_dir) / CKPT_DIR
-    for name in ("last.ckpt", "prev.ckpt"):
-        if (d / name).is_file():
-            return d / name
+    candidates = [d / n for n in ("last.ckpt", "prev.ckpt") if (d / n).is_file()]
+    errors = []
+    for path in candidates:
+        try:
+            load(path)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        if errors:
+            log.warning("archlab: %s; resuming from %s instead", errors[0], path.name)
+        return path
+    if errors:
+        raise ConfigError(f"resume=auto: no loadable checkpoint in {d}: {errors[0]}")
     return None
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete temp files a killed writer left (``.last.ckpt.tmp<pid>``, ``.metrics.jsonl.tmp…``).
+    Call it holding the run directory's lock: then no live writer owns them."""
+    run_dir = Path(run_dir)
+    stale = [*run_dir.glob(f"{CKPT_DIR}/.*.tmp*"), *run_dir.glob(".metrics.jsonl.tmp*")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 # ------------------------------------------------------------------------------- state
@@ -317,6 +378,7 @@ class Checkpointing(Callback):
                 cb.load_state_dict(states[type(cb).__name__])
         set_rng_state(ck["archlab"]["rng"])
         self.ckpt = None  # free the memory
+        forget_loaded()
 
     # -- save ---------------------------------------------------------------------------
     def state(self, trainer, pl_module) -> dict:
@@ -348,13 +410,13 @@ class Checkpointing(Callback):
             return
         try:
             _write_atomic(self.state(trainer, pl_module), self.path)
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
+        except (OSError, RuntimeError) as e:  # torch.save wraps ENOSPC in a RuntimeError
+            if is_disk_full(e):
                 kept = self.path if self.path.exists() else "none"
                 raise DiskFullError(
                     f"disk full (ENOSPC) writing checkpoint {self.path} at step "
                     f"{step}: run stopped; last good checkpoint kept: {kept}"
-                ) from e
+                ) from None
             raise
         self.last_saved_step = step
         self.saved.append(step)
@@ -367,7 +429,10 @@ class Checkpointing(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # after a signal, stop at the end of an optimizer step (not between micro-batches),
         # every rank after the same one
-        if self.guard is None or not pl_module.step_ends(batch_idx):
+        if not pl_module.step_ends(batch_idx):
+            return
+        fault_point("step", int(trainer.global_step))  # ARCHLAB_FAULT (train/inject.py)
+        if self.guard is None:
             return
         stop = self.guard.signum is not None
         if trainer.world_size > 1:

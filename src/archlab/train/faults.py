@@ -22,6 +22,7 @@ from archlab.data.sources import SOURCES
 from archlab.errors import describe
 from archlab.runs.naming import override_key
 from archlab.train.distributed import check as check_batch_arithmetic
+from archlab.train.memory import check_memory
 
 log = logging.getLogger("archlab")
 
@@ -35,6 +36,7 @@ def check_run_environment(cfg, data: bool = False) -> None:
     _check_resume_file(cfg)
     _check_devices(cfg)
     check_writable(cfg.out_dir, "out_dir")
+    check_memory(cfg)
     if data:
         SOURCES[cfg.data.source].check(cfg.data)
 
@@ -82,6 +84,37 @@ def check_writable(path: str, key: str) -> None:
         raise ConfigError(
             f"{key}={path} is not writable (no write permission on {probe}): choose another {key}"
         )
+    fs = _pseudo_filesystem(probe)
+    if fs:
+        raise ConfigError(
+            f"{key}={path} is not writable: {probe} is on a {fs} pseudo file system "
+            f"(kernel state, not storage): choose another {key}"
+        )
+
+
+_PSEUDO_FS = {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+              "devpts", "configfs", "pstore", "bpf", "efivarfs", "binfmt_misc", "fusectl",
+              "mqueue", "hugetlbfs", "autofs", "devtmpfs"}  # fmt: skip
+
+
+def _pseudo_filesystem(path: Path) -> str | None:
+    """The type of the kernel pseudo file system ``path`` is on (/proc, /sys …), else None.
+    Root passes every permission check there; writing fails later with a traceback."""
+    try:
+        with open("/proc/self/mounts") as f:
+            mounts = [ln.split()[1:3] for ln in f if len(ln.split()) > 2]
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    if real.split("/")[1:2] in (["proc"], ["sys"]):  # also a tmpfs mounted below them
+        return "proc" if real.startswith("/proc") else "sysfs"
+    inside = [
+        (len(point), fs)
+        for point, fs in mounts
+        if real == point or real.startswith(point.rstrip("/") + "/")
+    ]
+    fs = max(inside)[1] if inside else None
+    return fs if fs in _PSEUDO_FS else None
 
 
 # ------------------------------------------------------------------------------ signals

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from archlab.config import ArchlabConfig
+from archlab.config import ArchlabConfig, ConfigError
 from archlab.data.store import TokenSplits, data_regime, load_tokens
 from archlab.data.windows import TrainBatches, train_loader, val_windows
 from archlab.model.cache import kv_bytes_per_token
@@ -28,7 +28,12 @@ from archlab.model.flops import d_ff, iso_params_reference, param_count
 from archlab.runs.record import write_json
 from archlab.startup import process_start_time
 from archlab.train.callbacks import DivergenceStop, Telemetry
-from archlab.train.checkpoint import Checkpointing, find_resume, truncate_metrics
+from archlab.train.checkpoint import (
+    Checkpointing,
+    find_resume,
+    remove_stale_temps,
+    truncate_metrics,
+)
 from archlab.train.distributed import (
     MicroBatches,
     configure_process,
@@ -38,6 +43,7 @@ from archlab.train.distributed import (
     trainer_kwargs,
 )
 from archlab.train.faults import Interrupted, SignalGuard, check_run_environment, describe_error
+from archlab.train.lock import RunLock
 from archlab.train.loggers import finish_loggers, make_loggers
 from archlab.train.module import LitLM
 from archlab.validate import validate
@@ -91,6 +97,9 @@ class RunState:
     start: float
     t0: float  # start-up = first optimizer step − t0 (summary startup_sec)
     guard: SignalGuard
+    lock: RunLock | None = None
+    had_record: bool = False  # summary.json existed: a refused start must leave it alone
+    keep_record: bool = False
     loggers: list = field(default_factory=list)
     precision: str = "32-true"
     deterministic: bool = True
@@ -124,6 +133,8 @@ def train(cfg: ArchlabConfig, job: Job, callbacks: tuple = ()) -> dict:
 def _begin(cfg: ArchlabConfig, job: Job) -> RunState:
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir).acquire()  # one process per run dir (rank 0): refused otherwise
+    remove_stale_temps(run_dir)  # a killed writer's temp files (no live writer: we hold the lock)
     summary: dict = {
         "status": "failed",
         "steps": 0,
@@ -144,8 +155,9 @@ def _begin(cfg: ArchlabConfig, job: Job) -> RunState:
     }
     start = time.time()
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
-    run = RunState(cfg, job, run_dir, summary, start, _process_start(start), guard)
+    run = RunState(cfg, job, run_dir, summary, start, _process_start(start), guard, lock)
     run.writer = launch_rank() == 0
+    run.had_record = (run_dir / "summary.json").exists()
     return run
 
 
@@ -164,6 +176,8 @@ def _prepare(run: RunState) -> tuple[TokenSplits, dict]:
         summary["iso_params_target"] = param_count(iso_params_reference(cfg.model))
     config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
     config_dict["data_info"] = data.info()
+    resume = find_resume(run.run_dir, cfg.resume)  # a refusal here leaves the record alone
+    run.ckpt = Checkpointing(cfg, run.run_dir, config_dict, resume, run.guard)
     if run.writer:
         (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config_dict))
         data.save_tokenizer(run.run_dir)
@@ -187,8 +201,6 @@ def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple
     T = cfg.model.block_size
     run.batches = TrainBatches(data.train, T, cfg.train.batch_size, cfg.seed)
     run.lit = LitLM(cfg, val_windows(data.val, T, cfg.data.val_windows), data.val)
-    resume = find_resume(run.run_dir, cfg.resume)
-    run.ckpt = Checkpointing(cfg, run.run_dir, config_dict, resume, run.guard)
     run.ckpt.restore_module(run.lit)  # resume: weights + counters; optimizer etc. at train start
     if run.writer:
         truncate_metrics(run.run_dir, run.ckpt.start_step)  # rows logged after the checkpoint go
@@ -249,23 +261,35 @@ def _record_failure(run: RunState, e: BaseException) -> None:
     a clean stop (checkpoint kept, status interrupted), exiting with 128 + the signal."""
     if run.guard.signum is None:
         run.summary["error"] = describe_error(e, run.run_dir)
+        run.keep_record = run.had_record and isinstance(e, ConfigError) and run.lit is None
         return
     if run.ckpt is not None:  # SIGTERM/SIGINT (SIGTERMException is a SystemExit): clean stop
         run.ckpt.collect_rank0(run.lit, run.trainer)
     run.summary["status"] = "interrupted"
     at = run.lit.global_step if run.lit is not None else 0
-    kept = run.ckpt.path if run.ckpt is not None and run.ckpt.path.exists() else "none"
-    run.summary["error"] = (
-        f"interrupted by {run.guard.name} at step {at}; "
+    kept = run.ckpt.path if run.ckpt is not None and run.ckpt.path.exists() else None
+    advice = (
         f"checkpoint: {kept}; continue with resume=auto"
+        if kept
+        else "no checkpoint was written (train.ckpt_every=0?): a re-run starts from step 0"
     )
+    run.summary["error"] = f"interrupted by {run.guard.name} at step {at}; {advice}"
     log.warning("archlab: %s", run.summary["error"])
     raise SystemExit(run.guard.exit_code) from None
 
 
 def _finalise(run: RunState) -> None:
-    """Counters into the summary, loggers finished, summary.json written (always)."""
+    """Counters into the summary, loggers finished, summary.json written (unless a refused
+    start would overwrite an existing run's record), the run dir's lock released."""
     run.guard.restore()
+    try:
+        _finish_record(run)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _finish_record(run: RunState) -> None:
     summary, lit = run.summary, run.lit
     if lit is not None:
         steps = lit.global_step
@@ -288,7 +312,7 @@ def _finalise(run: RunState) -> None:
         if getattr(logger, "error", None):
             summary["wandb_error"] = logger.error
     finish_loggers(run.loggers, summary, _model_artifact(run))
-    if run.writer:
+    if run.writer and not run.keep_record:
         write_json(run.run_dir / "summary.json", summary)
 
 
