@@ -24,11 +24,12 @@ from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, loa
 from archlab.config import ConfigError
 from archlab.errors import OneLineParser, first_line
 from archlab.runs.compare import CompareError, analyze
+from archlab.runs.curves import color
 from archlab.runs.load import find_runs
 from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
 from archlab.runs.record import read_summary
-from archlab.runs.report import color, markdown_table, table_rows, write_outputs
+from archlab.runs.report import markdown_table, table_rows, write_outputs
 from archlab.runs.values import fmt as _fmt
 from archlab.runs.values import json_ready
 

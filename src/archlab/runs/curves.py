@@ -20,6 +20,14 @@ X_AXES = ("step", "tokens", "flops", "time")
 LOSS_METRICS = ("train/loss", "val/loss")
 
 
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def color(i: int) -> str:
+    """The i-th arm's colour, the same in every figure and page."""
+    return COLORS[i % len(COLORS)]
+
+
 def run_series(record: RunRecord, metric: str) -> dict[str, np.ndarray] | None:
     """``{axis: x values, "y": metric}`` for one run (by increasing step; last line wins)."""
     by_step: dict[float, dict] = {}
