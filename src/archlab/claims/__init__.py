@@ -10,6 +10,6 @@
 
 
 def main(argv=None) -> int:
-    from archlab.claims.runner import main as _main
+    from archlab.claims.campaign import main as _main
 
     return _main(argv)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.claims import checks as C
+from archlab.claims.minimums import exploratory_lines, exploratory_reasons
 from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
@@ -140,8 +141,11 @@ def _train_one(claim: Claim, runs_dir: Path, overrides: list[str], threads: int 
     return train(typed, job)
 
 
-def run_jobs(claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: dict, log=print):
-    """Train every job of ``jobs`` not yet done (resumable), updating ``counts``."""
+def run_jobs(
+    claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: dict, log=print, on_done=None
+):
+    """Train every job of ``jobs`` not yet done (resumable), updating ``counts``;
+    ``on_done(overrides, summary, run_dir)`` is called after each job that trained."""
     from hydra import initialize_config_dir
 
     from archlab.cli import CONF_DIR, _register_resolvers
@@ -165,24 +169,30 @@ def run_jobs(claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: di
                 log(f"{tag}: failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 continue
             counts["ran"] += 1
+            if on_done is not None:
+                on_done(overrides, summary, sweep_dir(runs_dir, claim) / slug(overrides))
             vl = summary.get("val_loss")
             vl = "n/a" if vl is None else f"{vl:.4f}"
             log(f"{tag}: {summary['status']} val_loss {vl} ({time.time() - start:.1f} s)")
     return counts
 
 
-def run_claim(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
-    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm."""
+def run_claim(
+    claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print, run=None
+) -> dict:
+    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm.
+    ``run`` replaces :func:`run_jobs` (same signature), e.g. to record runs or run in parallel."""
     from archlab.claims.protocol import picks_from_runs, preregister, record_picks, recorded_picks
 
+    run = run or run_jobs
     sweep = sweep_dir(runs_dir, claim)
     preregister(claim, sweep)
     counts = {"ran": 0, "skipped": 0, "failed": 0}
     if claim.protocol != "tuned":
-        return run_jobs(claim, runs_dir, claim.jobs(smoke), threads, counts, log)
+        return run(claim, runs_dir, claim.jobs(smoke), threads, counts, log)
     scout, _ = claim.seed_split(smoke)
     scouts = [j for j in claim.jobs(smoke) if _seed_of(j[1]) in scout]
-    run_jobs(claim, runs_dir, scouts, threads, counts, log)
+    run(claim, runs_dir, scouts, threads, counts, log)
     picks = recorded_picks(sweep)
     if picks is None:  # recorded before any confirm run starts
         picks = picks_from_runs(claim, claim_records(claim, runs_dir, smoke), smoke)
@@ -190,7 +200,7 @@ def run_claim(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, lo
         log(f"[{claim.id}] tuned LRs: " + ", ".join(f"{a}={p['lr']}" for a, p in picks.items()))
     lrs = {a: p["lr"] for a, p in picks.items()}
     confirm = [j for j in claim.jobs(smoke, lrs) if j not in scouts]
-    return run_jobs(claim, runs_dir, confirm, threads, counts, log)
+    return run(claim, runs_dir, confirm, threads, counts, log)
 
 
 def _seed_of(overrides: list[str]) -> int | None:
@@ -373,7 +383,7 @@ def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
         ]
     prereg = ca.prereg
     if prereg.get("hash"):
-        line = f"Pre-registered: hash `{prereg['hash']}` (recorded {prereg['recorded_at']})"
+        line = f"Pre-registered: hash `{prereg['hash']}` (recorded at the first run)"
         if prereg["changed_after_data"]:
             changed = ", ".join(prereg["changed_after_data"])
             line += f"; **changed after data: {changed}** (now `{prereg['current_hash']}`)"
@@ -416,13 +426,12 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
             f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
             f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
         ]
-    trained = ", ".join(_trained_commits(claim, runs_dir)) or "unknown"
     md += [
-        f"- archlab commit: runs trained at `{trained}`; report written at `{run_info['commit']}`",
-        f"- Machine: {run_info['machine']}",
+        f"- archlab commits that trained the runs: {run_info['commits']}",
+        f"- Machine (from the records): {run_info['machine']}",
         f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
-        f"{run_info['minutes']:.1f} min of training wall time{run_info['invocation']}",
-        "- Runs on disk: the claim's sweep folder under the runs directory (not committed)",
+        f"{run_info['minutes']:.1f} min of training wall time",
+        f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
         "",
     ]
     return md
@@ -489,19 +498,30 @@ def _tail_lines(claim: Claim, smoke: bool) -> tuple[list[str], list]:
     return md, bench
 
 
-def _run_info(ca: ClaimAnalysis, counts: dict | None, wall: float | None) -> dict:
+def _run_info(ca: ClaimAnalysis, counts: dict | None = None, wall: float | None = None) -> dict:
+    """What the report says about the runs: from the run records only (pure; ``counts`` and
+    ``wall`` of this invocation are printed by the CLI, never written into a report)."""
     runs = [r for rs in ca.recs.values() for r in rs]
     status = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed")}
-    inv = ""
-    if counts and wall is not None:
-        inv = f"; this invocation trained {counts['ran']}, skipped {counts['skipped']}, in {wall:.0f} s"
+    provs = [r.summary.get("provenance") or {} for r in runs]
+    commits = sorted(
+        {f"{p['commit']}{'+dirty' if p.get('dirty') else ''}" for p in provs if p.get("commit")}
+    )
+    machines = sorted(
+        {
+            f"{p.get('cpu')}, {p.get('threads')} threads, torch {p.get('torch')}, "
+            f"Python {p.get('python')}"
+            for p in provs
+            if p.get("cpu")
+        }
+    )
     return {
         "status": status,
         "status_text": ", ".join(f"{n} {s}" for s, n in status.items()),
         "minutes": sum(float(r.summary.get("elapsed_sec") or 0) for r in runs) / 60,
-        "invocation": inv,
-        "commit": git_commit(),
-        "machine": machine(),
+        "commits": ", ".join(f"`{c}`" for c in commits) or "unknown",
+        "commit_list": commits,
+        "machine": "; ".join(machines) or "unknown",
     }
 
 
@@ -518,7 +538,8 @@ def write_report(
     out = Path(results_dir) / claim.id
     pngs = _figures(claim, ca, out, smoke)
     info = _run_info(ca, counts, wall)
-    md = _header(claim, ca, smoke) + _setup_lines(claim, ca, runs_dir, smoke, info)
+    md = _header(claim, ca, smoke) + exploratory_lines(claim, _tokens_per_run(ca))
+    md += _setup_lines(claim, ca, runs_dir, smoke, info)
     md += _checks_lines(ca, alpha) + _results_lines(claim, ca, pngs)
     tail, bench = _tail_lines(claim, smoke)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
@@ -532,6 +553,14 @@ def write_report(
     return summary
 
 
+def _tokens_per_run(ca: ClaimAnalysis) -> int | None:
+    """Tokens per run as recorded (planned, else the most any run trained; None without runs)."""
+    runs = [r for rs in ca.recs.values() for r in rs]
+    planned = [r.summary.get("planned_tokens") or r.summary.get("tokens") for r in runs]
+    planned = [int(t) for t in planned if t]
+    return max(planned) if planned else None
+
+
 def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, runs_dir) -> dict:
     head = next((r for r in ca.results if r.headline), None)
     return {
@@ -539,9 +568,9 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "title": claim.title,
         "claim": claim.claim,
         "verdict": ca.verdict,
+        "exploratory": exploratory_reasons(claim, _tokens_per_run(ca)),
         "smoke": smoke,
-        "commit": info["commit"],
-        "trained_at": _trained_commits(claim, runs_dir),
+        "trained_at": info["commit_list"],
         "train_minutes": round(info["minutes"], 2),
         "machine": info["machine"],
         "runs": info["status"],
@@ -549,7 +578,7 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "seeds": claim.settings(smoke)[1],
         "lr_grid": claim.settings(smoke)[2],
         "lr_picks": ca.picks,
-        "preregistration": ca.prereg,
+        "preregistration": {k: v for k, v in ca.prereg.items() if k != "recorded_at"},
         "checks": [r.as_dict() for r in ca.results],
         "benchmarks": bench,
         "headline": head.as_dict() if head else None,
