@@ -147,9 +147,14 @@ def recording_runner(records_root: Path, smoke: bool, lay: dict, pinned: str | N
 
 
 def report(claim: Claim, records_root: Path, results_dir: Path, smoke: bool, alpha: float):
-    """The report from the records alone (restored into a fresh temporary sweep)."""
+    """The report from the records alone: the runner reads them through a temporary sweep that
+    links to the claim's records folder (paths in the report resolve to the records)."""
     with tempfile.TemporaryDirectory(prefix="archlab-report-") as tmp:
-        R.restore(records_root, claim, Path(tmp))
+        link = sweep_dir(Path(tmp), claim)
+        link.parent.mkdir(parents=True)
+        link.symlink_to(
+            R.claim_records_dir(records_root, claim).resolve(), target_is_directory=True
+        )
         return write_report(claim, Path(tmp), results_dir, smoke, None, None, alpha)
 
 

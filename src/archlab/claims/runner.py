@@ -366,6 +366,13 @@ def _trained_commits(claim: Claim, runs_dir: Path) -> list[str]:
     return sorted({ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()})
 
 
+def no_paths(text: str) -> str:
+    """Absolute paths shortened to their last part (a report names no machine's folders)."""
+    import re
+
+    return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)+([^\s/()]+)", r"\1", text)
+
+
 def _first(runs: list, key: str):
     return next((r.summary.get(key) for r in runs if r.summary.get(key) is not None), None)
 
@@ -423,7 +430,7 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
     info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), None)
     if info:
         md += [
-            f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
+            f"- Corpus: {no_paths(str(info.get('corpus')))} (fingerprint `{info.get('fingerprint')}`, "
             f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
         ]
     md += [
