@@ -617,7 +617,9 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         f = Path(results_dir) / f"{c.id}.json"
         s = json.loads(f.read_text()) if f.exists() else None
         if s is None:
-            rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — | — |")
+            legacy = Path(results_dir) / "legacy" / f"{c.id}.md"
+            old = f" ([150-step legacy]({rel}/legacy/{c.id}.md))" if legacy.exists() else ""
+            rows.append(f"| {i} | {c.id} | {c.claim} | ⏸ not run{old} | — | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
         budget += f", {s['budget'].get('steps', '?')} steps; {sum(s['runs'].values())} runs"
@@ -641,7 +643,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
     total_runs = sum(sum(d["runs"].values()) for d in done)
     total_min = sum(d.get("train_minutes") or 0 for d in done)
     text = [
-        "# Lecture claims: reproduced at CPU scale",
+        "# Lecture claims: reproduced at CPU scale (the campaign)",
         "",
         "Each claim is `experiments/claims/<id>.yaml` (arms, seeds, budget, decision rule);",
         "`archlab reproduce <id>` (or `all`) runs or resumes its sweep and writes",
@@ -655,14 +657,16 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"In total {total_runs} runs, {total_min:.0f} minutes of training wall time on a shared 2-core",
-        "CPU (tiny models: 2–8 layers, d_model 32–64, 64-token context; 150–600 steps of 16×64",
-        "tokens from the Python standard library, a single-epoch regime). Verdicts hold for this",
-        "scale only; each result's scale note says what the literature needs scale for.",
+        f"In total {total_runs} runs with committed records, {total_min:.0f} minutes of training",
+        "wall time on a shared 2-core CPU, at the standard rung (4 layers, d_model 128, 4 heads,",
+        "T=128, batch 16, byte-level Python 3.11.7 stdlib corpus pinned by content hash). Verdicts",
+        "hold for this scale only; each result's scale note says what needs more.",
         "",
-        "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
-        "every claim (2 steps, 1 seed, nothing written here): `archlab reproduce all --smoke`.",
-        "Runs go to `experiments/runs/` (not committed); re-running resumes.",
+        "How to run, resume and extend the campaign: [CAMPAIGN.md](CAMPAIGN.md). Each run's record",
+        "is `experiments/runs/<id>/<run>/` (committed); `archlab reproduce <id>` skips what is",
+        "recorded; `archlab reproduce all --report-only` rebuilds every report from the records",
+        "(CI checks that this changes nothing). The superseded 150-step results, which have no",
+        "records, are in [results/legacy/](results/legacy/README.md).",
         "",
     ]
     path.write_text("\n".join(text), encoding="utf-8")
