@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.claims import checks as C
+from archlab.claims.grid_table import grid_lines, margin_lines
 from archlab.claims.minimums import exploratory_lines, exploratory_reasons
 from archlab.claims.registry import REPO, Claim, ClaimError, get, load_all, signature
 
@@ -547,7 +548,8 @@ def write_report(
     info = _run_info(ca, counts, wall)
     md = _header(claim, ca, smoke) + exploratory_lines(claim, _tokens_per_run(ca))
     md += _setup_lines(claim, ca, runs_dir, smoke, info)
-    md += _checks_lines(ca, alpha) + _results_lines(claim, ca, pngs)
+    md += _checks_lines(ca, alpha) + margin_lines(claim) + grid_lines(claim, ca.recs)
+    md += _results_lines(claim, ca, pngs)
     tail, bench = _tail_lines(claim, smoke)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     (Path(results_dir) / f"{claim.id}.md").write_text("\n".join(md + tail), encoding="utf-8")
