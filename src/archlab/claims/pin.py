@@ -11,13 +11,14 @@ of each claim's corpus and refuses, with one line, when it differs. The pin is (
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from archlab.claims.registry import REPO, ClaimError
 
-PIN_FILE = REPO / "experiments" / "corpus-pin.json"
+PIN_FILE = Path(os.environ.get("ARCHLAB_CORPUS_PIN") or REPO / "experiments" / "corpus-pin.json")
 
 
 def corpus_hash(data_cfg) -> str:
