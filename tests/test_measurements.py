@@ -42,6 +42,16 @@ def test_mean_and_se_known_answer():
     assert mean_and_se(torch.tensor([3.0]))[1] is None
 
 
+def test_paired_window_se_known_answer():
+    from archlab.runs.stats import paired_window_se
+
+    base = {0: [1.0, 2.0, 3.0, 4.0], 1: [2.0, 2.0, 2.0, 2.0]}
+    arm = {0: [1.1, 2.1, 3.1, 4.1], 1: [2.0, 2.2, 2.0, 2.2]}  # seed 0: a constant shift
+    var1 = np.var([0.0, 0.2, 0.0, 0.2], ddof=1) / 4
+    assert paired_window_se(arm, base) == pytest.approx(np.sqrt((0 + var1) / 2 / 2))
+    assert paired_window_se(arm, {}) is None
+
+
 def test_cut_context_scores_the_same_targets_as_full_context():
     tokens = np.random.default_rng(0).integers(0, 64, 4000)
     report = long_context(Bigram(), tokens, T=16, k=4, batch=8, device="cpu")
@@ -120,7 +130,8 @@ def test_budget_noise_long_context_and_provenance_end_to_end(tmp_path):
     s = json.loads(path.read_text())
     assert s["steps"] == 2 and s["budget"]["kind"] == "tokens"
     assert s["budget"]["achieved"] == 2 * 8 * 64 and s["budget"]["target"] == 1280
-    assert s["val_loss_se"] > 0
+    assert s["val_loss_se"] > 0 and len(s["val_window_losses"]) == 8  # data.val_windows=8
+    assert np.mean(s["val_window_losses"]) == pytest.approx(s["val_loss"], abs=1e-5)
     lc = s["long_context"]["2x"]
     assert {"full", "cut", "gain", "buckets", "curve"} <= set(lc)
     prov = s["provenance"]
@@ -145,3 +156,18 @@ def test_claims_runner_refuses_to_pool_other_numerics_but_not_other_commits():
     refuse_mixed_provenance(Claim, {"a": [rec(2, "c1")], "b": [rec(2, "c2")]})
     with pytest.raises(ClaimError, match="numerics"):
         refuse_mixed_provenance(Claim, {"a": [rec(1, "c1")], "b": [rec(2, "c1")]})
+
+
+def test_compare_states_the_shared_budget_and_warns_on_equal_steps_unequal_flops():
+    from archlab.runs.budget_check import budget_summary
+    from archlab.runs.load import RunRecord
+
+    steps = [RunRecord("x", {}, {"status": "completed", "steps": 100}) for _ in range(2)]
+    warnings: list[str] = []
+    out = budget_summary(steps, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
+    assert out["shared"] == "equal steps: 100" and "FLOPs per token by 10%" in warnings[0]
+    tok = {"kind": "tokens", "target": 1e6, "achieved": 1e6}
+    toks = [RunRecord("x", {}, {"status": "completed", "budget": tok}) for _ in range(2)]
+    warnings = []
+    out = budget_summary(toks, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
+    assert out["shared"] == "equal tokens: 1e+06" and warnings == []

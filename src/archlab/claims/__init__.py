@@ -2,8 +2,13 @@
 
 * ``registry.py`` — ``experiments/claims/<id>.yaml`` → :class:`Claim` (arms, seeds, LR grid,
   budget, rule) and the list of jobs it implies;
-* ``checks.py`` — metrics from run records and the generic checks (``lower``, ``equivalent``,
-  ``lr_sensitivity_lower``, …), each → pass / fail / unknown with its numbers, and the verdict;
+* ``metrics.py`` — metric values from run records, an arm's values at its tuned LR and seeds
+  (diverged runs at their loss at init);
+* ``checks.py`` — the registry of checks (``superior``, ``non_inferior``, ``equivalent``,
+  ``lr_sensitivity_lower``, …; statistics in ``archlab.runs.inference``), each → pass / fail /
+  unknown with its numbers, Holm on the fail side, and the verdict;
+* ``protocol.py`` — the out-of-sample LR pick (scout → recorded pick → confirm) and the
+  pre-registration hash;
 * ``runner.py`` — runs (or resumes) the jobs in-process, calls ``archlab compare``'s analysis,
   writes ``experiments/results/<id>.md`` (+ figures) and the summary ``experiments/README.md``.
 """

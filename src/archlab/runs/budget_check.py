@@ -25,6 +25,8 @@ def _describe(kinds: set[str], targets: set) -> str:
     kind = next(iter(kinds))
     if len(targets) == 1:
         return f"equal {kind}: {next(iter(targets)):g}"
+    if not targets:
+        return f"equal {kind} (amount not recorded)"
     return f"{kind} budgets differ ({len(targets)} values: a ladder or a mistake)"
 
 

@@ -225,6 +225,23 @@ def _add_tests(rows: list[dict], alpha: float) -> None:
         row["seed_losses"] = [{"seed": s, "val_loss": v} for s, v in row["seed_losses"].items()]
 
 
+def _windows(runs: list[RunRecord]) -> dict[Any, list[float]]:
+    return {
+        r.seed: r.summary["val_window_losses"]
+        for r in runs
+        if r.status == "completed" and isinstance(r.summary.get("val_window_losses"), list)
+    }
+
+
+def _eval_noise_of_diffs(rows: list[dict], compared) -> None:
+    """Next to each Δ: the evaluation noise of that difference (same windows, paired)."""
+    from archlab.runs.stats import paired_window_se
+
+    base = _windows(compared[0])
+    for row, runs in zip(rows[1:], compared[1:]):
+        row["eval_noise_diff"] = paired_window_se(_windows(runs), base)
+
+
 def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol) -> dict[str, Any]:
     flats = [flatten(r.config) for r in records]
     common = {
@@ -304,6 +321,7 @@ def analyze(
     rows, compared = zip(*(_arm_row(arm, proto, warnings) for arm in arms))
     rows = list(rows)
     _add_tests(rows, alpha)
+    _eval_noise_of_diffs(rows, compared)
     budget = budget_summary(records, rows, warnings)
     ladder = analyze_ladder(arms, compared, arm_keys, scored_loss, alpha)
     if ladder is not None and not lr_sweep:

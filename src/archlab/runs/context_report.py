@@ -45,12 +45,16 @@ def context_charts(analysis) -> list[dict[str, Any]]:
                 }
             )
         if series:
+            first = next(iter(_reports(analysis.compared_runs[0] or [], k)[0] or [{}]), {})
+            edges = list(first.get("buckets") or {})
+            T = int(edges[0].split(",")[1].rstrip(")")) if edges else None
             charts.append(
                 {
+                    "vlines": [T] if T else [],
                     "id": f"position_{k}",
                     "group": "long_context",
                     "logx": False,
-                    "title": f"loss vs position in {k} windows (full context; seed mean)",
+                    "title": f"loss vs position in {k} windows (full context; seed mean; dotted: trained length)",
                     "xlabel": "position in the window",
                     "ylabel": "val loss",
                     "series": series,

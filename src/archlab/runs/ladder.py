@@ -60,19 +60,20 @@ def arm_label(run, keys: list[str]) -> str:
 
 
 def _cells(compared, rung_keys, arm_keys, scored) -> tuple[dict, dict]:
-    """(arm label, rung id) -> {seed: loss}, and rung id -> mean compute."""
+    """(arm label, rung id) -> {seed: loss}; compute per (arm, rung) and per rung (means)."""
     cells: dict[tuple, dict] = {}
     compute: dict[tuple, list[float]] = {}
     for runs in compared:
         for run in runs:
-            rung = _key(run, rung_keys)
+            cell = (arm_label(run, arm_keys), _key(run, rung_keys))
             loss = scored(run)
             if loss is not None:
-                cells.setdefault((arm_label(run, arm_keys), rung), {})[run.seed] = loss
+                cells.setdefault(cell, {})[run.seed] = loss
             c = compute_of(run)
             if c:
-                compute.setdefault(rung, []).append(c)
-    return cells, {r: float(np.mean(v)) for r, v in compute.items()}
+                compute.setdefault(cell, []).append(c)
+                compute.setdefault(cell[1], []).append(c)
+    return cells, {k: float(np.mean(v)) for k, v in compute.items()}
 
 
 def _gap_trend(gaps: list[tuple[float, float]], alpha: float) -> dict[str, Any]:
@@ -142,7 +143,7 @@ def analyze_ladder(arms, compared, arm_keys, scored, alpha: float):
         return None
     baseline_label = arm_label(arms[0].runs[0], other)
     cells, compute = _cells(compared, rung_keys, other, scored)
-    rungs = sorted(compute, key=compute.get)
+    rungs = sorted({r for _, r in cells if r in compute}, key=compute.get)
     labels = sorted({lab for lab, _ in cells}, key=lambda lab: lab != baseline_label)
     if len(rungs) < 2:
         return None
@@ -160,15 +161,17 @@ def _arm_ladder(lab, base, cells, rungs, compute, alpha) -> dict[str, Any]:
     for r in rungs:
         vals = cells.get((lab, r), {})
         ci = stats.mean_ci(list(vals.values()), alpha)
+        own = compute.get((lab, r), compute[r])  # this arm's FLOPs at this rung
         entry = {
-            "compute": compute[r],
+            "compute": own,
+            "rung_compute": compute[r],
             "mean": ci.mean,
             "lo": min(vals.values(), default=None),
             "hi": max(vals.values(), default=None),
             "n": ci.n,
             "gap": None,
         }
-        points += [(compute[r], v) for v in vals.values()]
+        points += [(own, v) for v in vals.values()]
         if lab != base and vals and cells.get((base, r)):
             d = stats.compare_to_baseline(vals, cells[(base, r)], alpha)
             entry["gap"] = {"mean": d.mean, "ci": [d.ci_low, d.ci_high], "test": d.test}
@@ -178,7 +181,7 @@ def _arm_ladder(lab, base, cells, rungs, compute, alpha) -> dict[str, Any]:
     fit = fit_curve(points)
     row = {"rungs": per_rung, "fit": fit, "trend": _gap_trend(gaps, alpha) if gaps else None}
     if fit and fit["kind"] == "power law":
-        top = max(compute.values()) * 10
+        top = max(compute[r] for r in rungs) * 10
         row["extrapolated"] = {
             "compute": top,
             "loss": float(curve_values(fit, np.asarray([top]))[0]),

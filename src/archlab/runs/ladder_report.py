@@ -56,7 +56,7 @@ def _gap_series(i: int, label: str, arm: dict) -> dict[str, Any] | None:
         "name": f"{label} − baseline",
         "color": _color(i),
         "points": True,
-        "x": [r["compute"] for r in pts],
+        "x": [r["rung_compute"] for r in pts],
         "y": [r["gap"]["mean"] for r in pts],
         "lo": [c[0] if c[0] is not None else r["gap"]["mean"] for c, r in zip(ci, pts)],
         "hi": [c[1] if c[1] is not None else r["gap"]["mean"] for c, r in zip(ci, pts)],
@@ -110,7 +110,7 @@ def ladder_markdown(result: dict[str, Any]) -> list[str]:
         "",
     ]
     md += [
-        "| arm | rung compute (FLOPs) | loss (mean, n) | gap to baseline [CI] |",
+        "| arm | compute (FLOPs) | loss (mean, n) | gap to baseline [CI] |",
         "|---|---|---|---|",
     ]
     for label, arm in ladder["arms"].items():

@@ -86,7 +86,7 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         f"Δ vs baseline [{level} CI]",
         "p (test)",
         "seed sd",
-        "eval se",
+        "eval se (arm / Δ)",
         "verdict",
         "params",
         "tokens/s",
@@ -97,7 +97,10 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [arm["label"], str(arm["n_runs"]), str(arm["n_diverged"]), str(arm["n_failed"])]
         cells += _lr_cells(arm) if lr else []
         cells += [_loss_cell(arm["final_val_loss"]), delta, p, _f(arm.get("seed_noise"))]
-        cells += [_f(arm.get("eval_noise")), arm["verdict"], _int(arm["params"])]
+        eval_se = _f(arm.get("eval_noise"))
+        if arm.get("eval_noise_diff") is not None:
+            eval_se += f" / {_f(arm['eval_noise_diff'])}"
+        cells += [eval_se, arm["verdict"], _int(arm["params"])]
         cells += [_int(arm["tokens_per_sec"])]
         rows.append(cells)
     return header, rows
@@ -298,6 +301,8 @@ def write_pngs(charts: list[dict[str, Any]], result: dict[str, Any], out: Path) 
                 _plot_series(ax, s)
             ax.set_xscale("log" if c["logx"] else "linear")
             ax.set_yscale("log" if c.get("logy") else "linear")
+            for v in c.get("vlines", []):
+                ax.axvline(v, ls=":", color="gray")
             distinct_ticks(ax, c)
             ax.set(title=c["title"], xlabel=c["xlabel"], ylabel=c["ylabel"])
             ax.title.set_fontsize(9)
@@ -349,7 +354,8 @@ def render_markdown(
         "",
         f"**Noise floor:** baseline seed noise (std of final val loss over seeds) = {_f(noise)} "
         f"over {n_base} seed(s); evaluation noise (standard error of a run's val loss over its "
-        f"validation windows) = {_f(result.get('eval_noise'))}"
+        f"validation windows) = {_f(result.get('eval_noise'))}; the table also shows the "
+        "evaluation noise of each Δ (per-window differences on the same windows)"
         + (" (a single seed: noise unknown, verdicts are n/a)" if noise is None else ""),
         "",
         "## Arms",

@@ -218,3 +218,21 @@ def lr_sensitivity(finals_by_lr: dict[float, list], loss_at_init: float | None) 
         for seeds in finals_by_lr.values()
     ]
     return float(np.mean([min(f, loss_at_init) for f in finals]) - min(min(finals), loss_at_init))
+
+
+def paired_window_se(arm: dict, base: dict) -> float | None:
+    """Evaluation noise of Δ: ``arm``/``base`` map seed -> per-window val losses (same windows).
+
+    Per shared seed, the standard error of the mean per-window difference; combined over the
+    seeds as the standard error of the seed mean of Δ. None without shared window losses.
+    """
+    variances = []
+    for seed, a in arm.items():
+        b = base.get(seed)
+        if b is None or len(a) != len(b) or len(a) < 2:
+            continue
+        d = np.asarray(a, float) - np.asarray(b, float)
+        variances.append(d.var(ddof=1) / len(d))
+    if not variances:
+        return None
+    return float(math.sqrt(np.mean(variances) / len(variances)))

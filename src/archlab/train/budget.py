@@ -79,13 +79,13 @@ def apply(cfg: ArchlabConfig, flops_per_token: float) -> dict | None:
     return {"kind": kind, "target": amount, "max_steps": cfg.train.max_steps}
 
 
-def achieved(planned: dict | None, steps: int, tokens: int, flops_per_token, train_seconds):
-    """The budget record with the amount actually achieved."""
+def achieved(planned: dict | None, max_steps: int, steps: int, tokens: int, fpt, seconds):
+    """The budget record with the amount actually achieved (``fpt``: FLOPs per token)."""
     if planned is None:
-        return {"kind": "steps", "target": None, "achieved": steps}
+        return {"kind": "steps", "target": max_steps, "achieved": steps}
     amount = {
         "tokens": tokens,
-        "flops": tokens * (flops_per_token or 0),
-        "seconds": train_seconds,
+        "flops": tokens * (fpt or 0),
+        "seconds": seconds,
     }[planned["kind"]]
     return {**planned, "achieved": amount}

@@ -198,6 +198,7 @@ def module_state(lit) -> dict:
     state["_grad_norm"] = None if lit._grad_norm is None else lit._grad_norm.detach().cpu()
     state["val_loss_at"] = dict(getattr(lit, "val_loss_at", {}) or {})
     state["last_val_se"] = getattr(lit, "last_val_se", None)
+    state["last_val_windows"] = list(getattr(lit, "last_val_windows", []) or [])
     state["long_context"] = dict(getattr(lit, "long_context", {}) or {})
     return state
 
@@ -211,6 +212,7 @@ def load_module_state(lit, state: dict) -> None:
     if "val_loss_at" in state:
         lit.val_loss_at = dict(state["val_loss_at"])
     lit.last_val_se = state.get("last_val_se")  # absent in checkpoints of numerics 1
+    lit.last_val_windows = list(state.get("last_val_windows") or [])
     lit.long_context = dict(state.get("long_context") or {})
     lit._clock = None
 

@@ -3,7 +3,9 @@
 * :func:`val_loss_and_se`: the mean cross-entropy over the fixed validation windows and its
   standard error over windows (per-token losses are correlated inside a window, so the window
   is the unit of sampling). Every run records it (``val/loss_se``, ``summary.val_loss_se``):
-  the evaluation noise shared by every arm that uses these windows.
+  the evaluation noise shared by every arm that uses these windows. The per-window losses are
+  recorded too (``summary.val_window_losses``), so ``archlab compare`` can measure the
+  evaluation noise of a *difference* between arms on the same windows.
 * :func:`long_context`: for ``train.eval_context_multiples=[k, ...]``, windows of ``k·T`` tokens
   of the validation split, and their targets at positions ``>= T`` scored two ways on
   **identical text**: with the full context (everything before the target in the long window)
@@ -46,8 +48,11 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float | None]:
     return float(v.mean()), se
 
 
-def val_loss_and_se(fn, x, y, batch: int, device) -> tuple[float, float | None]:
-    return mean_and_se(token_losses(fn, x, y, batch, device).mean(dim=1))
+def val_loss_and_se(fn, x, y, batch: int, device) -> tuple[float, float | None, list[float]]:
+    """(mean, its standard error over windows, the per-window means)."""
+    per_window = token_losses(fn, x, y, batch, device).mean(dim=1)
+    mean, se = mean_and_se(per_window)
+    return mean, se, [round(float(v), 6) for v in per_window]
 
 
 @torch.no_grad()

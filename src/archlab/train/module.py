@@ -28,6 +28,7 @@ class LitLM(L.LightningModule):
         self.val_loss_at: dict[str, float | None] = {}
         self.long_context: dict[str, dict] = {}  # same-token long-context reports (k -> dict)
         self.last_val_se: float | None = None  # standard error of the val loss over windows
+        self.last_val_windows: list[float] = []  # per-window val losses of the last evaluation
         self.tokens_per_step = cfg.train.batch_size * cfg.model.block_size
         self.flops_per_token = train_flops_per_token(cfg.model)
         # not a registered submodule: the state dict holds each weight once, as model.*
@@ -134,7 +135,7 @@ class LitLM(L.LightningModule):
         y = self.val_y if y is None else y
         was_training = self.model.training
         self.model.eval()
-        loss, self.last_val_se = val_loss_and_se(
+        loss, self.last_val_se, self.last_val_windows = val_loss_and_se(
             fn or self.forward_fn, x, y, self.cfg.train.batch_size, self.device
         )
         self.model.train(was_training)

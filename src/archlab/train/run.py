@@ -274,9 +274,15 @@ def _record_measurements(summary: dict, cfg, lit, planned_budget, config_dict) -
     if lit is None:
         return
     summary["budget"] = achieved(
-        planned_budget, lit.global_step, summary["tokens"], lit.flops_per_token, lit._train_time
+        planned_budget,
+        cfg.train.max_steps,
+        lit.global_step,
+        summary["tokens"],
+        lit.flops_per_token,
+        lit._train_time,
     )
     summary["val_loss_se"] = lit.last_val_se
+    summary["val_window_losses"] = lit.last_val_windows or None
     summary["long_context"] = lit.long_context or None
 
 
