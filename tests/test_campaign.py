@@ -174,3 +174,19 @@ def test_plan_from_calibration_and_records(tmp_path):
     assert re.search(r"a\s+6\s+2,048\s+10\s+records \(4 runs\)", out), out
     assert re.search(r"b\s+6\s+2,048\s+10\s+records \(6 runs\)", out), out
     assert "total: 12 runs, 0.0 h wall at 1 job(s) x 2 thread(s) = 0.1 CPU-hours" in out
+
+
+@pytest.mark.slow
+def test_two_jobs_one_thread_layout_records_every_run(tmp_path):
+    """--jobs 2 --threads 1 trains in two worker processes; each record names its layout."""
+    claims = write_claim(tmp_path, seeds=1)
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    args = ("reproduce", "demo", "--smoke", "--out", str(tmp_path / "out"), "--jobs", "2")
+    res = run_cli(*args, "--threads", "1", cwd=tmp_path, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    recs = sorted((tmp_path / "out" / "runs" / "demo").glob("*/summary.json"))
+    assert len(recs) == 4  # 2 arms x the smoke grid's 2 LRs x 1 seed
+    for rec in recs:
+        summary = json.loads(rec.read_text())
+        assert summary["record"]["layout"] == {"jobs": 2, "threads": 1}
+        assert summary["provenance"]["threads"] == 1

@@ -330,7 +330,8 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     analysis = None
     if records:
         scout, confirm = claim.seed_split(smoke)
-        kw = {"tune": "lr", "scout": scout, "confirm": confirm} if picks else {}
+        tuned = picks and not set(scout) & set(confirm)  # a 1-seed smoke cannot split seeds
+        kw = {"tune": "lr", "scout": scout, "confirm": confirm} if tuned else {}
         try:
             analysis = analyze(records, baseline=None, alpha=alpha, **kw)
         except CompareError:
