@@ -159,3 +159,14 @@ def test_html_renders_in_headless_chromium(lr_out, tmp_path):
             assert re.search(r'<path d="M[\d.]+,[\d.]+', group.group(0))
     lr_svg = re.search(r'<svg[^>]*data-chart="loss_vs_lr".*?</svg>', dom, re.DOTALL).group(0)
     assert 'class="diverged"' in lr_svg  # qk_norm=none diverged at the top LR
+
+
+def test_run_text_reaching_html_is_escaped(tmp_path):
+    evil = "</script><script>alert(1)</script>"
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", f"a{seed}", seed=seed, final=3.0 + seed / 100)
+        make_run(tmp_path / "runs", f"b{seed}", seed=seed, final=2.9, overrides={"model.mlp": evil})
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--x", "step"]) == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "alert(1)" in html  # present, but only as text
+    assert html.count("<script") == 2  # the data block and the page's own script

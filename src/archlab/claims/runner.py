@@ -386,8 +386,10 @@ def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
     head = next((r for r in ca.results if r.headline), None)
     if head and head.numbers.get("diff") is not None:
         md += [
-            f"Headline: `{head.check}` {head.arm} vs {head.baseline} on "
-            f"`{head.metric}`: {head.evidence}",
+            (
+                f"Headline: `{head.check}` {head.arm} vs {head.baseline} on "
+                f"`{head.metric}`: {head.evidence}"
+            ),
             "",
         ]
     prereg = ca.prereg
@@ -413,9 +415,11 @@ def _protocol_lines(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
     if grid:
         scout, confirm = claim.seed_split(smoke)
         md += [
-            f"- LR grid: {', '.join(f'{x:g}' for x in grid)}; each arm's LR tuned on scout "
-            f"seeds {scout} (quadratic fit in log LR, snapped to the grid), compared on "
-            f"confirm seeds {confirm}"
+            (
+                f"- LR grid: {', '.join(f'{x:g}' for x in grid)}; each arm's LR tuned on scout "
+                f"seeds {scout} (quadratic fit in log LR, snapped to the grid), compared on "
+                f"confirm seeds {confirm}"
+            )
         ]
         for arm, p in (ca.picks or {}).items():
             warn = f" — **{p['warning']}**" if p.get("warning") else ""
@@ -432,14 +436,19 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
     info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), None)
     if info:
         md += [
-            f"- Corpus: {no_paths(str(info.get('corpus')))} (fingerprint `{info.get('fingerprint')}`, "
-            f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
+            (
+                f"- Corpus: {no_paths(str(info.get('corpus')))} (fingerprint "
+                f"`{info.get('fingerprint')}`, {info.get('train_tokens', 0):,} train tokens, "
+                f"tokenizer {info.get('tokenizer')})"
+            )
         ]
     md += [
         f"- archlab commits that trained the runs: {run_info['commits']}",
         f"- Machine (from the records): {run_info['machine']}",
-        f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
-        f"{run_info['minutes']:.1f} min of training wall time",
+        (
+            f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
+            f"{run_info['minutes']:.1f} min of training wall time"
+        ),
         f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
         "",
     ]
@@ -450,9 +459,11 @@ def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
     md = [
         "## Checks (decision rule)",
         "",
-        f"α = {alpha}; Δ = arm − baseline; δ is the smallest effect of interest fixed in "
-        "the claim (nats or % of the baseline mean). Facts hold by construction and are not "
-        "evidence. Failure p-values are Holm-adjusted across the required checks.",
+        (
+            f"α = {alpha}; Δ = arm − baseline; δ is the smallest effect of interest fixed in "
+            "the claim (nats or % of the baseline mean). Facts hold by construction and are not "
+            "evidence. Failure p-values are Holm-adjusted across the required checks."
+        ),
         "",
         "| # | check | arm vs baseline | metric | δ | result | p (fail, Holm) | evidence |",
         "|---|---|---|---|---|---|---|---|",
@@ -469,8 +480,10 @@ def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
             else "—"
         )
         md += [
-            f"| {i} | {kind} | {r.arm} vs {r.baseline} | `{r.metric}` | {margin} | "
-            f"**{r.status}** | {pf} | {r.evidence} |"
+            (
+                f"| {i} | {kind} | {r.arm} vs {r.baseline} | `{r.metric}` | {margin} | "
+                f"**{r.status}** | {pf} | {r.evidence} |"
+            )
         ]
     return md + ["", f"Verdict: **{ca.verdict}**.", ""]
 
@@ -484,8 +497,10 @@ def _results_lines(claim: Claim, ca: ClaimAnalysis, pngs: list[Path]) -> list[st
     res = ca.analysis.result
     md = ["## Results (`archlab compare`)", "", markdown_table(*table_rows(res)), ""]
     md += [
-        f"Noise floor: baseline seed sd {_fmt(res.get('seed_noise'))}, evaluation se "
-        f"{_fmt(res.get('eval_noise'))}; budget: {relativize(res, Path('.'))['setup']['budget']['shared']}",
+        (
+            f"Noise floor: baseline seed sd {_fmt(res.get('seed_noise'))}, evaluation se "
+            f"{_fmt(res.get('eval_noise'))}; budget: {relativize(res, Path('.'))['setup']['budget']['shared']}"
+        ),
         "",
     ]
     md += [f"![{p.stem}]({claim.id}/{p.name})" for p in pngs]

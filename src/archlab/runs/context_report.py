@@ -71,9 +71,11 @@ def context_markdown(analysis) -> list[str]:
         "",
         "## Long context on the same tokens",
         "",
-        "Targets at positions ≥ T of long windows, scored with the full context and with the "
-        "context cut to T (sliding window). gain = cut − full: positive = the longer context "
-        "helps. Same text, nothing else changes.",
+        (
+            "Targets at positions ≥ T of long windows, scored with the full context and with the "
+            "context cut to T (sliding window). gain = cut − full: positive = the longer context "
+            "helps. Same text, nothing else changes."
+        ),
         "",
         "| arm | multiple | full | cut to T | gain (± se) | note |",
         "|---|---|---|---|---|---|",

@@ -261,7 +261,10 @@ def render_html(
     """The whole page as a string; ``table`` is ``(header, rows)`` from ``report.table_rows``."""
     from archlab.runs.report import setup_line, verdict_lines
 
-    data = json.dumps({"charts": charts, "result": result}, allow_nan=False).replace("</", "<\\/")
+    # "<" only ever occurs inside JSON strings: \u003c keeps run text from opening or closing
+    # tags (</script>, <script>, <!--) inside the data block
+    data = json.dumps({"charts": charts, "result": result}, allow_nan=False)
+    data = data.replace("<", "\\u003c")
     verdicts = "".join(
         f"<li>{html.escape(v[2:]).replace('**', '')}</li>" for v in verdict_lines(result)
     )

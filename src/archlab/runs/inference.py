@@ -151,7 +151,7 @@ def seeds_needed(s: Sample, delta: float | None, alpha: float, power: float = PO
     if sd is None or not delta:
         return None
     z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)
-    return int(math.ceil((z * sd / delta) ** 2 + 2))
+    return math.ceil((z * sd / delta) ** 2 + 2)
 
 
 def noise_summary(values: list[float]) -> float | None:

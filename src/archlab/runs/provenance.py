@@ -26,7 +26,11 @@ def git_state(where: Path = SRC) -> tuple[str, bool]:
 
     def git(*args: str) -> str:
         done = subprocess.run(
-            ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(where), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         return done.stdout.strip() if done.returncode == 0 else ""
 

@@ -67,7 +67,7 @@ def steps_for(cfg: ArchlabConfig, flops_per_token: float, step_seconds=probe_ste
         steps = amount / (flops_per_token * tokens_per_step)
     else:  # seconds
         steps = amount / step_seconds(cfg)
-    return max(1, int(round(steps)))
+    return max(1, round(steps))
 
 
 def apply(cfg: ArchlabConfig, flops_per_token: float) -> dict | None:

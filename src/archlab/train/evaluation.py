@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -76,7 +77,7 @@ def _buckets(per_pos: torch.Tensor, T: int) -> dict[str, float]:
     edges, out = [0, T], {}
     while edges[-1] < per_pos.shape[0]:
         edges.append(min(edges[-1] * 2, per_pos.shape[0]))
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         out[f"[{lo},{hi})"] = float(per_pos[lo:hi].mean())
     return out
 
