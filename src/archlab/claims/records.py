@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from archlab.claims.registry import Claim, ClaimError, key_of
+from archlab.claims.registry import Claim, ClaimError
 from archlab.claims.runner import is_done, slug, sweep_dir
 
 FILES = ("config.yaml", "summary.json")
@@ -37,7 +37,7 @@ def claim_records_dir(records_root: Path, claim: Claim) -> Path:
 
 def run_name(arm: str, overrides: list[str], claim: Claim, smoke: bool = False) -> str:
     """``<arm>-lr<lr>-s<seed>`` (``-r<k>`` for a ladder rung k): short, unique within a claim."""
-    values = {key_of(o): o.split("=", 1)[1] for o in overrides if "=" in o}
+    values = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
     name = arm
     rungs = claim.rungs(smoke)
     if len(rungs) > 1:
