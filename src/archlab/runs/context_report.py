@@ -26,7 +26,7 @@ def multiples(analysis) -> list[str]:
 
 
 def context_charts(analysis) -> list[dict[str, Any]]:
-    from archlab.runs.report import color
+    from archlab.runs.values import color
 
     charts = []
     for k in multiples(analysis):

@@ -10,7 +10,7 @@ from archlab.runs.ladder import curve_values, trend_text
 
 
 def _color(i: int) -> str:
-    from archlab.runs.report import color
+    from archlab.runs.values import color
 
     return color(i)
 

@@ -28,13 +28,9 @@ from archlab.runs.curves import LOSS_METRICS, arm_curve
 from archlab.runs.html import render_html
 from archlab.runs.ladder_report import ladder_charts, ladder_markdown
 from archlab.runs.table import relativize, write_csv
+from archlab.runs.values import color
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-
-
-def color(i: int) -> str:
-    return COLORS[i % len(COLORS)]
 
 
 def _f(x: float | None, digits: int = 4, sign: bool = False) -> str:

@@ -6,6 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# one colour per arm, the same in every report, chart and page (report, context, ladder)
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
 
 def finite(x: Any) -> bool:
     """A real, finite number (bools are not numbers here)."""
