@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -304,19 +305,28 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     res = run_cli("reproduce", "bias", "--smoke", "--out", str(out), cwd=REPO / "src", timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     md = (out / "results" / "bias.md").read_text()
-    assert "Verdict:" in md and "SMOKE" in md and "archlab commit" in md and "fingerprint" in md
+    assert "Verdict:" in md and "SMOKE" in md and "trained the runs" in md and "fingerprint" in md
     summary = json.loads((out / "results" / "bias.json").read_text())
     assert summary["verdict"] in (C.REPRODUCED, C.NOT_REPRODUCED, C.INCONCLUSIVE)
-    assert summary["runs"]["completed"] == 2  # 2 arms x 1 smoke seed
+    runs = summary["runs"]["completed"] + summary["runs"]["diverged"]
+    assert runs == 4  # 2 arms x 2 smoke LRs x 1 smoke seed
     assert (out / "results" / "bias" / "compare.json").exists()
-    # resumable: a second call trains nothing
+    # each finished run is a compact record: config, summary with provenance, gzipped metrics
+    records = sorted((out / "runs" / "bias").glob("*/summary.json"))
+    assert len(records) == 4 and (out / "runs" / "bias" / "preregistration.json").exists()
+    for rec in records:
+        files = sorted(p.name for p in rec.parent.iterdir())
+        assert files == ["config.yaml", "metrics.jsonl.gz", "summary.json"], files
+        assert sum(p.stat().st_size for p in rec.parent.iterdir()) < 100_000
+        assert json.loads(rec.read_text())["provenance"]["numerics"] >= 1
+    # another machine: no scratch, only the records: nothing trains, the report is the same
+    shutil.rmtree(out / "scratch")
     again = run_cli(
         "reproduce", "bias", "--smoke", "--out", str(out), *CLAIMS_ARG, cwd=tmp_path, timeout=240
     )
-    assert (
-        again.returncode == 0
-        and "trained 0, skipped 2" in (out / "results" / "bias.md").read_text()
-    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "4 recorded run(s) restored" in again.stdout and "trained 0, skipped 4" in again.stdout
+    assert (out / "results" / "bias.md").read_text() == md
     bad = run_cli("reproduce", "no_such_claim", *CLAIMS_ARG, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown claim" in bad.stderr
     lost = run_cli("reproduce", "bias", cwd=tmp_path)  # no claims here or above, none given
@@ -373,8 +383,11 @@ def test_tuned_protocol_scout_pick_confirm_resume_and_preregistration(tmp_path):
     args = ("reproduce", "tuned_demo", "--out", str(tmp_path / "out"), "--threads", "1")
     res = run_cli(*args, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
-    sweep = tmp_path / "out" / "runs" / "sweeps" / "claim-tuned_demo"
+    sweep = tmp_path / "out" / "scratch" / "sweeps" / "claim-tuned_demo"
     picks = json.loads((sweep / "lr_pick.json").read_text())["picks"]
+    recorded = tmp_path / "out" / "runs" / "tuned_demo"  # the pick is recorded with the runs
+    assert json.loads((recorded / "lr_pick.json").read_text())["picks"] == picks
+    assert len(list(recorded.glob("*/summary.json"))) == 2 * 3 + 2
     assert set(picks) == {"relu", "gelu"} and all(
         p["lr"] in (1e-3, 3e-3, 1e-2) for p in picks.values()
     )
@@ -390,10 +403,7 @@ def test_tuned_protocol_scout_pick_confirm_resume_and_preregistration(tmp_path):
     # resume: nothing to train; an edited margin is flagged as changed after the data
     (claims / "tuned_demo.yaml").write_text(TUNED_CLAIM.replace("MARGIN", "5%"))
     res = run_cli(*args, cwd=tmp_path, env=env)
-    assert (
-        res.returncode == 0
-        and "trained 0, skipped 8" in (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
-    )
+    assert res.returncode == 0 and "trained 0, skipped 8" in res.stdout
     assert (
         "changed after data: rule" in (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
     )

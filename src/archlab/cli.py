@@ -21,7 +21,7 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
     "train": ("archlab.cli:train_main", "train one model or a sweep (Hydra overrides)"),
     "compare": ("archlab.runs.compare:main", "compare runs / sweeps: arms, seeds, verdicts"),
     "reproduce": (
-        "archlab.claims.runner:main",
+        "archlab.claims.campaign:main",
         "run a lecture claim's sweep and write its verdict",
     ),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),

@@ -10,5 +10,11 @@
 * ``protocol.py`` — the out-of-sample LR pick (scout → recorded pick → confirm) and the
   pre-registration hash;
 * ``runner.py`` — runs (or resumes) the jobs in-process, calls ``archlab compare``'s analysis,
-  writes ``experiments/results/<id>.md`` (+ figures) and the summary ``experiments/README.md``.
+  writes ``experiments/results/<id>.md`` (+ figures) and the summary ``experiments/README.md``;
+* the campaign around it (issue #12): ``campaign.py`` (the ``archlab reproduce`` CLI: checks
+  before training, scratch training, records, reports from records), ``records.py`` (compact
+  committed run records, restore, pooling refusal), ``pin.py`` (the pinned corpus),
+  ``plan.py`` (``--plan``), ``layout.py`` (jobs × threads, ``--calibrate``), ``minimums.py``
+  (``experiments/campaign.yaml``, protocol minimums, "exploratory"), ``grid_table.py`` (per
+  arm × LR table, margins beside the literature).
 """

@@ -192,13 +192,13 @@ def _at_fixed_lr(spec: dict, arms: dict[str, ArmData], names: tuple[str, str]) -
     )
     lr = float(at) if at is not None else None
     out = dict(arms)
-    for n in names:
-        out[n] = ArmData(n, arms[n].runs, lr, arms[n].seeds)
+    for n in names:  # an LR fixed before the data: no pick, so no winner's curse: every seed
+        out[n] = ArmData(n, arms[n].runs, lr, None)
     return out
 
 
 def _values(kind: str, arm: ArmData, base: ArmData, metric: str, base_metric: str):
-    if kind == "lr_sensitivity_lower":  # over the whole grid, every seed
+    if kind == "lr_sensitivity_lower" or metric == "lr_sensitivity":  # whole grid, every seed
         return lr_sensitivity_by_seed(arm.runs), lr_sensitivity_by_seed(base.runs), 0, 0
     (a, div_a), (b, div_b) = arm.values(metric), base.values(base_metric)
     return a, b, div_a, div_b

@@ -84,6 +84,7 @@ OPTIONAL = (
     "scout_seeds",
     "confirm_seeds",
     "ladder",
+    "campaign",
 )
 PROTOCOLS = ("grid", "tuned")
 
@@ -117,6 +118,7 @@ class Claim:
     ladder: list[list[str]] = field(default_factory=list)  # rungs (sizes or budgets)
     scout_seeds: list[int] = field(default_factory=list)
     confirm_seeds: list[int] = field(default_factory=list)
+    campaign: dict[str, Any] = field(default_factory=dict)  # minimums kind, cpu_hours (plan.py)
     path: Path | None = None
 
     def seed_split(self, smoke: bool) -> tuple[list[int], list[int]]:
@@ -243,6 +245,21 @@ def _protocol(data: dict, path: Path, grid) -> dict[str, Any]:
     return {"protocol": protocol, "scout_seeds": scout, "confirm_seeds": confirm}
 
 
+def _campaign(value: Any, path: Path) -> dict[str, Any]:
+    """``campaign: {minimums: stability|quality, cpu_hours: 8, exploratory: false}``."""
+    value = value or {}
+    _need(isinstance(value, dict), path, "campaign must be a mapping")
+    unknown = sorted(set(value) - {"minimums", "cpu_hours", "exploratory"})
+    _need(not unknown, path, f"campaign: unknown keys {unknown} (minimums, cpu_hours, exploratory)")
+    hours = value.get("cpu_hours")
+    _need(
+        hours is None or (isinstance(hours, (int, float)) and hours > 0),
+        path,
+        "campaign.cpu_hours must be a positive number",
+    )
+    return dict(value)
+
+
 def load_claim(path: Path) -> Claim:
     path = Path(path)
     try:
@@ -354,6 +371,7 @@ def load_claim(path: Path) -> Claim:
         benchmark=list(data.get("benchmark") or []),
         **protocol,
         ladder=[list(r) for r in ladder],
+        campaign=_campaign(data.get("campaign"), path),
         path=path,
     )
 

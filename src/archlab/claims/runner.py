@@ -1,4 +1,5 @@
-"""``archlab reproduce <id>|all [--smoke]``: run (or resume) a claim's sweep, judge it, report it.
+"""The claims runner behind ``archlab reproduce`` (its CLI: ``campaign.py``): run (or resume) a
+claim's sweep, judge it, report it.
 
 Jobs run in this process (one import of torch/Lightning for every claim) through the same
 ``archlab.train.run.train`` that ``archlab train`` calls, into the sweep layout of
@@ -20,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from archlab.claims import checks as C
-from archlab.claims.registry import Claim, ClaimError, find_claims_dir, get, load_all, signature
+from archlab.claims.grid_table import grid_lines, margin_lines
+from archlab.claims.minimums import exploratory_lines, exploratory_reasons
+from archlab.claims.registry import Claim, ClaimError, signature
 from archlab.config import ConfigError
 from archlab.errors import OneLineParser, first_line
 from archlab.runs.compare import CompareError, analyze
 from archlab.runs.curves import color
 from archlab.runs.load import find_runs
-from archlab.runs.machine import describe_machine
 from archlab.runs.naming import job_dirname
 from archlab.runs.record import read_summary
 from archlab.runs.report import markdown_table, table_rows, write_outputs
@@ -121,8 +123,11 @@ def _train_one(claim: Claim, runs_dir: Path, overrides: list[str], threads, comp
     return train(typed, job)
 
 
-def run_jobs(claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: dict, log=print):
-    """Train every job of ``jobs`` not yet done (resumable), updating ``counts``."""
+def run_jobs(
+    claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: dict, log=print, on_done=None
+):
+    """Train every job of ``jobs`` not yet done (resumable), updating ``counts``;
+    ``on_done(overrides, summary, run_dir)`` is called after each job that trained."""
     from archlab.compose import Composer  # Hydra + the registries (torch): not for --list
 
     pending = _pending(claim, runs_dir, jobs)
@@ -144,24 +149,30 @@ def run_jobs(claim: Claim, runs_dir: Path, jobs, threads: int | None, counts: di
                 log(f"{tag}: failed: {type(err).__name__}: {first_line(err, 200)}")
                 continue
             counts["ran"] += 1
+            if on_done is not None:
+                on_done(overrides, summary, sweep_dir(runs_dir, claim) / job_dirname(overrides))
             vl = summary.get("val_loss")
             vl = "n/a" if vl is None else f"{vl:.4f}"
             log(f"{tag}: {summary['status']} val_loss {vl} ({time.time() - start:.1f} s)")
     return counts
 
 
-def run_claim(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print) -> dict:
-    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm."""
+def run_claim(
+    claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print, run=None
+) -> dict:
+    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm.
+    ``run`` replaces :func:`run_jobs` (same signature), e.g. to record runs or run in parallel."""
     from archlab.claims.protocol import picks_from_runs, preregister, record_picks, recorded_picks
 
+    run = run or run_jobs
     sweep = sweep_dir(runs_dir, claim)
     preregister(claim, sweep)
     counts = {"ran": 0, "skipped": 0, "failed": 0}
     if claim.protocol != "tuned":
-        return run_jobs(claim, runs_dir, claim.jobs(smoke), threads, counts, log)
+        return run(claim, runs_dir, claim.jobs(smoke), threads, counts, log)
     scout, _ = claim.seed_split(smoke)
     scouts = [j for j in claim.jobs(smoke) if _seed_of(j[1]) in scout]
-    run_jobs(claim, runs_dir, scouts, threads, counts, log)
+    run(claim, runs_dir, scouts, threads, counts, log)
     picks = recorded_picks(sweep)
     if picks is None:  # recorded before any confirm run starts
         picks = picks_from_runs(claim, claim_records(claim, runs_dir, smoke), smoke)
@@ -169,7 +180,7 @@ def run_claim(claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, lo
         log(f"[{claim.id}] tuned LRs: " + ", ".join(f"{a}={p['lr']}" for a, p in picks.items()))
     lrs = {a: p["lr"] for a, p in picks.items()}
     confirm = [j for j in claim.jobs(smoke, lrs) if j not in scouts]
-    return run_jobs(claim, runs_dir, confirm, threads, counts, log)
+    return run(claim, runs_dir, confirm, threads, counts, log)
 
 
 def _seed_of(overrides: list[str]) -> int | None:
@@ -271,7 +282,8 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     analysis = None
     if records:
         scout, confirm = claim.seed_split(smoke)
-        kw = {"tune": "lr", "scout": scout, "confirm": confirm} if picks else {}
+        tuned = picks and not set(scout) & set(confirm)  # a 1-seed smoke cannot split seeds
+        kw = {"tune": "lr", "scout": scout, "confirm": confirm} if tuned else {}
         try:
             analysis = analyze(records, baseline=None, alpha=alpha, **kw)
         except CompareError:
@@ -300,11 +312,11 @@ def _figures(claim: Claim, ca: ClaimAnalysis, out: Path, smoke: bool) -> list[Pa
     return pngs
 
 
-def _trained_commits(claim: Claim, runs_dir: Path) -> list[str]:
-    path = sweep_dir(runs_dir, claim) / COMMITS
-    if not path.exists():
-        return []
-    return sorted({ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()})
+def no_paths(text: str) -> str:
+    """Absolute paths shortened to their last part (a report names no machine's folders)."""
+    import re
+
+    return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)+([^\s/()]+)", r"\1", text)
 
 
 def _first(runs: list, key: str):
@@ -326,7 +338,7 @@ def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
         ]
     prereg = ca.prereg
     if prereg.get("hash"):
-        line = f"Pre-registered: hash `{prereg['hash']}` (recorded {prereg['recorded_at']})"
+        line = f"Pre-registered: hash `{prereg['hash']}` (recorded at the first run)"
         if prereg["changed_after_data"]:
             changed = ", ".join(prereg["changed_after_data"])
             line += f"; **changed after data: {changed}** (now `{prereg['current_hash']}`)"
@@ -369,19 +381,19 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
     if info:
         md += [
             (
-                f"- Corpus: {info.get('corpus')} (fingerprint `{info.get('fingerprint')}`, "
-                f"{info.get('train_tokens', 0):,} train tokens, tokenizer {info.get('tokenizer')})"
+                f"- Corpus: {no_paths(str(info.get('corpus')))} (fingerprint "
+                f"`{info.get('fingerprint')}`, {info.get('train_tokens', 0):,} train tokens, "
+                f"tokenizer {info.get('tokenizer')})"
             )
         ]
-    trained = ", ".join(_trained_commits(claim, runs_dir)) or "unknown"
     md += [
-        f"- archlab commit: runs trained at `{trained}`; report written at `{run_info['commit']}`",
-        f"- Machine: {run_info['machine']}",
+        f"- archlab commits that trained the runs: {run_info['commits']}",
+        f"- Machine (from the records): {run_info['machine']}",
         (
             f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
-            f"{run_info['minutes']:.1f} min of training wall time{run_info['invocation']}"
+            f"{run_info['minutes']:.1f} min of training wall time"
         ),
-        "- Runs on disk: the claim's sweep folder under the runs directory (not committed)",
+        f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
         "",
     ]
     return md
@@ -453,19 +465,30 @@ def _tail_lines(claim: Claim, smoke: bool) -> tuple[list[str], list]:
     return md, bench
 
 
-def _run_info(ca: ClaimAnalysis, counts: dict | None, wall: float | None) -> dict:
+def _run_info(ca: ClaimAnalysis, counts: dict | None = None, wall: float | None = None) -> dict:
+    """What the report says about the runs: from the run records only (pure; ``counts`` and
+    ``wall`` of this invocation are printed by the CLI, never written into a report)."""
     runs = [r for rs in ca.recs.values() for r in rs]
     status = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed")}
-    inv = ""
-    if counts and wall is not None:
-        inv = f"; this invocation trained {counts['ran']}, skipped {counts['skipped']}, in {wall:.0f} s"
+    provs = [r.summary.get("provenance") or {} for r in runs]
+    commits = sorted(
+        {f"{p['commit']}{'+dirty' if p.get('dirty') else ''}" for p in provs if p.get("commit")}
+    )
+    machines = sorted(
+        {
+            f"{p.get('cpu')}, {p.get('threads')} threads, torch {p.get('torch')}, "
+            f"Python {p.get('python')}"
+            for p in provs
+            if p.get("cpu")
+        }
+    )
     return {
         "status": status,
         "status_text": ", ".join(f"{n} {s}" for s, n in status.items()),
         "minutes": sum(float(r.summary.get("elapsed_sec") or 0) for r in runs) / 60,
-        "invocation": inv,
-        "commit": git_commit(),
-        "machine": describe_machine(),
+        "commits": ", ".join(f"`{c}`" for c in commits) or "unknown",
+        "commit_list": commits,
+        "machine": "; ".join(machines) or "unknown",
     }
 
 
@@ -482,8 +505,10 @@ def write_report(  # noqa: C901 (split by issue #11)
     out = Path(results_dir) / claim.id
     pngs = _figures(claim, ca, out, smoke)
     info = _run_info(ca, counts, wall)
-    md = _header(claim, ca, smoke) + _setup_lines(claim, ca, runs_dir, smoke, info)
-    md += _checks_lines(ca, alpha) + _results_lines(claim, ca, pngs)
+    md = _header(claim, ca, smoke) + exploratory_lines(claim, _tokens_per_run(ca))
+    md += _setup_lines(claim, ca, runs_dir, smoke, info)
+    md += _checks_lines(ca, alpha) + margin_lines(claim) + grid_lines(claim, ca.recs)
+    md += _results_lines(claim, ca, pngs)
     tail, bench = _tail_lines(claim, smoke)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     (Path(results_dir) / f"{claim.id}.md").write_text("\n".join(md + tail), encoding="utf-8")
@@ -496,6 +521,14 @@ def write_report(  # noqa: C901 (split by issue #11)
     return summary
 
 
+def _tokens_per_run(ca: ClaimAnalysis) -> int | None:
+    """Tokens per run as recorded (planned, else the most any run trained; None without runs)."""
+    runs = [r for rs in ca.recs.values() for r in rs]
+    planned = [r.summary.get("planned_tokens") or r.summary.get("tokens") for r in runs]
+    planned = [int(t) for t in planned if t]
+    return max(planned) if planned else None
+
+
 def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, runs_dir) -> dict:
     head = next((r for r in ca.results if r.headline), None)
     return {
@@ -503,9 +536,9 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "title": claim.title,
         "claim": claim.claim,
         "verdict": ca.verdict,
+        "exploratory": exploratory_reasons(claim, _tokens_per_run(ca)),
         "smoke": smoke,
-        "commit": info["commit"],
-        "trained_at": _trained_commits(claim, runs_dir),
+        "trained_at": info["commit_list"],
         "train_minutes": round(info["minutes"], 2),
         "machine": info["machine"],
         "runs": info["status"],
@@ -513,7 +546,7 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "seeds": claim.settings(smoke)[1],
         "lr_grid": claim.settings(smoke)[2],
         "lr_picks": ca.picks,
-        "preregistration": ca.prereg,
+        "preregistration": {k: v for k, v in ca.prereg.items() if k != "recorded_at"},
         "checks": [r.as_dict() for r in ca.results],
         "benchmarks": bench,
         "headline": head.as_dict() if head else None,
@@ -539,7 +572,9 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         f = Path(results_dir) / f"{c.id}.json"
         s = json.loads(f.read_text()) if f.exists() else None
         if s is None:
-            rows.append(f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | ⏸ not run | — | — | — |")
+            legacy = Path(results_dir) / "legacy" / f"{c.id}.md"
+            old = f" ([150-step legacy]({rel}/legacy/{c.id}.md))" if legacy.exists() else ""
+            rows.append(f"| {i} | {c.id} | {c.claim} | ⏸ not run{old} | — | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
         budget += f", {s['budget'].get('steps', '?')} steps; {sum(s['runs'].values())} runs"
@@ -563,7 +598,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
     total_runs = sum(sum(d["runs"].values()) for d in done)
     total_min = sum(d.get("train_minutes") or 0 for d in done)
     text = [
-        "# Lecture claims: reproduced at CPU scale",
+        "# Lecture claims: reproduced at CPU scale (the campaign)",
         "",
         "Each claim is `experiments/claims/<id>.yaml` (arms, seeds, budget, decision rule);",
         "`archlab reproduce <id>` (or `all`) runs or resumes its sweep and writes",
@@ -577,14 +612,16 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"In total {total_runs} runs, {total_min:.0f} minutes of training wall time on a shared 2-core",
-        "CPU (tiny models: 2–8 layers, d_model 32–64, 64-token context; 150–600 steps of 16×64",
-        "tokens from the Python standard library, a single-epoch regime). Verdicts hold for this",
-        "scale only; each result's scale note says what the literature needs scale for.",
+        f"In total {total_runs} runs with committed records, {total_min:.0f} minutes of training",
+        "wall time on a shared 2-core CPU, at the standard rung (4 layers, d_model 128, 4 heads,",
+        "T=128, batch 16, byte-level Python 3.11.7 stdlib corpus pinned by content hash). Verdicts",
+        "hold for this scale only; each result's scale note says what needs more.",
         "",
-        "Reproduce one: `archlab reproduce <id>`; all: `archlab reproduce all`; the CI smoke of",
-        "every claim (2 steps, 1 seed, nothing written here): `archlab reproduce all --smoke`.",
-        "Runs go to `experiments/runs/` (not committed); re-running resumes.",
+        "How to run, resume and extend the campaign: [CAMPAIGN.md](CAMPAIGN.md). Each run's record",
+        "is `experiments/runs/<id>/<run>/` (committed); `archlab reproduce <id>` skips what is",
+        "recorded; `archlab reproduce all --report-only` rebuilds every report from the records",
+        "(CI checks that this changes nothing). The superseded 150-step results, which have no",
+        "records, are in [results/legacy/](results/legacy/README.md).",
         "",
     ]
     path.write_text("\n".join(text), encoding="utf-8")
@@ -629,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _output_dirs(args, experiments: Path) -> tuple[Path, Path]:
+def output_dirs(args, experiments: Path) -> tuple[Path, Path]:
     """(runs dir, results dir) from --out / --smoke / --runs-dir / --results-dir."""
     if args.out:
         root = Path(args.out)
@@ -644,7 +681,7 @@ def _output_dirs(args, experiments: Path) -> tuple[Path, Path]:
     return runs_dir.resolve(), results_dir.resolve()
 
 
-def _runnable(claims: list[Claim], args) -> list[Claim]:
+def runnable_claims(claims: list[Claim], args) -> list[Claim]:
     """The claims whose requirements exist, each validated up front (unless --report-only)."""
     runnable = []
     for c in claims:
@@ -659,62 +696,3 @@ def _runnable(claims: list[Claim], args) -> list[Claim]:
             validate_jobs(c, args.smoke)
         runnable.append(c)
     return runnable
-
-
-def _reproduce(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int) -> dict:
-    """Train (unless --report-only) and judge one claim; returns its summary."""
-    start = time.time()
-    counts = None
-    if not args.report_only:
-        print(f"archlab reproduce: {c.id}: → {sweep_dir(runs_dir, c)}", flush=True)
-        counts = run_claim(c, runs_dir, args.smoke, threads, log=lambda m: print(m, flush=True))
-    elapsed = None if args.report_only else time.time() - start
-    return write_report(c, runs_dir, results_dir, args.smoke, counts, elapsed, args.alpha)
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        claims_dir = Path(args.claims_dir) if args.claims_dir else find_claims_dir()
-        experiments = claims_dir.resolve().parent  # results/, runs/ and README.md beside claims/
-        if args.list:
-            for c in load_all(claims_dir):
-                print(f"{c.id:24s} {c.claim}")
-            return 0
-        if not args.claim:
-            raise ClaimError("give a claim id or all (archlab reproduce --list shows them)")
-        if "all" in args.claim:
-            claims = load_all(claims_dir)
-        else:
-            claims = [get(c, claims_dir) for c in args.claim]
-        runs_dir, results_dir = _output_dirs(args, experiments)
-        threads = args.threads or min(2, os.cpu_count() or 1)
-        runnable = _runnable(claims, args)
-    except ClaimError as err:
-        print(f"archlab reproduce: error: {err}", file=sys.stderr)
-        return 2
-    except SystemExit as exit_:  # --help
-        return int(exit_.code or 0)
-    os.environ.setdefault("WANDB_MODE", "offline")
-    try:
-        for c in runnable:
-            _report_one(c, args, runs_dir, results_dir, threads, claims_dir)
-    except ClaimError as err:
-        print(f"archlab reproduce: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _report_one(c: Claim, args, runs_dir: Path, results_dir: Path, threads: int, claims_dir):
-    """Reproduce one claim, print its verdict, and refresh the summary table."""
-    s = _reproduce(c, args, runs_dir, results_dir, threads)
-    print(
-        f"archlab reproduce: {c.id}: {s['verdict']} ({_effect(s)}) → "
-        f"{results_dir / (c.id + '.md')}",
-        flush=True,
-    )
-    experiments = Path(claims_dir).resolve().parent
-    if results_dir == (experiments / "results").resolve() and not args.smoke:
-        write_summary_table(load_all(claims_dir), results_dir, experiments / "README.md")
-    elif args.smoke:
-        write_summary_table(load_all(claims_dir), results_dir, results_dir / "README.md")

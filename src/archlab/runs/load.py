@@ -63,6 +63,19 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
+def _metric_lines(run_dir: Path) -> list[str]:
+    """``metrics.jsonl``, or a committed record's ``metrics.jsonl.gz``; [] when neither."""
+    import gzip
+
+    plain, packed = run_dir / METRICS, run_dir / f"{METRICS}.gz"
+    if plain.exists():
+        return plain.read_text().splitlines()
+    if packed.exists():
+        with gzip.open(packed, "rt") as f:
+            return f.read().splitlines()
+    return []
+
+
 def load_run_dir(run_dir: Path) -> RunRecord:
     """Load one run directory; raises ``OSError``/``ValueError`` if a file is unreadable."""
     summary = json.loads((run_dir / SUMMARY).read_text())
@@ -73,18 +86,16 @@ def load_run_dir(run_dir: Path) -> RunRecord:
     if not isinstance(config, dict):
         raise ValueError(f"{CONFIG} is not a mapping")
     metrics: list[dict[str, Any]] = []
-    metrics_path = run_dir / METRICS
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a run killed mid-write leaves a truncated last line
-            if isinstance(row, dict):
-                metrics.append(row)
+    for line in _metric_lines(run_dir):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves a truncated last line
+        if isinstance(row, dict):
+            metrics.append(row)
     return RunRecord(source=str(run_dir), config=config, summary=summary, metrics=metrics)
 
 

@@ -1,0 +1,178 @@
+"""``archlab reproduce --plan [<id>|all]``: what a claim will cost before any CPU is spent.
+
+Per claim: arms, LR grid, seeds, tokens per run, seconds per run and the total CPU-hours at
+the campaign's layout (``jobs`` × ``threads``; CPU-hours = run seconds × threads). Seconds
+per run come from, in order:
+
+1. the claim's own records (median ``elapsed_sec`` of that arm's recorded runs);
+2. this machine's calibration (``archlab reproduce --calibrate``): tokens/s per job of the
+   standard rung in the chosen layout, scaled by the arm's training FLOPs per token against
+   the rung's, for the training tokens plus a third of the evaluation tokens (a forward pass);
+3. else the field notes' quiet rate (18k tokens/s with 2 threads at the rung), labelled so.
+
+A claim whose protocol minimums are not met, or whose cost exceeds its ``campaign.cpu_hours``,
+is flagged: the first makes its report "exploratory"; the second asks for a decision.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archlab.claims.minimums import exploratory_reasons
+from archlab.claims.registry import Claim
+
+FIELD_NOTES_RATE = 18_000.0  # tokens/s, standard rung, 2 quiet threads (field notes)
+STARTUP_SEC = 2.0  # per job after the first, in-process (Hydra compose, data memmap, model)
+
+
+@dataclass
+class ArmPlan:
+    arm: str
+    runs: int
+    tokens: int
+    seconds: float
+    source: str
+
+
+def _shape(cfg) -> dict[str, float]:
+    """Tokens per run, training FLOPs per token, evaluation tokens per run."""
+    from archlab.model.flops import train_flops_per_token
+    from archlab.train.budget import steps_for
+
+    fpt = train_flops_per_token(cfg.model)
+    steps = steps_for(cfg, fpt) if cfg.train.budget else cfg.train.max_steps
+    per_step = cfg.train.batch_size * cfg.model.block_size
+    evals = steps // cfg.train.val_every + 1
+    return {
+        "tokens": steps * per_step,
+        "fpt": fpt,
+        "eval_tokens": evals * cfg.data.val_windows * cfg.model.block_size,
+    }
+
+
+def _rate(calibration: dict | None, layout: dict) -> tuple[float, str]:
+    key = f"{layout['jobs']}x{layout['threads']}"
+    measured = ((calibration or {}).get("layouts") or {}).get(key)
+    if measured:
+        quiet = "quiet" if calibration.get("quiet") else "NOT quiet: do not trust"
+        return measured["per_job"], (
+            f"calibration {key} {calibration.get('measured_at', '?')[:10]} "
+            f"(load {calibration.get('load_average', 0):.1f}, {quiet})"
+        )
+    if key == "1x2":
+        return FIELD_NOTES_RATE, "field notes' quiet rate, uncalibrated (run --calibrate)"
+    return FIELD_NOTES_RATE / 2, "half the field notes' rate, uncalibrated (run --calibrate)"
+
+
+def _recorded_seconds(records: list[dict], arm_of) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for s in records:
+        arm = arm_of(s.get("overrides") or [])
+        if arm and s.get("status") == "completed" and s.get("elapsed_sec"):
+            out.setdefault(arm, []).append(float(s["elapsed_sec"]))
+    return out
+
+
+def plan_claim(
+    claim: Claim, rung_fpt: float, rate: tuple[float, str], records: list[dict], composer
+):
+    """ArmPlan per arm (composes one job per arm with ``composer``, an open
+    :class:`archlab.compose.Composer`)."""
+    from archlab.claims.records import arm_of
+
+    jobs = claim.jobs(False)
+    recorded = _recorded_seconds(records, lambda o: arm_of(claim, o, False))
+    plans = []
+    for arm in claim.arms:
+        mine = [o for a, o in jobs if a == arm]
+        shape = _shape(composer.compose(mine[0], check=False))
+        if recorded.get(arm):
+            sec, src = statistics.median(recorded[arm]), f"records ({len(recorded[arm])} runs)"
+        else:
+            work = (shape["tokens"] + shape["eval_tokens"] / 3) * shape["fpt"] / rung_fpt
+            sec, src = work / rate[0] + STARTUP_SEC, rate[1]
+        plans.append(ArmPlan(arm, len(mine), int(shape["tokens"]), sec, src))
+    return plans
+
+
+def _claim_lines(claim: Claim, plans: list[ArmPlan], layout: dict, campaign: dict) -> tuple:
+    grid = ", ".join(f"{x:g}" for x in claim.lr_grid or []) or "fixed LR"
+    seeds = (
+        f"scout {claim.scout_seeds}, confirm {claim.confirm_seeds}"
+        if claim.protocol == "tuned"
+        else f"{claim.seeds}" + (f" (fewer: {claim.arm_seeds})" if claim.arm_seeds else "")
+    )
+    lines = [
+        f"{claim.id}: {claim.title}",
+        f"  protocol {claim.protocol}; LRs: {grid}; seeds: {seeds}",
+    ]
+    lines.append(f"  {'arm':18s} {'runs':>5s} {'tokens/run':>11s} {'s/run':>7s}  seconds from")
+    for p in plans:
+        lines.append(f"  {p.arm:18s} {p.runs:5d} {p.tokens:11,d} {p.seconds:7.0f}  {p.source}")
+    seconds = sum(p.runs * p.seconds for p in plans)
+    cpu_h = seconds * layout["threads"] / 3600
+    wall_h = seconds / layout["jobs"] / 3600
+    runs = sum(p.runs for p in plans)
+    lines.append(
+        f"  total: {runs} runs, {wall_h:.1f} h wall at {layout['jobs']} job(s) x "
+        f"{layout['threads']} thread(s) = {cpu_h:.1f} CPU-hours"
+    )
+    lines += _verdict_lines(claim, min(p.tokens for p in plans), cpu_h, campaign)
+    return lines, runs, cpu_h, wall_h
+
+
+def _verdict_lines(claim: Claim, tokens: int, cpu_h: float, campaign: dict) -> list[str]:
+    out = []
+    reasons = exploratory_reasons(claim, tokens, campaign)
+    kind = (claim.campaign or {}).get("minimums")
+    if reasons:
+        out.append(f"  EXPLORATORY ({kind or 'protocol'} minimums): {'; '.join(reasons)}")
+    elif kind:
+        out.append(f"  meets the {kind} protocol's minimums")
+    budget = (claim.campaign or {}).get("cpu_hours")
+    if budget is not None and cpu_h > budget:
+        out.append(
+            f"  DOES NOT FIT its budget of {budget:g} CPU-hours: raise the budget, or shrink it and "
+            "let the report say exploratory (campaign.exploratory: true)"
+        )
+    elif budget is not None:
+        out.append(f"  fits its budget of {budget:g} CPU-hours")
+    return out
+
+
+def print_plan(
+    claims: list[Claim],
+    records_root: Path,
+    campaign: dict[str, Any],
+    layout: dict,
+    calibration: dict | None,
+    log=print,
+) -> float:
+    """Print the plan of every claim; returns the total CPU-hours."""
+    from archlab.claims.records import read_summaries
+    from archlab.compose import Composer
+    from archlab.model.flops import train_flops_per_token
+
+    total_cpu = total_wall = 0.0
+    total_runs = 0
+    with Composer() as composer:
+        rung = composer.compose(campaign.get("rung") or [], check=False)
+        rung_fpt = train_flops_per_token(rung.model)
+        rate = _rate(calibration, layout)
+        for claim in claims:
+            plans = plan_claim(claim, rung_fpt, rate, read_summaries(records_root, claim), composer)
+            lines, runs, cpu_h, wall_h = _claim_lines(claim, plans, layout, campaign)
+            log("\n".join(lines) + "\n")
+            total_cpu, total_wall, total_runs = (
+                total_cpu + cpu_h,
+                total_wall + wall_h,
+                total_runs + runs,
+            )
+    log(
+        f"all: {total_runs} runs, {total_wall:.1f} h wall, {total_cpu:.1f} CPU-hours at "
+        f"{layout['jobs']} job(s) x {layout['threads']} thread(s)"
+    )
+    return total_cpu

@@ -1,0 +1,195 @@
+"""The campaign machinery (issue #12): records, the corpus pin, the pooling refusal, --plan,
+reports as pure functions of the records (``--report-only`` idempotence), skip-what-is-recorded.
+
+Synthetic records with known answers (``fixtures_runs.make_run`` → ``records.write_record``)
+go through the real CLI; one smoke reproduce trains for real (test_claims.py)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from archlab.claims import records as R
+from archlab.claims.registry import load_claim
+from fixtures_runs import make_run
+from helpers import REPO, run_cli
+
+CLAIM = """
+id: demo
+claim: arm b is less LR-sensitive than arm a
+sources: ["none: a synthetic test"]
+base: [model/size=tiny, logger=none, train.max_steps=2, train.ckpt_every=0]
+arms: {a: [model/mlp=relu], b: [model/mlp=gelu]}
+baseline: a
+seeds: SEEDS
+lr_grid: [0.001, 0.01, 0.1]
+budget: {steps: 2}
+campaign: {minimums: stability, cpu_hours: HOURS}
+metrics: [val_loss, lr_sensitivity]
+rule:
+  - {check: lr_sensitivity_lower, arm: b, margin: 0.05, headline: true, literature: "none (test)"}
+scale_note: a synthetic test
+"""
+PROV = {"commit": "abc123", "dirty": False, "numerics": 2, "torch": "2.13.0+cpu",
+        "python": "3.11.7", "cpu": "Test CPU", "threads": 2, "corpus": "feedbeef"}  # fmt: skip
+
+
+def write_claim(tmp: Path, seeds: int = 3, hours: float = 100) -> Path:
+    claims = tmp / "claims"
+    claims.mkdir(exist_ok=True)
+    text = CLAIM.replace("SEEDS", str(seeds)).replace("HOURS", str(hours))
+    (claims / "demo.yaml").write_text(text)
+    # the campaign's settings sit beside the claims dir, as experiments/campaign.yaml does
+    (tmp / "campaign.yaml").write_text((REPO / "experiments" / "campaign.yaml").read_text())
+    return claims
+
+
+def make_records(tmp: Path, claim_dir: Path, prov=None, seeds=(0, 1, 2)) -> Path:
+    """Arm a diverges at LR 0.1 on every seed, arm b never: b's sensitivity is lower."""
+    claim = load_claim(claim_dir / "demo.yaml")
+    scratch, records = tmp / "scratch", tmp / "out" / "runs"
+    for arm, mlp, final in (("a", "relu", 3.0), ("b", "gelu", 2.9)):
+        for seed in seeds:
+            for lr in (0.001, 0.01, 0.1):
+                over = {"model/size": "tiny", "logger": "none", "train.max_steps": 2,
+                        "train.ckpt_every": 0, "model/mlp": mlp, "optim.lr": lr}  # fmt: skip
+                diverged = arm == "a" and lr == 0.1
+                name = f"{arm}-{lr}-{seed}"
+                run = make_run(scratch, name, seed=seed, final=final + 0.01 * seed,
+                               overrides=over, status="diverged" if diverged else "completed",
+                               diverged_at=40 if diverged else None)  # fmt: skip
+                summary = json.loads((run / "summary.json").read_text())
+                summary["provenance"] = dict(prov or PROV)
+                summary["run_dir"] = str(run)
+                (run / "summary.json").write_text(json.dumps(summary))
+                dest = R.claim_records_dir(records, claim) / R.run_name(
+                    arm, summary["overrides"], claim
+                )
+                R.write_record(run, dest, {"layout": {"jobs": 1, "threads": 2}})
+    return records
+
+
+def test_record_contents_and_size(tmp_path):
+    claims = write_claim(tmp_path)
+    records = make_records(tmp_path, claims)
+    claim = load_claim(claims / "demo.yaml")
+    dirs = R.record_dirs(records, claim)
+    assert len(dirs) == 18 and dirs[0].name == "a-lr0.001-s0"
+    assert R.check_sizes(records, claim, limit_kb=50) == []
+    rec = dirs[0]
+    summary = json.loads((rec / "summary.json").read_text())
+    assert "run_dir" not in summary and summary["record"]["layout"] == {"jobs": 1, "threads": 2}
+    with gzip.open(rec / "metrics.jsonl.gz", "rt") as f:
+        assert f.read() == (tmp_path / "scratch" / "a-0.001-0" / "metrics.jsonl").read_text()
+    (rec / "last.ckpt").write_bytes(b"x")  # a checkpoint in a record is reported
+    assert any("unexpected files" in p for p in R.check_sizes(records, claim))
+
+
+def test_report_only_is_a_pure_function_of_the_records(tmp_path, monkeypatch):
+    claims = write_claim(tmp_path)
+    make_records(tmp_path, claims)
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    args = ("reproduce", "demo", "--report-only", "--out", str(tmp_path / "out"))
+    res = run_cli(*args, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    results = tmp_path / "out" / "results"
+    md, js = (results / "demo.md").read_text(), (results / "demo.json").read_text()
+    assert json.loads(js)["verdict"] == "reproduced"  # known answer: a diverges at LR 0.1
+    assert "| a | 0.1 | 3 | 3/3 |" in md and "| b | 0.1 | 3 | 0/3 |" in md
+    for text in (md, js, (results / "demo" / "report.md").read_text()):
+        assert str(tmp_path) not in text and "load average" not in text
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text)
+    assert "`../../runs/demo`" in (results / "demo" / "report.md").read_text()
+    from archlab.claims import campaign
+
+    monkeypatch.setenv("ARCHLAB_CLAIMS_DIR", str(claims))  # the same again, in this process
+    assert campaign.main(list(args[1:])) == 0
+    assert (results / "demo.md").read_text() == md and (results / "demo.json").read_text() == js
+
+
+def test_pooling_refusal_at_report_and_before_training(tmp_path):
+    claims = write_claim(tmp_path)
+    make_records(tmp_path, claims, prov={**PROV, "torch": "2.99.0"}, seeds=(0,))
+    make_records(tmp_path / "other", claims, seeds=(1, 2))
+    for src in (tmp_path / "other" / "out" / "runs" / "demo").iterdir():
+        src.rename(tmp_path / "out" / "runs" / "demo" / src.name)
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    res = run_cli("reproduce", "demo", "--report-only", "--out", str(tmp_path / "out"),
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr[-2000:]
+    assert "refusing to pool" in res.stderr and "torch" in res.stderr
+    # before training: this machine's torch/numerics/CPU differ from the recorded runs'
+    claim = load_claim(claims / "demo.yaml")
+    with pytest.raises(R.ClaimError, match="cannot add runs to its 18 records"):
+        R.refuse_incompatible(claim, tmp_path / "out" / "runs", dict(PROV, numerics=3))
+
+
+def test_corpus_pin_refused_with_one_line(tmp_path):
+    claims = write_claim(tmp_path)
+    pin = tmp_path / "pin.json"
+    pin.write_text(json.dumps({"data": "stdlib", "fingerprint": "0123456789abcdef",
+                               "python": "3.99.0"}))  # fmt: skip
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims), "ARCHLAB_CORPUS_PIN": str(pin)}
+    out = tmp_path / "out"
+    res = run_cli("reproduce", "demo", "--out", str(out), cwd=tmp_path, env=env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr[-2000:]
+    assert "is not the campaign's pinned corpus 0123456789abcdef" in res.stderr
+    assert "Python 3.99.0" in res.stderr and not out.exists()
+
+
+def test_plan_from_calibration_and_records(tmp_path):
+    import torch  # noqa: F401  (machine_key names the torch version)
+
+    from archlab.claims.layout import CALIBRATION, machine_key
+    from archlab.claims.minimums import load_campaign
+    from archlab.claims.plan import print_plan
+
+    claims = write_claim(tmp_path, seeds=2, hours=0.0001)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    calib = {"layouts": {"1x2": {"per_job": 1000.0, "total": 1000.0}}, "quiet": True,
+             "load_average": 0.1, "measured_at": "2026-12-02T00:00:00"}  # fmt: skip
+    (cache / CALIBRATION).write_text(json.dumps({machine_key(): calib}))
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims), "ARCHLAB_CACHE": str(cache)}
+    args = ("reproduce", "--plan", "demo", "--out", str(tmp_path / "out"))
+    res = run_cli(*args, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # tiny: 2 steps x 16 x 64 tokens + (2 // 100 + 1) evals x 256 windows x 64 / 3, at the
+    # rung's rate scaled by FLOPs/token (tiny vs small), + 2 s start-up per job
+    assert re.search(
+        r"a\s+6\s+2,048\s+\d+\s+calibration 1x2 2026-12-02 \(load 0.1, quiet\)", res.stdout
+    )
+    assert "total: 12 runs" in res.stdout and "1 job(s) x 2 thread(s)" in res.stdout
+    assert (
+        "EXPLORATORY (stability minimums): 2 seeds < 3; 3 LR points < 6; 2,048 tokens" in res.stdout
+    )
+    assert "DOES NOT FIT its budget of 0.0001 CPU-hours" in res.stdout
+    records = make_records(tmp_path, claims, seeds=(0, 1))  # elapsed 100 x 1024 / 10k tok/s
+    lines: list[str] = []
+    claim, layout = load_claim(claims / "demo.yaml"), {"jobs": 1, "threads": 2}
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    print_plan([claim], records, campaign, layout, None, log=lines.append)
+    out = "\n".join(lines)
+    assert re.search(r"a\s+6\s+2,048\s+10\s+records \(4 runs\)", out), out
+    assert re.search(r"b\s+6\s+2,048\s+10\s+records \(6 runs\)", out), out
+    assert "total: 12 runs, 0.0 h wall at 1 job(s) x 2 thread(s) = 0.1 CPU-hours" in out
+
+
+@pytest.mark.slow
+def test_two_jobs_one_thread_layout_records_every_run(tmp_path):
+    """--jobs 2 --threads 1 trains in two worker processes; each record names its layout."""
+    claims = write_claim(tmp_path, seeds=1)
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    args = ("reproduce", "demo", "--smoke", "--out", str(tmp_path / "out"), "--jobs", "2")
+    res = run_cli(*args, "--threads", "1", cwd=tmp_path, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    recs = sorted((tmp_path / "out" / "runs" / "demo").glob("*/summary.json"))
+    assert len(recs) == 4  # 2 arms x the smoke grid's 2 LRs x 1 seed
+    for rec in recs:
+        summary = json.loads(rec.read_text())
+        assert summary["record"]["layout"] == {"jobs": 2, "threads": 1}
+        assert summary["provenance"]["threads"] == 1
