@@ -310,6 +310,17 @@ def truncate_metrics(run_dir: Path, step: int) -> int:
 # ---------------------------------------------------------------------------- the callback
 
 
+def check_numerics(ckpt: dict, path) -> None:
+    """A run never continues across a numerics change (archlab/numerics.py): one line."""
+    saved = ckpt.get("numerics", 1)  # v1 checkpoints predate the field
+    if saved != NUMERICS_VERSION:
+        raise ConfigError(
+            f"resume: checkpoint {path} was trained with numerics version "
+            f"{saved}, this code is version {NUMERICS_VERSION} (archlab/numerics.py): "
+            "start a new run (its weights still load for generate / evaluation)"
+        )
+
+
 class Checkpointing(Callback):
     """Periodic + final + on-signal checkpoints (rank 0), and the restore of a resumed run.
 
@@ -332,13 +343,7 @@ class Checkpointing(Callback):
         self.saved: list[int] = []
         if resume_from is not None:
             self.ckpt = load(resume_from)
-            saved = self.ckpt.get("numerics", 1)  # v1 checkpoints predate the field
-            if saved != NUMERICS_VERSION:
-                raise ConfigError(
-                    f"resume: checkpoint {resume_from} was trained with numerics version "
-                    f"{saved}, this code is version {NUMERICS_VERSION} (archlab/numerics.py): "
-                    "start a new run (its weights still load for generate / evaluation)"
-                )
+            check_numerics(self.ckpt, resume_from)
             diffs = config_diff(self.ckpt.get("config", {}), config_dict)
             if diffs:
                 raise ConfigError(

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from archlab.config import ArchlabConfig, ConfigError
 from archlab.runs.naming import override_key
 from archlab.runs.record import read_summary
-from archlab.train.checkpoint import config_diff, find_resume, load
+from archlab.train.checkpoint import check_numerics, config_diff, find_resume, load
 from archlab.train.lock import check_free
 
 
@@ -42,6 +42,7 @@ def preflight(cfg: ArchlabConfig, overrides: list[str]) -> None:
 
 
 def _check_fits(cfg: ArchlabConfig, ckpt: dict, path: Path, run_dir: Path | None) -> None:
+    check_numerics(ckpt, path)  # before the config: a numerics change explains the rest
     step, max_steps = int(ckpt["global_step"]), cfg.train.max_steps
     saved = ckpt.get("config") or {}
     cfg.model.vocab_size = (saved.get("model") or {}).get("vocab_size", cfg.model.vocab_size)

@@ -261,8 +261,26 @@ def _init(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
             time.monotonic() - t0,
             first_line(e, 200),
         )
-    # the failed attempt keeps a fixed run id busy in the W&B service ("run ID … is in use")
+    return _offline_init(kwargs)
+
+
+def _offline_init(kwargs: dict, tries: int = 5) -> ArchlabWandbLogger:
+    """The offline run after a failed online init. The failed attempt keeps a fixed run id
+    busy in the W&B service ("run ID … is in use") until the service has shut down, which
+    can lag under load: tear it down and retry briefly."""
+    import wandb
+
+    for attempt in range(tries - 1):
+        wandb.teardown()
+        try:
+            return _offline_logger(kwargs)
+        except Exception:  # the service still holds the id: wait, then retry
+            time.sleep(1.0 + attempt)
     wandb.teardown()
+    return _offline_logger(kwargs)
+
+
+def _offline_logger(kwargs: dict) -> ArchlabWandbLogger:
     logger = ArchlabWandbLogger(mode="offline", **kwargs)
-    _ = logger.experiment
+    _ = logger.experiment  # create the run now
     return logger
