@@ -717,7 +717,8 @@ def _args(argv):
                 raise SystemExit(
                     f"archlab bench: unknown {kind} {x!r}; choose among {', '.join(known)}"
                 )
-    if any(SIZES[x].text for x in args.sizes.split(",")) and not Path(args.text).is_file():
+    needs_text = not args.render and any(SIZES[x].text for x in args.sizes.split(","))
+    if needs_text and not Path(args.text).is_file():  # --render trains nothing
         raise SystemExit(
             f"archlab bench: the classic size trains on Tiny Shakespeare, not found at "
             f"{args.text}: pass --text PATH (or ARCHLAB_TINYSHAKESPEARE), or drop it from --sizes"
