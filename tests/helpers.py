@@ -55,6 +55,9 @@ def tiny_config(model: dict | None = None, **train) -> ArchlabConfig:
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
+    # a W&B service started by an in-process test exports WANDB_SERVICE: a real CLI run has
+    # its own service, so children must not attach to the test process's one
+    full_env.pop("WANDB_SERVICE", None)
     return subprocess.run(
         [sys.executable, "-m", "archlab", *args],
         cwd=cwd,
