@@ -57,9 +57,11 @@ def machine_key() -> str:
     import torch
 
     from archlab.numerics import NUMERICS_VERSION
-    from archlab.runs.provenance import cpu_model
+    from archlab.runs.machine import cpu_name
 
-    return f"{cpu_model()}|{os.cpu_count()} cores|torch {torch.__version__}|numerics {NUMERICS_VERSION}"
+    return (
+        f"{cpu_name()}|{os.cpu_count()} cores|torch {torch.__version__}|numerics {NUMERICS_VERSION}"
+    )
 
 
 def read_calibration(cache: Path = CACHE) -> dict[str, Any] | None:

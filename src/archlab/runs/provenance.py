@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from archlab.runs.machine import cpu_name
+
 POOLING_KEYS = ("commit", "dirty", "numerics", "torch", "python", "cpu", "threads", "corpus")
 RESULT_KEYS = ("numerics", "torch", "python", "cpu", "corpus")
 SRC = Path(__file__).resolve().parents[1]  # src/archlab
@@ -45,16 +47,6 @@ def git_state(where: Path = SRC) -> tuple[str, bool]:
         return "unknown", False
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def usage() -> dict[str, float]:
     """Peak RSS (MiB) and CPU-seconds (user + system) of this process so far."""
     try:
@@ -81,7 +73,7 @@ def collect(threads: int | None, corpus_hash: str | None) -> dict[str, Any]:
         "numerics": NUMERICS_VERSION,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "threads": threads or torch.get_num_threads(),
         "corpus": corpus_hash,
     }
