@@ -155,7 +155,8 @@ def test_plan_from_calibration_and_records(tmp_path):
              "load_average": 0.1, "measured_at": "2026-12-02T00:00:00"}  # fmt: skip
     (cache / CALIBRATION).write_text(json.dumps({machine_key(): calib}))
     env = {"ARCHLAB_CLAIMS_DIR": str(claims), "ARCHLAB_CACHE": str(cache)}
-    args = ("reproduce", "--plan", "demo", "--out", str(tmp_path / "out"))
+    args = ("reproduce", "--plan", "demo", "--out", str(tmp_path / "out"), "--jobs", "1")
+    args += ("--threads", "2")  # the calibrated layout, whatever campaign.yaml chose
     res = run_cli(*args, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     # tiny: 2 steps x 16 x 64 tokens + (2 // 100 + 1) evals x 256 windows x 64 / 3, at the
