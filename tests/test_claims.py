@@ -294,6 +294,9 @@ def test_every_registered_claim_loads_and_composes():
     assert len(claims) >= 12, [c.id for c in claims]
     assert all(c.path.parent == CLAIMS for c in claims)
     assert validate_claims(claims, (False,)) >= 24  # smoke configs: test_reproduce_all_smoke
+    # an unquoted " #" in a YAML plain scalar starts a comment and silently cuts the text
+    cut = [c.id for c in claims if not c.claim.rstrip().endswith((".", "?", "!"))]
+    assert not cut, f"claim text cut short (quote it in the YAML): {cut}"
 
 
 # ----------------------------------------------------------------------------- end to end
