@@ -216,3 +216,28 @@ def test_compare_states_the_shared_budget_and_warns_on_equal_steps_unequal_flops
     warnings = []
     out = budget_summary(toks, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
     assert out["shared"] == "equal tokens: 1e+06" and warnings == []
+
+
+def test_resume_preflight_of_a_budget_run_leaves_the_step_checks_to_the_budget(tmp_path):
+    """A budget run's max_steps is derived at the start: resuming its checkpoint (step 400,
+    beyond the old default 300) is not refused as 'below the checkpoint's step'; an explicit
+    train.max_steps below it still is."""
+    from omegaconf import OmegaConf
+
+    from archlab.compose import compose
+    from archlab.numerics import NUMERICS_VERSION
+    from archlab.train.checkpoint import FORMAT, VERSION
+    from archlab.train.preflight import preflight
+
+    def resume(overrides):
+        cfg = compose(overrides)
+        path = tmp_path / "last.ckpt"
+        config = OmegaConf.to_container(OmegaConf.structured(cfg))
+        ckpt = {"format": FORMAT, "version": VERSION, "numerics": NUMERICS_VERSION}
+        torch.save({**ckpt, "global_step": 400, "config": config}, path)
+        cfg.resume = str(path)
+        preflight(cfg, [])
+
+    resume(["train.budget=tokens:1e6"])
+    with pytest.raises(ConfigError, match="train.max_steps=300 is below the checkpoint's step 400"):
+        resume([])
