@@ -24,6 +24,7 @@ LAYERS = {
     "archlab.train": 2,
     "archlab.claims": 2,
     "archlab.bench": 2,
+    "archlab.microbench": 2,
     "archlab.generate": 2,
     "archlab.hf": 2,
     "archlab.cli": 3,

@@ -57,6 +57,88 @@ def test_bench_quick_writes_valid_json(tmp_path, monkeypatch):
         assert r["formula"] == r["measured"]
         assert r["formula"] * kv["mha"]["n_kv_heads"] == kv["mha"]["formula"] * r["n_kv_heads"]
     assert "| tiny (2L d64 T64 B16 byte) | default | LlamaForCausalLM |" in res["table"]
+    # the micro-benchmarks: every variant timed in every round, ratios against the baseline
+    (norm,) = res["micro"]["norm"]
+    assert norm["shape"] == [16, 64, 64] and norm["baseline"] == "F.layer_norm"
+    assert set(norm["ms"]) == {"F.layer_norm", "archlab LayerNorm", "F.rms_norm", "archlab RMSNorm"}
+    assert norm["speedup"]["F.layer_norm"]["rounds"] == [1.0]
+    (block,) = res["micro"]["block"]
+    assert block["fused_projection"] is False and "not measurable" in block["note"]
+    assert all(len(v["rounds"]) == 1 for v in block["speedup"].values())
+    assert "| tiny (16, 64, 64) |" in res["table"] and block["note"] in res["table"]
+
+
+def test_fused_projection_computes_both_input_projections_at_once():
+    """The benchmark's fused GEMM is the parallel block's qkv and fc stacked: same outputs."""
+    import torch
+
+    from archlab.compose import compose
+    from archlab.microbench import fuse, is_fused
+    from archlab.model import Transformer
+
+    cfg = compose([*TINY, "model/block=parallel", "model.bias=true"])
+    block = Transformer(cfg.model).blocks[0]
+    assert is_fused(block) is False
+    assert is_fused(torch.nn.Module()) is True  # no separate qkv / fc: nothing left to fuse
+    layers = [block.attn.qkv, block.mlp.fc]
+    x = torch.randn(2, 5, cfg.model.d_model)
+    out = fuse(layers)(x)
+    split = out.split([f.out_features for f in layers], -1)
+    for part, layer in zip(split, layers):
+        torch.testing.assert_close(part, layer(x))
+
+
+def test_micro_tables_render_from_json_and_only_when_measured(tmp_path):
+    from archlab import bench
+
+    res = json.loads((REPO / "docs" / "bench.json").read_text())
+    assert bench.micro_lines({k: v for k, v in res.items() if k != "micro"}) == []
+    ratio = {"median": 1.5, "min": 1.2, "max": 1.8, "rounds": [1.2, 1.5, 1.8]}
+    one = {"median": 1.0, "min": 1.0, "max": 1.0, "rounds": [1.0] * 3}
+    res["micro"] = {
+        "rounds": 3,
+        "norm": [
+            {
+                "size": "rung",
+                "shape": [16, 128, 128],
+                "baseline": "F.layer_norm",
+                "ms": {"F.layer_norm": 0.5, "F.rms_norm": 1 / 3},
+                "speedup": {"F.layer_norm": one, "F.rms_norm": ratio},
+                "compile_error": "RuntimeError: no compiler",
+            }
+        ],
+        "block": [
+            {
+                "size": "rung",
+                "shape": [16, 128, 128],
+                "mlp": "swiglu",
+                "norm": "rmsnorm",
+                "note": "not fused",
+                "ms": {"serial": 10.0, "parallel": 8.0},
+                "speedup": {"serial": one, "parallel": ratio},
+                "projection": {
+                    "ms": {"two GEMMs (qkv, fc)": 3.0, "one fused GEMM": 2.0},
+                    "speedup": {"one fused GEMM": ratio},
+                },
+                "fusion_ceiling": 0.125,
+            }
+        ],
+    }
+    text = "\n".join(bench.micro_lines(res))
+    assert (
+        "| rung (16, 128, 128) | 0.500 ms · 1.00× (1.00–1.00) | 0.333 ms · 1.50× (1.20–1.80) |"
+        in text
+    )
+    assert (
+        "| rung (16, 128, 128) | swiglu, rmsnorm | 10.00 | 8.00 | 1.50× (1.20–1.80) | 3.00 |"
+        in text
+    )
+    assert "| 12.5% |" in text and "not fused." in text and "no compiler" in text
+    assert "3 interleaved rounds" in text
+    assert text in bench.table(res)
+    page = tmp_path / "bench.md"
+    bench.render_docs(res, "b.json", page, None)
+    assert "## Micro-benchmarks (issue #18)\n\n" + text in page.read_text()
 
 
 def test_bench_rejects_unknown_size(tmp_path):

@@ -128,6 +128,28 @@ def test_pooling_refusal_at_report_and_before_training(tmp_path):
         R.refuse_incompatible(claim, tmp_path / "out" / "runs", dict(PROV, numerics=3))
 
 
+@pytest.mark.parametrize("key, other, refused", [("threads", 1, True), ("commit", "def456", False)])
+def test_pooling_refuses_other_thread_counts_but_lists_other_commits(key, other, refused):
+    """Threads change float summation order (refused); a commit with the same numerics
+    version is result-neutral (pooled)."""
+    from types import SimpleNamespace
+
+    from archlab.claims.runner import refuse_mixed_provenance
+
+    claim = SimpleNamespace(id="demo")
+    recs = {
+        "a": [SimpleNamespace(summary={"provenance": PROV})],
+        "b": [SimpleNamespace(summary={"provenance": {**PROV, key: other}})],
+    }
+    if not refused:
+        refuse_mixed_provenance(claim, recs)
+        return
+    with pytest.raises(
+        R.ClaimError, match=f"refusing to pool runs: pooled runs differ in {key}: 1, 2"
+    ):
+        refuse_mixed_provenance(claim, recs)
+
+
 def test_corpus_pin_refused_with_one_line(tmp_path):
     claims = write_claim(tmp_path)
     pin = tmp_path / "pin.json"

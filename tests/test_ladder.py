@@ -63,4 +63,54 @@ def test_ladder_report_has_plot_and_table(tmp_path):
     assert "## Scale ladder" in md and "ladder.png" in md and "power law" in md
     assert "extrapolated" in md
     assert (out / "ladder.png").read_bytes()[:4] == b"\x89PNG"
+    # report.html's spec asks for the PNG's log y axis on the loss-vs-compute chart
+    assert '"id": "ladder_loss", "logy": true' in (out / "report.html").read_text()
     assert (out / "compare.csv").read_text().count("\n") == 1 + 5 * 3 * 2
+
+
+def _y_ticks(svg: str) -> list[tuple[float, float]]:
+    """(value, pixel y) of the y-axis tick labels (text-anchor end) of a rendered chart."""
+    import re
+
+    found = re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor="end">([^<]+)</text>', svg)
+    return [(float(label), float(y)) for y, label in found]
+
+
+@pytest.mark.browser
+def test_html_loss_axes_are_log_where_the_pngs_are_and_switchable(tmp_path):
+    """report.html draws the ladder's loss-vs-compute chart on a log y axis (as ladder.png),
+    loss curves on a linear one with a "log y" box; a Δ chart (negative values) gets none."""
+    import re
+    import subprocess
+
+    from test_compare_outputs import _chromium
+
+    chromium = _chromium()
+    if not chromium:
+        pytest.skip("no chromium")
+    sweep = make_ladder(tmp_path / "runs", [100, 400, 1600], [0.02, -0.01, -0.04])
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out), "--x", "step", "--baseline", "mlp=swiglu"]) == 0
+    page = out / "report.html"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
+           "--dump-dom", page.as_uri()]  # fmt: skip
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+
+    def svg(chart: str) -> str:
+        return re.search(rf'<svg[^>]*data-chart="{chart}".*?</svg>', dom, re.DOTALL).group(0)
+
+    ladder = svg("ladder_loss")
+    assert 'data-logy="true"' in ladder and "final val loss (log)" in ladder
+    ticks = _y_ticks(ladder)
+    assert len(ticks) >= 3
+    steps = [b[0] - a[0] for a, b in zip(ticks, ticks[1:])]
+    assert max(steps) - min(steps) < 1e-9  # equally spaced values …
+    pixels = [a[1] - b[1] for a, b in zip(ticks, ticks[1:])]
+    assert all(p > q + 0.5 for p, q in zip(pixels, pixels[1:]))  # … closer together upwards
+    curve = svg("val_step")
+    assert 'data-logy="false"' in curve
+    pixels = [a[1] - b[1] for a, b in zip(_y_ticks(curve), _y_ticks(curve)[1:])]
+    assert max(pixels) - min(pixels) < 0.5  # linear: equal spacing
+    boxes = set(re.findall(r'<input type="checkbox" data-chart="([^"]+)"', dom))
+    assert {"ladder_loss", "val_step", "train_step"} <= boxes and "ladder_gap" not in boxes

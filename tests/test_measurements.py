@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -100,8 +101,51 @@ def test_budget_validation_is_one_line():
     with pytest.raises(ConfigError, match="tokens:<n>, flops:<n> or seconds:<n>"):
         validate(cfg)
     cfg.train.budget, cfg.train.max_steps = "tokens:1e5", 50
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="train.budget=tokens:1e5 and train.max_steps=50 are"):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, given",
+    [
+        (["train.max_steps=300"], 300),  # the default's value, given explicitly
+        (["experiment=smoke"], 20),  # set by an experiment config
+        (["train.max_steps=50"], 50),
+    ],
+)
+def test_budget_and_max_steps_both_given_is_refused_however_composed(overrides, given):
+    from archlab.compose import Composer
+
+    line = f"train.budget=tokens:1e6 and train.max_steps={given} are both given: keep one"
+    with Composer() as c:
+        for order in (
+            [*overrides, "train.budget=tokens:1e6"],
+            ["train.budget=tokens:1e6", *overrides],
+        ):
+            with pytest.raises(ConfigError, match=re.escape(line)):
+                c.compose(order)
+        assert (
+            c.compose(overrides).train.max_steps == given
+            and c.compose(overrides).train.budget is None
+        )
+
+
+def test_max_steps_resolves_to_300_only_without_a_budget():
+    from archlab.compose import compose
+    from archlab.config import DEFAULT_MAX_STEPS, TrainConfig
+
+    assert compose([]).train.max_steps == DEFAULT_MAX_STEPS == TrainConfig().max_steps == 300
+    budgeted = compose(["train.budget=tokens:1e6"]).train
+    assert (budgeted.max_steps, TrainConfig(budget="tokens:1e6").max_steps) == (None, None)
+    cfg = compose(["train.budget=tokens:51200", "train.batch_size=8", "model.block_size=64"])
+    assert budget.apply(cfg, 1e6)["max_steps"] == cfg.train.max_steps == 100
+
+
+def test_cli_refuses_budget_with_max_steps_in_one_line(tmp_path):
+    r = run_cli("train", "train.max_steps=300", "train.budget=tokens:1e6", f"out_dir={tmp_path}/o",
+                cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr[-2000:]
+    assert "train.budget=tokens:1e6 and train.max_steps=300 are both given" in r.stderr
 
 
 def test_pooling_differences_name_the_key():
@@ -172,3 +216,28 @@ def test_compare_states_the_shared_budget_and_warns_on_equal_steps_unequal_flops
     warnings = []
     out = budget_summary(toks, [{"flops_per_token": 1.0e6}, {"flops_per_token": 1.1e6}], warnings)
     assert out["shared"] == "equal tokens: 1e+06" and warnings == []
+
+
+def test_resume_preflight_of_a_budget_run_leaves_the_step_checks_to_the_budget(tmp_path):
+    """A budget run's max_steps is derived at the start: resuming its checkpoint (step 400,
+    beyond the old default 300) is not refused as 'below the checkpoint's step'; an explicit
+    train.max_steps below it still is."""
+    from omegaconf import OmegaConf
+
+    from archlab.compose import compose
+    from archlab.numerics import NUMERICS_VERSION
+    from archlab.train.checkpoint import FORMAT, VERSION
+    from archlab.train.preflight import preflight
+
+    def resume(overrides):
+        cfg = compose(overrides)
+        path = tmp_path / "last.ckpt"
+        config = OmegaConf.to_container(OmegaConf.structured(cfg))
+        ckpt = {"format": FORMAT, "version": VERSION, "numerics": NUMERICS_VERSION}
+        torch.save({**ckpt, "global_step": 400, "config": config}, path)
+        cfg.resume = str(path)
+        preflight(cfg, [])
+
+    resume(["train.budget=tokens:1e6"])
+    with pytest.raises(ConfigError, match="train.max_steps=300 is below the checkpoint's step 400"):
+        resume([])

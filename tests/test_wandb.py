@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from archlab.config import DEFAULT_MAX_STEPS
 from helpers import REPO, TINY, run_cli
 from test_train_cli import wandb_records, wandb_summary
 
@@ -46,7 +47,8 @@ def test_hyperband_can_stop_runs_before_they_finish():
     args = dict(a.split("=", 1) for a in config["command"] if "=" in a)
     train = yaml.safe_load((REPO / "conf" / "train.yaml").read_text())["train"]
     val_every = int(args.get("train.val_every", train["val_every"]))
-    n_vals = int(args.get("train.max_steps", train["max_steps"])) // val_every
+    # conf/train.yaml leaves max_steps null: DEFAULT_MAX_STEPS unless a budget is given
+    n_vals = int(args.get("train.max_steps", train["max_steps"] or DEFAULT_MAX_STEPS)) // val_every
     eta = stop.get("eta", 3)
     assert stop["min_iter"] * eta < n_vals, (stop, n_vals)
 

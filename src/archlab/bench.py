@@ -3,7 +3,8 @@ training path, of a minimal hand-written loop on archlab's model, and of the sam
 independent reference model (Hugging Face ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` built
 from their config classes, SDPA attention, no download), interleaved in one process; start-up
 time to the first optimizer step; ``trainer.compile`` speedup; KV-cache decode speed and KV
-bytes per token. Prints a table, writes JSON; ``--docs`` regenerates docs/bench.md and the
+bytes per token; micro-benchmarks of the norm and the block layout (:mod:`archlab.microbench`,
+``--no-micro`` skips them). Prints a table, writes JSON; ``--docs`` regenerates docs/bench.md and the
 README's performance table from that JSON (``--render bench.json`` does it without a run).
 
     archlab bench --docs                # full run (~15 min on 2 idle cores) → bench.json + docs
@@ -29,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from archlab import microbench
 from archlab.runs.machine import machine
 
 
@@ -489,6 +491,28 @@ def compile_speedup(threads: int, steps: int, work: Path, size: str = "rung") ->
     return out
 
 
+# ---------------------------------------------------------------------- micro-benchmarks
+
+
+def micro(threads: int, rounds: int, quick: bool) -> dict:
+    """The norm and block micro-benchmarks at the rung's and the large size's shapes (tiny
+    with ``--quick``), interleaved rounds of forward + backward in this process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    sizes = ("tiny",) if quick else ("rung", "large")
+    seconds = 0.05 if quick else 0.25  # per variant and round
+    out: dict = {"rounds": rounds, "threads": threads, "norm": [], "block": []}
+    for size in sizes:
+        cfg = bench_config(size, "default", threads, 1)
+        shape = (SIZES[size].batch, cfg.model.block_size, cfg.model.d_model)
+        norm = microbench.norm_bench(shape, rounds, seconds, compiled=not quick)
+        out["norm"].append({"size": size, **norm})
+        block = microbench.block_bench(cfg, SIZES[size].batch, rounds, seconds)
+        out["block"].append({"size": size, **block})
+    return out
+
+
 # ---------------------------------------------------------------------- report
 
 
@@ -567,8 +591,56 @@ def extras(res: dict) -> list[str]:
     return lines
 
 
+def _x(x: dict) -> str:
+    return f"{x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f})"
+
+
+def micro_lines(res: dict) -> list[str]:
+    """The norm and block micro-benchmark tables (nothing when the run skipped them)."""
+    mic = res.get("micro")
+    if not mic:
+        return []
+    names = list(mic["norm"][0]["ms"])
+    lines = [
+        f"Norms, forward + backward of one (batch, T, d) activation: ms, and speedup vs "
+        f"{mic['norm'][0]['baseline']} (median, min–max of {mic['rounds']} interleaved rounds; "
+        "> 1 is faster):",
+        "",
+        "| size (B, T, d) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for r in mic["norm"]:
+        cells = [f"{r['ms'][n]:.3f} ms · {_x(r['speedup'][n])}" for n in names]
+        lines.append(f"| {r['size']} {tuple(r['shape'])} | " + " | ".join(cells) + " |")
+    for r in mic["norm"]:
+        if r.get("compile_error"):
+            lines.append(f"\ncompiled RMSNorm at {r['size']}: not measured ({r['compile_error']})")
+    lines += [
+        "",
+        "Blocks, forward + backward of one block (speedup vs serial), and the parallel block's "
+        "two input GEMMs (`attn.qkv`, `mlp.fc`) vs one fused GEMM over both:",
+        "",
+        "| size (B, T, d) | mlp, norm | serial ms | parallel ms | parallel vs serial | "
+        "two GEMMs ms | fused GEMM ms | fused vs two | fusion ceiling (% of block) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in mic["block"]:
+        p = r["projection"]
+        two, one = p["ms"]["two GEMMs (qkv, fc)"], p["ms"]["one fused GEMM"]
+        lines.append(
+            f"| {r['size']} {tuple(r['shape'])} | {r['mlp']}, {r['norm']} | "
+            f"{r['ms']['serial']:.2f} | {r['ms']['parallel']:.2f} | "
+            f"{_x(r['speedup']['parallel'])} | {two:.2f} | {one:.2f} | "
+            f"{_x(p['speedup']['one fused GEMM'])} | {100 * r['fusion_ceiling']:.1f}% |"
+        )
+    notes = {r["note"] for r in mic["block"] if r.get("note")}
+    return [*lines, "", *(f"{n}." for n in sorted(notes)), ""]
+
+
 def table(res: dict) -> str:
-    return "\n".join([*_header(res), "", *train_table(res["train"]), "", *extras(res)])
+    return "\n".join(
+        [*_header(res), "", *train_table(res["train"]), "", *extras(res), *micro_lines(res)]
+    )
 
 
 def _verdict(x: dict, target: float) -> str:
@@ -636,6 +708,16 @@ METHOD = """\
   eager step, with inductor's on-disk caches off (cold).
 - **Decode**: greedy generation after a 16-token prompt with the KV cache vs recomputing the
   prefix per token, alternating; both must produce the same tokens.
+- **Micro-benchmarks** (`archlab/microbench.py`, skipped by `--no-micro`): forward + backward
+  at the rung's and the large size's (batch, T, d_model), every variant once per round,
+  `--rounds` rounds interleaved in one process; per round each variant's time divided into the
+  baseline's; median and min–max of these speedups. *Norms*: `F.layer_norm` (the baseline) and
+  archlab's `LayerNorm` (no bias) vs `F.rms_norm`, archlab's `RMSNorm` as the model builds it
+  (normalises in fp32) and that module under `torch.compile` (compiled before the rounds).
+  *Blocks*: one serial vs one parallel block (`model/block`) of the default model (same init
+  seed), and the parallel block's two input GEMMs (`attn.qkv`, `mlp.fc` on the shared normed
+  input) vs one GEMM over their concatenated weights; the *fusion ceiling* is the time that
+  fusing would save as a share of the parallel block's time (negative: fusing is slower).
 """
 
 
@@ -657,6 +739,7 @@ def render_docs(res: dict, json_name: str, docs: Path, readme: Path | None) -> N
         *train_table(res["train"]),
         "",
         *extras(res),
+        *(["## Micro-benchmarks (issue #18)", "", *micro_lines(res)] if res.get("micro") else []),
         "## Targets (issue #16)",
         "",
         *targets(res),
@@ -700,6 +783,7 @@ def _args(argv):
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--no-decode", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip the trainer.compile A/B")
+    ap.add_argument("--no-micro", action="store_true", help="skip the norm/block micro-benchmarks")
     ap.add_argument("--text", default=os.environ.get("ARCHLAB_TINYSHAKESPEARE", TEXT_DEFAULT))
     ap.add_argument("--docs", action="store_true", help="then regenerate docs/bench.md + README")
     ap.add_argument("--render", metavar="JSON", help="only regenerate the docs from a bench JSON")
@@ -783,6 +867,8 @@ def run(args, work: Path) -> dict:
         res["kv_bytes"] = kv_bytes()
     if not args.no_compile and not q:
         res["compile"] = compile_speedup(threads, 30, work)
+    if not args.no_micro:
+        res["micro"] = micro(threads, args.rounds, q)
     res["load_end"] = load()
     return res
 

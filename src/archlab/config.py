@@ -132,11 +132,16 @@ class OptimConfig:
     decay_embeddings: bool = False
 
 
+DEFAULT_MAX_STEPS = 300  # train.max_steps when neither it nor train.budget is given
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 16  # the global batch: rows per optimizer step over all devices
     micro_batch_size: int | None = None  # rows per forward pass per device (None: no accumulation)
-    max_steps: int = 300
+    # exactly one of max_steps and budget: None here means DEFAULT_MAX_STEPS without a budget
+    # (resolved in __post_init__, the one place), so "both given" stays detectable
+    max_steps: int | None = None
     log_every: int = 10
     val_every: int = 100
     # divergence: loss NaN/inf, or above factor × initial loss for `patience` steps (0: off)
@@ -148,6 +153,10 @@ class TrainConfig:
     ckpt_every: int | None = None  # checkpoint every N steps (None: = val_every; 0: never)
     # compute budget instead of max_steps (exactly one): tokens:2e6 | flops:3e13 | seconds:600
     budget: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None and self.budget is None:
+            self.max_steps = DEFAULT_MAX_STEPS
 
 
 @dataclass

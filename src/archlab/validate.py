@@ -138,7 +138,7 @@ def _validate_data(cfg: ArchlabConfig) -> None:
 def _validate_train(cfg: ArchlabConfig) -> None:
     t = cfg.train
     for key in ("batch_size", "max_steps", "log_every", "val_every"):
-        if getattr(t, key) <= 0:
+        if getattr(t, key) is not None and getattr(t, key) <= 0:  # max_steps: None with a budget
             raise ConfigError(f"train.{key}={getattr(t, key)} must be a positive integer")
     if t.telemetry_every < 0:
         raise ConfigError(f"train.telemetry_every={t.telemetry_every} must be >= 0 (0: off)")
@@ -163,6 +163,8 @@ BUDGET_KINDS = ("tokens", "flops", "seconds")
 def _check_budget(t: TrainConfig) -> None:
     """``train.budget=<kind>:<amount>`` instead of ``train.max_steps`` (exactly one of them)."""
     if t.budget is None:
+        if t.max_steps is None:
+            raise ConfigError("give train.max_steps=<n> or train.budget=<kind>:<amount>")
         return
     kind, _, amount = str(t.budget).partition(":")
     try:
@@ -173,10 +175,10 @@ def _check_budget(t: TrainConfig) -> None:
         raise ConfigError(
             f"train.budget={t.budget} must be tokens:<n>, flops:<n> or seconds:<n> (n > 0)"
         )
-    if t.max_steps != TrainConfig.max_steps:
+    if t.max_steps is not None:
         raise ConfigError(
-            f"give train.budget={t.budget} or train.max_steps={t.max_steps}, not both "
-            "(the budget sets max_steps)"
+            f"train.budget={t.budget} and train.max_steps={t.max_steps} are both given: keep "
+            "one of them (the budget sets max_steps)"
         )
 
 

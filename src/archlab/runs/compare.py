@@ -260,7 +260,8 @@ def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol) -> dict[str, Any
     common = {
         k: format_value(flats[0][k])
         for k in SETUP_KEYS
-        if k in flats[0] and len({format_value(f.get(k)) for f in flats}) == 1
+        # a budget run's max_steps is null (derived at the start): the budget line says it
+        if flats[0].get(k) is not None and len({format_value(f.get(k)) for f in flats}) == 1
     }
     return {
         "n_runs": len(records),

@@ -5,7 +5,9 @@ block and drawn by a small vanilla-JS SVG renderer (no CDN, no network):
 
 * hover: a crosshair and a tooltip with every visible arm's value (and band) at that x;
 * zoom: drag a rectangle, or mouse wheel (zooms x around the cursor); double-click resets;
-* legend: click an arm to hide/show it (in every chart at once).
+* legend: click an arm to hide/show it (in every chart at once);
+* log y: a chart whose spec has ``logy`` starts on a log y axis, as its PNG does; every chart
+  whose values are all positive (losses) has a "log y" box to switch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #ddd;border-radius:6px;padding:6px;position:relative}
 .chart h3{font-size:13px;margin:2px 4px 4px;font-weight:600}
 .legend span{cursor:pointer;margin-right:12px;user-select:none;font-size:12px}.legend span.off{opacity:.35}
+.logy{font-size:12px;margin-left:8px;font-weight:400;cursor:pointer}
 .legend i{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:4px}
 .tip{position:absolute;pointer-events:none;background:#fff;border:1px solid #999;border-radius:4px;
 padding:4px 6px;font-size:12px;white-space:nowrap;display:none;box-shadow:0 1px 4px #0002}
@@ -54,7 +57,7 @@ function tickLabels(ts) {
 }
 
 function ticks(lo, hi, log) {
-  if (log) {
+  if (log && hi / lo >= 10) {  // within one decade, linear values are the readable ticks
     const out = [];
     for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++)
       for (const m of [1, 3]) { const v = m * 10 ** e; if (v >= lo && v <= hi) out.push(v); }
@@ -67,20 +70,30 @@ function ticks(lo, hi, log) {
   return out;
 }
 
-function extent(spec) {
+// every y (and band edge, marker) of the chart > 0: a log y axis can show it
+function positive(spec) {
+  return spec.series.every(s => [s.y, s.lo || [], s.hi || [], (s.markers || []).map(m => m.y)]
+    .every(ys => ys.every(y => y == null || y > 0)));
+}
+
+function extent(spec, logy) {
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
   for (const s of spec.series) {
     if (hidden.has(s.name)) continue;
     const pts = s.x.map((x, i) => [x, s.y[i], (s.lo || s.y)[i], (s.hi || s.y)[i]])
       .concat((s.markers || []).map(m => [m.x, m.y, m.y, m.y]));
     for (const [x, y, lo, hi] of pts) {
-      if (x == null || y == null || (spec.logx && x <= 0)) continue;
+      if (x == null || y == null || (spec.logx && x <= 0) || (logy && y <= 0)) continue;
       x0 = Math.min(x0, x); x1 = Math.max(x1, x);
       y0 = Math.min(y0, lo ?? y); y1 = Math.max(y1, hi ?? y);
     }
   }
   if (!isFinite(x0)) return null;
   if (x0 === x1) { x0 = spec.logx ? x0 / 2 : x0 - 1; x1 = spec.logx ? x1 * 2 : x1 + 1; }
+  if (logy) {  // pad in log space
+    const pad = (Math.log10(y1) - Math.log10(y0)) * 0.05 || 0.02;
+    return {x0, x1, y0: y0 / 10 ** pad, y1: y1 * 10 ** pad};
+  }
   const pad = (y1 - y0) * 0.05 || 0.5;
   return {x0, x1, y0: y0 - pad, y1: y1 + pad};
 }
@@ -91,7 +104,14 @@ function makeChart(spec, host) {
   box.querySelector('h3').textContent = spec.title;
   const svg = el('svg', {width: W, height: H, viewBox: `0 0 ${W} ${H}`, 'data-chart': spec.id}, box);
   const tip = document.createElement('div'); tip.className = 'tip'; box.appendChild(tip);
-  const c = {spec, svg, tip, view: null};
+  const c = {spec, svg, tip, view: null, logy: !!spec.logy && positive(spec)};
+  if (positive(spec)) {  // switch the y axis between linear and log (the view resets)
+    const label = document.createElement('label'); label.className = 'logy';
+    const box2 = document.createElement('input'); box2.type = 'checkbox'; box2.checked = c.logy;
+    box2.dataset.chart = spec.id;
+    box2.onchange = () => { c.logy = box2.checked; c.view = null; draw(c); };
+    label.append(box2, ' log y'); box.querySelector('h3').appendChild(label);
+  }
   const legend = box.querySelector('.legend');
   for (const s of spec.series) {
     const item = document.createElement('span');
@@ -108,12 +128,12 @@ function makeChart(spec, host) {
 }
 
 function scales(c) {
-  const v = c.view || extent(c.spec), lg = c.spec.logx;
-  const f = x => lg ? Math.log10(x) : x;
+  const v = c.view || extent(c.spec, c.logy), lg = c.spec.logx, ly = c.logy;
+  const f = x => lg ? Math.log10(x) : x, fy = y => ly ? Math.log10(y) : y;
   const sx = x => M.l + (f(x) - f(v.x0)) / (f(v.x1) - f(v.x0)) * (W - M.l - M.r);
-  const sy = y => H - M.b - (y - v.y0) / (v.y1 - v.y0) * (H - M.t - M.b);
+  const sy = y => H - M.b - (fy(y) - fy(v.y0)) / (fy(v.y1) - fy(v.y0)) * (H - M.t - M.b);
   const ix = px => { const t = f(v.x0) + (px - M.l) / (W - M.l - M.r) * (f(v.x1) - f(v.x0)); return lg ? 10 ** t : t; };
-  const iy = py => v.y0 + (H - M.b - py) / (H - M.t - M.b) * (v.y1 - v.y0);
+  const iy = py => { const t = fy(v.y0) + (H - M.b - py) / (H - M.t - M.b) * (fy(v.y1) - fy(v.y0)); return ly ? 10 ** t : t; };
   return {v, sx, sy, ix, iy};
 }
 
@@ -131,8 +151,9 @@ function draw(c) {
   const {svg, spec} = c;
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   c.legend.querySelectorAll('span').forEach(s => s.classList.toggle('off', hidden.has(s.dataset.arm)));
-  const ext = c.view || extent(spec);
+  const ext = c.view || extent(spec, c.logy);
   if (!ext) return;
+  svg.dataset.logy = String(c.logy);
   const {v, sx, sy} = scales(c);
   const clipId = 'clip-' + spec.id;
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b}, el('clipPath', {id: clipId}, svg));
@@ -142,14 +163,14 @@ function draw(c) {
     el('line', {x1: sx(t), x2: sx(t), y1: M.t, y2: H - M.b, stroke: '#eee'}, axes);
     el('text', {x: sx(t), y: H - M.b + 14, 'text-anchor': 'middle'}, axes).textContent = xl[i];
   });
-  const yt = ticks(v.y0, v.y1, false), yl = tickLabels(yt);
+  const yt = ticks(v.y0, v.y1, c.logy), yl = tickLabels(yt);
   yt.forEach((t, i) => {
     el('line', {x1: M.l, x2: W - M.r, y1: sy(t), y2: sy(t), stroke: '#eee'}, axes);
     el('text', {x: M.l - 4, y: sy(t) + 4, 'text-anchor': 'end'}, axes).textContent = yl[i];
   });
   el('rect', {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b, fill: 'none', stroke: '#999'}, axes);
   el('text', {x: (W + M.l) / 2, y: H - 6, 'text-anchor': 'middle'}, axes).textContent = spec.xlabel + (spec.logx ? ' (log)' : '');
-  el('text', {x: 12, y: (H - M.b) / 2, transform: `rotate(-90 12 ${(H - M.b) / 2})`, 'text-anchor': 'middle'}, axes).textContent = spec.ylabel;
+  el('text', {x: 12, y: (H - M.b) / 2, transform: `rotate(-90 12 ${(H - M.b) / 2})`, 'text-anchor': 'middle'}, axes).textContent = spec.ylabel + (c.logy ? ' (log)' : '');
   const plot = el('g', {'clip-path': `url(#${clipId})`}, svg);
   for (const s of spec.series) {
     if (hidden.has(s.name)) continue;
@@ -186,7 +207,7 @@ function attachEvents(c) {
   let drag = null;
   const pos = e => { const r = svg.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
   svg.addEventListener('mousemove', e => {
-    if (!extent(spec)) return;
+    if (!extent(spec, c.logy)) return;
     const [px, py] = pos(e), {ix, sx} = scales(c);
     if (drag) {
       const x = Math.min(drag[0], px), y = Math.min(drag[1], py);

@@ -53,6 +53,8 @@ def _check_fits(cfg: ArchlabConfig, ckpt: dict, path: Path, run_dir: Path | None
             f"resume: checkpoint {path} belongs to another config: {diffs[0]}{more}; "
             "drop that override, or start a new run (without resume)"
         )
+    if max_steps is None:  # train.budget: max_steps is derived when the run starts
+        return
     if max_steps < step:
         raise ConfigError(
             f"train.max_steps={max_steps} is below the checkpoint's step {step} ({path}): "
