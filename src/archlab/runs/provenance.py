@@ -4,10 +4,11 @@ Recorded per run: code commit and dirty flag, the numerics version, torch and Py
 versions, CPU model and threads, the corpus content hash, peak RSS and CPU-seconds. Runs that
 differ in any of the *pooling keys* may not measure the same thing: ``archlab compare`` warns.
 The claims runner refuses to pool runs that differ in a key that changes results
-(``RESULT_KEYS``: numerics version, torch, Python, CPU, torch threads (they change the order
-of float summation), corpus); a different commit with the
+(``RESULT_KEYS``: numerics version, torch, Python, corpus); a different commit with the
 same numerics version is by definition result-neutral (a change that alters results bumps
-``archlab.numerics``), so a claim can resume across commits, and the report lists them.
+``archlab.numerics``), so a claim can resume across commits, and the report lists them. A CPU
+model or thread count changes only the order of float summation (far below seed noise): listed,
+not refused, so a campaign continues on the next session's machine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from archlab.runs.machine import cpu_name
 
 POOLING_KEYS = ("commit", "dirty", "numerics", "torch", "python", "cpu", "threads", "corpus")
-RESULT_KEYS = ("numerics", "torch", "python", "cpu", "threads", "corpus")
+RESULT_KEYS = ("numerics", "torch", "python", "corpus")
 SRC = Path(__file__).resolve().parents[1]  # src/archlab
 
 
