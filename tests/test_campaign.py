@@ -111,6 +111,25 @@ def test_report_only_is_a_pure_function_of_the_records(tmp_path, monkeypatch):
     assert (results / "demo.md").read_text() == md and (results / "demo.json").read_text() == js
 
 
+def test_partial_records_report_in_progress_not_a_verdict(tmp_path):
+    """2 of 3 seeds recorded: the interim checks are shown, the verdict is "in progress"."""
+    claims = write_claim(tmp_path)
+    make_records(tmp_path, claims, seeds=(0, 1))
+    env = {"ARCHLAB_CLAIMS_DIR": str(claims)}
+    res = run_cli("reproduce", "demo", "--report-only", "--out", str(tmp_path / "out"),
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    results = tmp_path / "out" / "results"
+    summary = json.loads((results / "demo.json").read_text())
+    assert summary["verdict"] == "in progress" and summary["interim_verdict"] == "reproduced"
+    assert summary["progress"] == {"recorded": 12, "planned": 18}
+    md = (results / "demo.md").read_text()
+    assert "**Verdict: ⏳ in progress**" in md and "12 of 18 planned runs" in md
+    assert "Interim verdict: **reproduced**" in md
+    table = (results / "README.md").read_text()
+    assert "⏳ in progress (12/18 runs)" in table
+
+
 def test_pooling_refusal_at_report_and_before_training(tmp_path):
     claims = write_claim(tmp_path)
     make_records(tmp_path, claims, prov={**PROV, "torch": "2.99.0"}, seeds=(0,))

@@ -36,7 +36,14 @@ from archlab.runs.values import fmt as _fmt
 from archlab.runs.values import json_ready
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
-VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "not run": "⏸"}
+VERDICT_ICON = {
+    "reproduced": "✅",
+    "not reproduced": "❌",
+    "inconclusive": "❔",
+    "not run": "⏸",
+    "in progress": "⏳",
+}
+IN_PROGRESS = "in progress"  # fewer runs recorded than planned: the checks are interim
 
 
 def sweep_dir(runs_dir: Path, claim: Claim) -> Path:
@@ -255,6 +262,14 @@ class ClaimAnalysis:
     analysis: Any  # runs.compare.Analysis or None
     picks: dict | None
     prereg: dict
+    progress: dict  # {"recorded": n, "planned": N}
+
+    @property
+    def shown_verdict(self) -> str:
+        """The verdict, or "in progress" while runs are missing (an interim verdict decides
+        nothing: a partial grid or a missing seed can flip it)."""
+        done = self.progress["recorded"] >= self.progress["planned"]
+        return self.verdict if done else IN_PROGRESS
 
 
 def refuse_mixed_provenance(claim: Claim, recs: dict[str, list]) -> None:
@@ -289,7 +304,8 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
         except CompareError:
             analysis = None
     prereg = preregistration_status(claim, sweep)
-    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg)
+    progress = {"recorded": len(records), "planned": len(claim.jobs(smoke))}
+    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg, progress)
 
 
 # --------------------------------------------------------------------------- report sections
@@ -326,7 +342,15 @@ def _first(runs: list, key: str):
 def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
     md = [f"# Claim `{claim.id}`: {claim.title}", "", f"> {claim.claim}", ""]
     smoke_note = " (SMOKE run: pipeline check only, no evidence)" if smoke else ""
-    md += [f"**Verdict: {VERDICT_ICON.get(ca.verdict, '')} {ca.verdict}**{smoke_note}", ""]
+    shown = ca.shown_verdict
+    md += [f"**Verdict: {VERDICT_ICON.get(shown, '')} {shown}**{smoke_note}", ""]
+    if shown == IN_PROGRESS:
+        n, total = ca.progress["recorded"], ca.progress["planned"]
+        md += [
+            f"{n} of {total} planned runs are recorded. The checks below are interim (they "
+            f"would say **{ca.verdict}** now) and decide nothing until every run is in.",
+            "",
+        ]
     head = next((r for r in ca.results if r.headline), None)
     if head and head.numbers.get("diff") is not None:
         md += [
@@ -429,6 +453,8 @@ def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
                 f"**{r.status}** | {pf} | {r.evidence} |"
             )
         ]
+    if ca.shown_verdict == IN_PROGRESS:
+        return md + ["", f"Interim verdict: **{ca.verdict}** (runs still missing).", ""]
     return md + ["", f"Verdict: **{ca.verdict}**.", ""]
 
 
@@ -535,7 +561,9 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "id": claim.id,
         "title": claim.title,
         "claim": claim.claim,
-        "verdict": ca.verdict,
+        "verdict": ca.shown_verdict,
+        "interim_verdict": ca.verdict if ca.shown_verdict == IN_PROGRESS else None,
+        "progress": ca.progress,
         "exploratory": exploratory_reasons(claim, _tokens_per_run(ca)),
         "smoke": smoke,
         "trained_at": info["commit_list"],
@@ -586,9 +614,12 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
             for k in s["checks"]
             if k["required"]
         )
+        verdict = f"{VERDICT_ICON.get(s['verdict'], '')} {s['verdict']}"
+        if s["verdict"] == IN_PROGRESS:
+            verdict += f" ({s['progress']['recorded']}/{s['progress']['planned']} runs)"
         rows.append(
-            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {VERDICT_ICON.get(s['verdict'], '')} "
-            f"{s['verdict']} | {_effect(s)} | {checks} | {budget} |"
+            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {verdict} | {_effect(s)} | "
+            f"{checks} | {budget} |"
         )
     done = [
         json.loads((Path(results_dir) / f"{c.id}.json").read_text())
