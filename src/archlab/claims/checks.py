@@ -38,6 +38,7 @@ from archlab.claims.metrics import (  # noqa: F401  (re-exported for callers)
 )
 from archlab.runs import inference, stats
 from archlab.runs.inference import FAIL, PASS, UNKNOWN, Decision
+from archlab.runs.values import fmt
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 RESULT_KEYS = (
@@ -98,14 +99,6 @@ def resolve_margin(spec: Any, base_values: list[float]) -> float | None:
             return None
         return float(text[:-1]) / 100 * abs(sum(base_values) / len(base_values))
     return float(text)
-
-
-def fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and (abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3)):
-        return f"{x:.3g}"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
 def _direction(spec: dict, default: str = "lower") -> int:
