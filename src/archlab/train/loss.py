@@ -91,16 +91,6 @@ def z_loss(logits: torch.Tensor, targets: torch.Tensor, coef: float):
     return ce + z, {"ce": ce, "z_loss": z}
 
 
-@torch.no_grad()
-def summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum of per-token CE in fp32 (evaluation), chunked for low-precision logits."""
-    logits, targets = _flat(logits, targets)
-    if logits.dtype == torch.float32:
-        return F.cross_entropy(logits, targets, reduction="sum")
-    lse, tgt = _row_stats(logits, targets, CHUNK_ROWS)
-    return (lse - tgt).sum()
-
-
 @dataclass(frozen=True)
 class Loss:
     fn: Callable  # (logits, targets, coef) → (loss, parts to log)
