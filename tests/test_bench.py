@@ -207,6 +207,7 @@ def test_cache_buffers_grow_and_match_recompute():
             steps.append(model(idx[:, 30:], cache))
         torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
         assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)
+        assert torch.equal(cache.kpos[1], torch.arange(40))  # a full layer: every position
         assert cache.allocated_bytes() >= sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v))
 
 
