@@ -255,6 +255,24 @@ def test_unmasked_single_token_decode_matches_recompute_past_the_window(kw):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
 
 
+def test_decode_with_threads_also_times_the_cache_on_one_thread():
+    """With 2 threads the bench decodes three ways (cache, recompute, cache on 1 thread), all
+    to the same tokens, and ends on the bench's thread count."""
+    import torch
+
+    from archlab import bench
+
+    before = torch.get_num_threads()
+    d = bench.decode(32, 1, [4, 8], threads=2, rounds=1, prompt=4)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(before)
+    assert d["same_tokens"] is True
+    assert [p["generated"] for p in d["points_1_thread"]] == [4, 8]
+    assert all(p["cached_tok_s"] > 0 and p["speedup"] > 0 for p in d["points_1_thread"])
+    lines = bench.extras({"decode": d})
+    assert any(line.startswith("The same KV-cache decode on 1 thread") for line in lines)
+
+
 def test_cache_buffers_grow_and_match_recompute():
     """Full-attention layers append into preallocated buffers (doubling without a capacity):
     same logits as recomputation, and k/v are exactly the used part."""
@@ -289,6 +307,7 @@ def test_cache_buffers_grow_and_match_recompute():
             steps.append(model(idx[:, 30:], cache))
         torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
         assert cache.k[1].shape == (2, 2, 40, 8) and cache.k[0].shape == (2, 2, 3, 8)
+        assert torch.equal(cache.kpos[1], torch.arange(40))  # a full layer: every position
         assert cache.allocated_bytes() >= sum(k.nbytes + v.nbytes for k, v in zip(cache.k, cache.v))
 
 

@@ -164,3 +164,50 @@ def test_iso_params_rejects_an_explicit_width():
 
     with pytest.raises(ConfigError, match="iso_params"):
         tiny(iso_params=True, d_ff=100)
+
+
+def rotate_half_reference(x, pos, inv_freq, rot: int):
+    """The textbook RoPE: x·cos + rotate_half(x)·sin on the first ``rot`` dims, in x's dtype."""
+    angles = pos.float()[:, None] * inv_freq
+    cos, sin = [f(torch.cat([angles, angles], -1))[:, None] for f in (torch.cos, torch.sin)]
+    x1, x2 = x[..., : rot // 2], x[..., rot // 2 : rot]
+    rotated = (x[..., :rot] * cos + torch.cat([-x2, x1], -1) * sin).to(x.dtype)
+    return torch.cat([rotated, x[..., rot:]], -1)
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_rope_is_the_rotate_half_formula_bitwise(fraction):
+    """RoPE keeps rotate_half's sign in its sin table and looks both tables up at once: the
+    result is the textbook formula bit for bit (full and partial rotation, fp32 and bf16 q/k,
+    and past block_size, where the tables grow)."""
+    cfg = tiny(rope_fraction=fraction)
+    rope = make_position(cfg)
+    hd = cfg.d_model // cfg.n_heads
+    rot = round(hd * fraction)
+    x = torch.randn(2, 5, 3, hd)
+    for start in (0, 3 * cfg.block_size):  # the second one grows the tables
+        pos = torch.arange(start, start + 5)
+        rope.extend(start + 5)
+        for xx in (x, x.bfloat16()):
+            out = rope.rotate(xx, pos)
+            assert out.dtype == xx.dtype
+            assert torch.equal(out, rotate_half_reference(xx, pos, rope.inv_freq, rot))
+
+
+def test_rmsnorm_fp32_equals_the_upcast_formula_bitwise():
+    """fp32 inputs skip the no-op casts of the upcast path: same values and gradients bit for
+    bit as normalising via x.float() … .type_as(x); a constant row normalises to the gain."""
+    norm = NORMS["rmsnorm"](16, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16))
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    xf = x.float()
+    ref = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5)).type_as(x) * norm.weight
+    out = norm(x)
+    assert torch.equal(out, ref)
+    g = torch.randn_like(out)
+    params = (x, norm.weight)
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.equal(a, b)
+    const = torch.full((1, 16), 3.0)
+    torch.testing.assert_close(norm(const), norm.weight.detach()[None] * 3 / math.sqrt(9 + 1e-5))

@@ -347,14 +347,16 @@ def decode(
 ) -> dict:
     """Greedy decode with the KV cache vs recomputing the whole prefix per token, alternating
     for ``rounds`` rounds; cumulative time at each checkpoint (tokens generated). Both must
-    produce the same tokens. Per checkpoint: median (and spread) of the per-round speedups."""
+    produce the same tokens. Per checkpoint: median (and spread) of the per-round speedups.
+    With more than one thread, the cached decode also runs on one thread in each round
+    (``points_1_thread``: its speedup over the same ``threads``-thread recomputation): one
+    token's ops are too small to split, so this shows what the threads cost or buy there."""
     import torch
 
     from archlab.config import ModelConfig
     from archlab.model import Transformer
     from archlab.model.cache import KVCache
 
-    torch.set_num_threads(threads)
     n = max(checkpoints)
     cfg = ModelConfig(
         n_layers=n_layers,
@@ -367,10 +369,11 @@ def decode(
     model = Transformer(cfg).eval()
     idx = torch.randint(0, 256, (1, prompt), generator=torch.Generator().manual_seed(0))
 
-    def run(cached: bool):
+    def run(cached: bool, n_threads: int):
+        torch.set_num_threads(n_threads)
         seq, marks = idx, []
         t = time.perf_counter()
-        with torch.no_grad():
+        with torch.inference_mode():  # as Transformer.generate
             cache = KVCache(n_layers, capacity=prompt + n) if cached else None
             logits = model(seq, cache)[:, -1]
             for i in range(n):
@@ -381,14 +384,20 @@ def decode(
                     logits = (model(nxt, cache) if cached else model(seq))[:, -1]
         return seq, {c: marks[c - 1] for c in checkpoints}
 
-    same, cached, recomputed = True, [], []
+    paths = {"cached": (True, threads), "recomputed": (False, threads)}
+    if threads > 1:
+        paths["cached_1_thread"] = (True, 1)
+    times: dict[str, list[dict]] = {name: [] for name in paths}
+    same = True
     for _ in range(rounds):
-        out_c, t_c = run(True)
-        out_r, t_r = run(False)
-        same = same and bool(torch.equal(out_c, out_r))
-        cached.append(t_c)
-        recomputed.append(t_r)
-    return {
+        outs = []
+        for name, (cached, n_threads) in paths.items():
+            out, marks = run(cached, n_threads)
+            outs.append(out)
+            times[name].append(marks)
+        same = same and all(torch.equal(out, outs[0]) for out in outs)
+    torch.set_num_threads(threads)
+    res = {
         "d_model": d_model,
         "n_layers": n_layers,
         "prompt": prompt,
@@ -396,9 +405,16 @@ def decode(
         "same_tokens": same,
         "load1": load()[0] if load() else None,
         "points": [
-            _decode_point(c, p, cached, recomputed) for p, c in zip([0, *checkpoints], checkpoints)
+            _decode_point(c, p, times["cached"], times["recomputed"])
+            for p, c in zip([0, *checkpoints], checkpoints)
         ],
     }
+    if "cached_1_thread" in times:
+        res["points_1_thread"] = [
+            _decode_point(c, p, times["cached_1_thread"], times["recomputed"])
+            for p, c in zip([0, *checkpoints], checkpoints)
+        ]
+    return res
 
 
 def _decode_point(c: int, prev: int, cached: list[dict], recomputed: list[dict]) -> dict:
@@ -582,6 +598,15 @@ def extras(res: dict) -> list[str]:
             for p in d["points"]
         ]
         lines.append("")
+        if d.get("points_1_thread"):
+            one = "; ".join(
+                f"{p['generated']} tokens {p['cached_tok_s']:,.0f} tok/s, {_r(p['speedup_spread'])}×"
+                for p in d["points_1_thread"]
+            )
+            lines += [
+                f"The same KV-cache decode on 1 thread (vs the recomputation above): {one}.",
+                "",
+            ]
     if res.get("kv_bytes"):
         kv = ", ".join(
             f"{r['attention']} ({r['n_kv_heads']} kv heads) {r['formula']} / {r['measured']:.0f}"
@@ -707,7 +732,9 @@ METHOD = """\
   steady-state step = median of the second half; compile time = first compiled step − first
   eager step, with inductor's on-disk caches off (cold).
 - **Decode**: greedy generation after a 16-token prompt with the KV cache vs recomputing the
-  prefix per token, alternating; both must produce the same tokens.
+  prefix per token, alternating, under `torch.inference_mode()` (as `Transformer.generate`);
+  all must produce the same tokens. With more than one thread, each round also decodes with
+  the cache on one thread (single-token ops are too small to split across threads).
 - **Micro-benchmarks** (`archlab/microbench.py`, skipped by `--no-micro`): forward + backward
   at the rung's and the large size's (batch, T, d_model), every variant once per round,
   `--rounds` rounds interleaved in one process; per round each variant's time divided into the

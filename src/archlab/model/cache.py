@@ -8,7 +8,8 @@ all that any later query can see.
 Full-attention layers append into preallocated buffers (``capacity`` tokens when the caller
 knows the final length, as ``generate`` does; otherwise capacity doubles), and ``k``/``v`` are
 views of the filled part: appending a token costs O(1) copies, not a ``torch.cat`` of the
-whole history (which was ~46% of decode time at 500 cached tokens).
+whole history (which was ~46% of decode time at 500 cached tokens). A full layer holds every
+position from 0 on, so its ``kpos`` is a view of a fixed ``arange`` (no copy per token).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class KVCache:
         self._buf: list[tuple | None] = [None] * n_layers  # full layers: (k, v, pos) buffers
 
     def update(self, layer: int, k, v, pos, window: int | None):
-        """Append this step's k, v (B, Hkv, T, hd); return all keys/values to attend to."""
+        """Append this step's k, v (B, Hkv, T, hd) at positions ``pos`` (the T positions that
+        follow ``seen``); return all keys/values to attend to, with their positions."""
         if window is None:
             return self._append(layer, k, v, pos)
         if self.k[layer] is not None:
@@ -51,14 +53,13 @@ class KVCache:
             buf = (
                 k.new_empty(B, H, cap, hd),
                 v.new_empty(B, H, cap, v.shape[3]),
-                pos.new_empty(cap),
+                torch.arange(cap, dtype=pos.dtype, device=pos.device),  # = the key positions
             )
             if old:
                 buf[0][:, :, :old], buf[1][:, :, :old] = self.k[layer], self.v[layer]
-                buf[2][:old] = self.kpos[layer]
             self._buf[layer] = buf
         kb, vb, pb = buf
-        kb[:, :, old:n], vb[:, :, old:n], pb[old:n] = k, v, pos
+        kb[:, :, old:n], vb[:, :, old:n] = k, v
         self.k[layer], self.v[layer], self.kpos[layer] = kb[:, :, :n], vb[:, :, :n], pb[:n]
         return self.k[layer], self.v[layer], self.kpos[layer]
 

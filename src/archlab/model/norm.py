@@ -34,10 +34,13 @@ class RMSNorm(nn.Module):
         return dim  # a gain only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gain = self.weight + self.offset if self.offset else self.weight
+        if x.dtype == torch.float32:  # the same values as below, without two no-op casts
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * gain
         # normalise in fp32 (as Llama does), cast back
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.type_as(x) * (self.weight + self.offset if self.offset else self.weight)
+        return xf.type_as(x) * gain
 
 
 class LayerNorm(nn.Module):

@@ -106,7 +106,10 @@ class Sinusoidal(Position):
 class RoPE(Position):
     """Rotary embeddings (Su et al. 2021), half-split layout as in Llama / GPT-NeoX:
     x · cos + rotate_half(x) · sin on each head's first ``rotary_dim`` dims, with
-    rotate_half(x1, x2) = (−x2, x1). The cos/sin tables are built once (and grown on demand).
+    rotate_half(x1, x2) = (−x2, x1). The cos/sin tables are built once (and grown on demand),
+    in one buffer indexed once per layer; the sign of rotate_half sits in the sin table
+    (rotate_half(x)·sin = (x2, x1)·(−sin₁, sin₂): the same values, since (−a)·b = a·(−b)
+    exactly), so a rotation is chunk, cat, two products and a sum: no negation, no casts in fp32.
 
     With ``model.rope_fraction`` < 1 only the first ``rotary_dim`` dims of each head rotate,
     the rest pass through (GPT-J, GPT-NeoX)."""
@@ -132,19 +135,24 @@ class RoPE(Position):
     def _build(self, length: int) -> None:
         t = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
         freqs = torch.outer(t, self.inv_freq).repeat(1, 2)  # (L, rot): both halves alike
-        self.register_buffer("cos", freqs.cos(), persistent=False)
-        self.register_buffer("sin", freqs.sin(), persistent=False)
+        sin, half = freqs.sin(), self.rot // 2
+        signed_sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # rotate_half's sign
+        table = torch.stack([freqs.cos(), signed_sin], dim=1)[:, :, None]  # (L, 2, 1, rot)
+        self.register_buffer("table", table, persistent=False)
 
     def extend(self, length):
-        if length > self.cos.shape[0]:  # decoding / evaluating past block_size
+        if length > self.table.shape[0]:  # decoding / evaluating past block_size
             self._build(2 * length)  # room to go on without a rebuild per token
 
     def rotate(self, x, pos):
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (T, 1, rot)
-        x_rot, x_pass = x[..., : self.rot], x[..., self.rot :]  # x_pass: empty unless partial
+        cos, sin = self.table[pos].unbind(1)  # (T, 1, rot) each
+        partial = self.rot < x.shape[-1]
+        x_rot = x[..., : self.rot] if partial else x
         x1, x2 = x_rot.chunk(2, dim=-1)
-        out = (x_rot * cos + torch.cat([-x2, x1], dim=-1) * sin).type_as(x)
-        return torch.cat([out, x_pass], dim=-1) if x_pass.shape[-1] else out
+        out = x_rot * cos + torch.cat([x2, x1], dim=-1) * sin
+        if out.dtype != x.dtype:  # low-precision q/k (autocast): back to their dtype
+            out = out.to(x.dtype)
+        return torch.cat([out, x[..., self.rot :]], dim=-1) if partial else out
 
 
 def alibi_slopes(n_heads: int) -> list[float]:

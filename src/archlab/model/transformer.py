@@ -62,7 +62,7 @@ class Transformer(nn.Module):
             logits = logits * self.cfg.logit_scale
         return softcap(logits, self.cfg.logit_softcap)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all: cheaper per op than no_grad
     def generate(
         self,
         idx: torch.Tensor,
