@@ -135,9 +135,24 @@ def recording_runner(records_root: Path, smoke: bool, lay: dict, pinned: str | N
         R.copy_protocol_files(sweep_dir(runs_dir, claim), dest)  # pre-registration, LR pick
         on_done = functools.partial(_on_done, claim, records_root, smoke, extra)
         R.record_finished(claim, runs_dir, records_root, jobs, smoke, extra)  # trained earlier
+        prereg = {**extra, "preregistration": R.read_prereg_hash(sweep_dir(runs_dir, claim))}
+        shared = _share(claim, records_root, jobs, smoke, prereg)
+        if shared:  # identical runs of other claims: recorded here, restored, not trained
+            log(f"[{claim.id}] shared from other claims: {', '.join(shared)}")
+            R.restore(records_root, claim, runs_dir)
         return L.run_parallel(claim, runs_dir, jobs, threads, counts, log, on_done, lay["jobs"])
 
     return run
+
+
+def _share(claim: Claim, records_root: Path, jobs, smoke: bool, extra: dict) -> list[str]:
+    from archlab.compose import Composer
+
+    if not R.record_identities(records_root, claim):
+        return []
+    with Composer() as composer:
+        identity = functools.partial(R.composed_identity, composer)
+        return R.share_records(claim, records_root, jobs, smoke, extra, identity)
 
 
 def report(claim: Claim, records_root: Path, results_dir: Path, smoke: bool, alpha: float):
