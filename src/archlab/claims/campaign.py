@@ -48,7 +48,9 @@ def parser():
     p.add_argument("--calibrate", action="store_true", help="measure the layouts' tokens/s here")
     p.add_argument("--calibrate-steps", type=int, default=200, help=argparse_hide())
     p.add_argument(
-        "--pin-corpus", action="store_true", help="record the corpus pin (no records yet)"
+        "--pin-corpus",
+        action="store_true",
+        help="record the corpus pin (no records yet); with claim ids: pin their other sources",
     )
     p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: campaign.yaml)")
     p.add_argument("--scratch", metavar="DIR", help="where runs train (default: outside git)")
@@ -204,6 +206,8 @@ def reproduce_one(claim: Claim, args, roots, lay: dict, pinned: str | None) -> N
 def _special(args, claims, roots, lay, experiments: Path) -> int | None:
     """--pin-corpus, --calibrate, --plan: no training of claims."""
     campaign = load_campaign(campaign_path(experiments))
+    if args.pin_corpus and args.claim and "all" not in args.claim:
+        return pin_sources(claims, P.pin_file(experiments))
     if args.pin_corpus:
         return pin_corpus(claims, roots[0], campaign.get("rung") or [], P.pin_file(experiments))
     if args.calibrate:
@@ -238,6 +242,19 @@ def pin_corpus(claims: list[Claim], records_root: Path, rung: list[str], path: P
         f"pinned corpus {pin['fingerprint']} (data={pin['data']}, Python {pin['python']}) → "
         f"{os.path.relpath(path)}"
     )
+    return 0
+
+
+def pin_sources(claims: list[Claim], path: Path) -> int:
+    """Pin the data sources of ``claims`` that the pin lacks (existing entries unchanged)."""
+    for claim in claims:
+        for cfg in _data_cfgs(claim):
+            entry = P.add_source(cfg, path)
+            what = f"data={cfg.source}" + (f" data.path={cfg.path}" if cfg.path else "")
+            if entry is None:
+                print(f"{claim.id}: {what} is pinned already")
+            else:
+                print(f"{claim.id}: pinned {what} {entry['fingerprint']} → {os.path.relpath(path)}")
     return 0
 
 
