@@ -138,8 +138,9 @@ def _identity_base(cfg, config_identity) -> str:
 
 def _claim_lines(claim: Claim, plans: list[ArmPlan], layout: dict, campaign: dict) -> tuple:
     grid = ", ".join(f"{x:g}" for x in claim.lr_grid or []) or "fixed LR"
+    pilot = f", pilot {claim.pilot_seeds}, confirm at most" if claim.pilot_seeds else ", confirm"
     seeds = (
-        f"scout {claim.scout_seeds}, confirm {claim.confirm_seeds}"
+        f"scout {claim.scout_seeds}{pilot} {claim.confirm_seeds}"
         if claim.protocol == "tuned"
         else f"{claim.seeds}" + (f" (fewer: {claim.arm_seeds})" if claim.arm_seeds else "")
     )
