@@ -201,3 +201,24 @@ def test_share_records_copies_an_identical_run_and_names_its_source(tmp_path):
     # recorded now: not shared twice; and a shared copy is never a source
     assert R.share_records(c2, records, jobs, False, {}, lambda o: ids[tuple(o)]) == []
     assert set(R.record_identities(records, c1).values()) == set()
+
+
+@pytest.mark.slow  # composes 9 configs through Hydra
+def test_plan_counts_a_run_shared_between_claims_once(tmp_path):
+    """Two claims with an identical arm (same resolved config, seeds and LRs): the second
+    claim's plan does not count that arm's runs again and names the claim they come from."""
+    from archlab.claims.plan import print_plan
+
+    for cid, other in (("one", "model/mlp=relu"), ("two", "model/norm=layernorm")):
+        arms = {"a": ["model/mlp=swiglu"], "b": [other]}
+        (tmp_path / f"{cid}.yaml").write_text(yaml.safe_dump(_tuned(id=cid, arms=arms)))
+    claims = [load_claim(tmp_path / f"{c}.yaml") for c in ("one", "two")]
+    lines: list[str] = []
+    layout = {"jobs": 1, "threads": 2}
+    print_plan(claims, tmp_path / "records", {"rung": ["model/size=tiny"]}, layout, None,
+               log=lines.append)  # fmt: skip
+    one, two = lines[0], lines[1]
+    per_claim = 2 + 2 + 5  # scouts (1 seed x 2 LRs), pilots, confirm at the cap
+    assert f"total: {2 * per_claim} runs" in one
+    assert f"total: {per_claim} runs" in two  # arm a is one's: trained once
+    assert f"{per_claim} run(s) shared with one" in two
