@@ -472,9 +472,23 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
             f"{run_info['minutes']:.1f} min of training wall time"
         ),
         f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
+        *_shared_lines(all_runs),
         "",
     ]
     return md
+
+
+def _shared_lines(runs: list) -> list[str]:
+    """Which records were trained by another claim with an identical config (copied here)."""
+    sources: dict[str, int] = {}
+    for r in runs:
+        src = (r.summary.get("record") or {}).get("shared_from")
+        if src:
+            sources[src.split("/", 1)[0]] = sources.get(src.split("/", 1)[0], 0) + 1
+    if not sources:
+        return []
+    text = ", ".join(f"{n} from `{c}`" for c, n in sorted(sources.items()))
+    return [f"- Shared runs (identical resolved configs, trained once): {text}"]
 
 
 def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
