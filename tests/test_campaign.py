@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from archlab.claims import records as R
-from archlab.claims.registry import load_claim
+from archlab.claims.registry import ClaimError, load_claim
 from fixtures_runs import make_run
 from helpers import REPO, run_cli
 
@@ -182,6 +182,44 @@ def test_corpus_pin_refused_with_one_line(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr[-2000:]
     assert "is not the campaign's pinned corpus 0123456789abcdef" in res.stderr
     assert "Python 3.99.0" in res.stderr and not out.exists()
+
+
+def test_corpus_pin_per_source_one_corpus_per_claim(tmp_path, monkeypatch):
+    """A file corpus is refused until pinned beside the campaign's; then its own content hash
+    decides; a claim mixing corpora is refused; an existing entry is never changed."""
+    from archlab.claims import pin as P
+    from archlab.compose import compose
+
+    monkeypatch.setenv("ARCHLAB_CACHE", str(tmp_path / "cache"))
+    text = tmp_path / "play.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 200)
+    base = ["model/size=tiny", "logger=none", f"data.cache_dir={tmp_path / 'cache'}"]
+    stdlib = compose(base, check=False).data
+    play = compose([*base, "data=text", f"data.path={text}"], check=False).data
+    pin_path = tmp_path / "corpus-pin.json"
+    pin_path.write_text(json.dumps({"data": "stdlib", "fingerprint": "077ae9007b03b249"}))
+    with pytest.raises(ClaimError, match=r"data.path=.*play.txt is not pinned.*--pin-corpus demo"):
+        P.check("demo", [play], P.read_pin(pin_path), pin_path)
+    entry = P.add_source(play, pin_path)
+    assert entry["fingerprint"] == P.corpus_hash(play) and entry["path"] == str(text)
+    assert P.add_source(play, pin_path) is None  # pinned already: unchanged
+    assert P.check("demo", [play, play], P.read_pin(pin_path), pin_path) == entry["fingerprint"]
+    with pytest.raises(ClaimError, match="trains? on 2 corpora.*one corpus per claim"):
+        P.check("demo", [play, stdlib], _pinned_both(pin_path, stdlib), pin_path)
+    text.write_text("Something else entirely.\n" * 200)  # the file changed under its pin
+    with pytest.raises(
+        ClaimError, match=f"is not the campaign's pinned corpus {entry['fingerprint']}"
+    ):
+        P.check("demo", [play], P.read_pin(pin_path), pin_path)
+
+
+def _pinned_both(pin_path: Path, stdlib_cfg) -> dict:
+    """The pin with the stdlib entry's fingerprint set to this interpreter's corpus hash."""
+    from archlab.claims import pin as P
+
+    pin = P.read_pin(pin_path)
+    pin["fingerprint"] = P.corpus_hash(stdlib_cfg)
+    return pin
 
 
 def test_plan_from_calibration_and_records(tmp_path):

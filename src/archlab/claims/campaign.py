@@ -48,7 +48,9 @@ def parser():
     p.add_argument("--calibrate", action="store_true", help="measure the layouts' tokens/s here")
     p.add_argument("--calibrate-steps", type=int, default=200, help=argparse_hide())
     p.add_argument(
-        "--pin-corpus", action="store_true", help="record the corpus pin (no records yet)"
+        "--pin-corpus",
+        action="store_true",
+        help="record the corpus pin (no records yet); with claim ids: pin their other sources",
     )
     p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: campaign.yaml)")
     p.add_argument("--scratch", metavar="DIR", help="where runs train (default: outside git)")
@@ -135,9 +137,24 @@ def recording_runner(records_root: Path, smoke: bool, lay: dict, pinned: str | N
         R.copy_protocol_files(sweep_dir(runs_dir, claim), dest)  # pre-registration, LR pick
         on_done = functools.partial(_on_done, claim, records_root, smoke, extra)
         R.record_finished(claim, runs_dir, records_root, jobs, smoke, extra)  # trained earlier
+        prereg = {**extra, "preregistration": R.read_prereg_hash(sweep_dir(runs_dir, claim))}
+        shared = _share(claim, records_root, jobs, smoke, prereg)
+        if shared:  # identical runs of other claims: recorded here, restored, not trained
+            log(f"[{claim.id}] shared from other claims: {', '.join(shared)}")
+            R.restore(records_root, claim, runs_dir)
         return L.run_parallel(claim, runs_dir, jobs, threads, counts, log, on_done, lay["jobs"])
 
     return run
+
+
+def _share(claim: Claim, records_root: Path, jobs, smoke: bool, extra: dict) -> list[str]:
+    from archlab.compose import Composer
+
+    if not R.record_identities(records_root, claim):
+        return []
+    with Composer() as composer:
+        identity = functools.partial(R.composed_identity, composer)
+        return R.share_records(claim, records_root, jobs, smoke, extra, identity)
 
 
 def report(claim: Claim, records_root: Path, results_dir: Path, smoke: bool, alpha: float):
@@ -189,6 +206,8 @@ def reproduce_one(claim: Claim, args, roots, lay: dict, pinned: str | None) -> N
 def _special(args, claims, roots, lay, experiments: Path) -> int | None:
     """--pin-corpus, --calibrate, --plan: no training of claims."""
     campaign = load_campaign(campaign_path(experiments))
+    if args.pin_corpus and args.claim and "all" not in args.claim:
+        return pin_sources(claims, P.pin_file(experiments))
     if args.pin_corpus:
         return pin_corpus(claims, roots[0], campaign.get("rung") or [], P.pin_file(experiments))
     if args.calibrate:
@@ -223,6 +242,19 @@ def pin_corpus(claims: list[Claim], records_root: Path, rung: list[str], path: P
         f"pinned corpus {pin['fingerprint']} (data={pin['data']}, Python {pin['python']}) → "
         f"{os.path.relpath(path)}"
     )
+    return 0
+
+
+def pin_sources(claims: list[Claim], path: Path) -> int:
+    """Pin the data sources of ``claims`` that the pin lacks (existing entries unchanged)."""
+    for claim in claims:
+        for cfg in _data_cfgs(claim):
+            entry = P.add_source(cfg, path)
+            what = f"data={cfg.source}" + (f" data.path={cfg.path}" if cfg.path else "")
+            if entry is None:
+                print(f"{claim.id}: {what} is pinned already")
+            else:
+                print(f"{claim.id}: pinned {what} {entry['fingerprint']} → {os.path.relpath(path)}")
     return 0
 
 

@@ -277,6 +277,25 @@ def evaluate_check(  # noqa: C901 (split into a registry of check kinds by issue
     return res
 
 
+def check_sample(
+    spec: dict[str, Any], arms: dict[str, ArmData], default_baseline: str
+) -> tuple[stats.Sample | None, float | None]:
+    """The check's Δ sample (arm − baseline) and its resolved margin δ, from ``arms`` as they
+    are (e.g. restricted to pilot seeds); (None, None) without runs or values."""
+    kind = spec["check"]
+    arm, base = spec["arm"], spec.get("baseline", default_baseline)
+    if not (arms.get(arm) and arms[arm].runs and arms.get(base) and arms[base].runs):
+        return None, None
+    metric = CHECKS[kind].metric if kind == "lr_sensitivity_lower" else spec.get("metric")
+    metric = metric or CHECKS[kind].metric
+    arms = _at_fixed_lr(spec, arms, (arm, base))
+    a, b, _, _ = _values(kind, arms[arm], arms[base], metric, spec.get("baseline_metric", metric))
+    if not a or not b:
+        return None, None
+    margin = resolve_margin(spec.get("margin", spec.get("max_cost")), list(b.values()))
+    return stats.sample(a, b), margin
+
+
 def adjust_failures(results: list[CheckResult], alpha: float) -> None:
     """Holm across the required evidence checks: a failure stands only if its adjusted p does."""
     evidence = [r for r in results if r.required and not r.fact]

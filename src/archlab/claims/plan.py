@@ -76,32 +76,71 @@ def _recorded_seconds(records: list[dict], arm_of) -> dict[str, list[float]]:
     return out
 
 
-def plan_claim(
-    claim: Claim, rung_fpt: float, rate: tuple[float, str], records: list[dict], composer
-):
-    """ArmPlan per arm (composes one job per arm with ``composer``, an open
-    :class:`archlab.compose.Composer`)."""
-    from archlab.claims.records import arm_of
+def _seed_lr(overrides: list[str]) -> tuple:
+    return tuple(o for o in overrides if o.startswith(("seed=", "optim.lr=")))
 
-    jobs = claim.jobs(False)
+
+def plan_claim(
+    claim: Claim,
+    rung_fpt: float,
+    rate: tuple[float, str],
+    records: list[dict],
+    composer,
+    seen: dict | None = None,
+):
+    """ArmPlan per arm (composes each distinct job shape once with ``composer``, an open
+    :class:`archlab.compose.Composer`). ``seen`` (identity -> claim id, shared across the
+    claims of one plan) marks jobs identical to an earlier claim's: trained once, shared."""
+    from archlab.claims.records import arm_of, config_identity
+    from archlab.claims.registry import signature
+
     recorded = _recorded_seconds(records, lambda o: arm_of(claim, o, False))
+    shapes: dict[frozenset, tuple] = {}
     plans = []
+    seen = {} if seen is None else seen
     for arm in claim.arms:
-        mine = [o for a, o in jobs if a == arm]
-        shape = _shape(composer.compose(mine[0], check=False))
-        if recorded.get(arm):
-            sec, src = statistics.median(recorded[arm]), f"records ({len(recorded[arm])} runs)"
-        else:
-            work = (shape["tokens"] + shape["eval_tokens"] / 3) * shape["fpt"] / rung_fpt
-            sec, src = work / rate[0] + STARTUP_SEC, rate[1]
-        plans.append(ArmPlan(arm, len(mine), int(shape["tokens"]), sec, src))
+        runs, tokens, seconds, shared, src = 0, [], 0.0, [], rate[1]
+        for a, o in claim.jobs(False):
+            if a != arm:
+                continue
+            sig = signature(o)
+            if sig not in shapes:
+                cfg = composer.compose(o, check=False)
+                shapes[sig] = (_shape(cfg), _identity_base(cfg, config_identity))
+            shape, ident = shapes[sig]
+            key = (ident, _seed_lr(o))
+            if seen.setdefault(key, claim.id) != claim.id:
+                shared.append(seen[key])
+                continue
+            runs += 1
+            tokens.append(int(shape["tokens"]))
+            if recorded.get(arm):
+                seconds += statistics.median(recorded[arm])
+                src = f"records ({len(recorded[arm])} runs)"
+            else:
+                work = (shape["tokens"] + shape["eval_tokens"] / 3) * shape["fpt"] / rung_fpt
+                seconds += work / rate[0] + STARTUP_SEC
+        if shared:
+            src += f"; {len(shared)} run(s) shared with {', '.join(sorted(set(shared)))}"
+        plans.append(ArmPlan(arm, runs, max(tokens, default=0), seconds / max(runs, 1), src))
     return plans
+
+
+def _identity_base(cfg, config_identity) -> str:
+    """The config's identity without its seed and LR (those come from the job's overrides)."""
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(OmegaConf.structured(cfg))
+    d.pop("seed", None)
+    d.get("optim", {}).pop("lr", None)
+    return config_identity(d)
 
 
 def _claim_lines(claim: Claim, plans: list[ArmPlan], layout: dict, campaign: dict) -> tuple:
     grid = ", ".join(f"{x:g}" for x in claim.lr_grid or []) or "fixed LR"
+    pilot = f", pilot {claim.pilot_seeds}, confirm at most" if claim.pilot_seeds else ", confirm"
     seeds = (
-        f"scout {claim.scout_seeds}, confirm {claim.confirm_seeds}"
+        f"scout {claim.scout_seeds}{pilot} {claim.confirm_seeds}"
         if claim.protocol == "tuned"
         else f"{claim.seeds}" + (f" (fewer: {claim.arm_seeds})" if claim.arm_seeds else "")
     )
@@ -109,7 +148,7 @@ def _claim_lines(claim: Claim, plans: list[ArmPlan], layout: dict, campaign: dic
         f"{claim.id}: {claim.title}",
         f"  protocol {claim.protocol}; LRs: {grid}; seeds: {seeds}",
     ]
-    lines.append(f"  {'arm':18s} {'runs':>5s} {'tokens/run':>11s} {'s/run':>7s}  seconds from")
+    lines.append(f"  {'arm':18s} {'runs':>5s} {'max tokens':>11s} {'s/run':>7s}  seconds from")
     for p in plans:
         lines.append(f"  {p.arm:18s} {p.runs:5d} {p.tokens:11,d} {p.seconds:7.0f}  {p.source}")
     seconds = sum(p.runs * p.seconds for p in plans)
@@ -120,8 +159,14 @@ def _claim_lines(claim: Claim, plans: list[ArmPlan], layout: dict, campaign: dic
         f"  total: {runs} runs, {wall_h:.1f} h wall at {layout['jobs']} job(s) x "
         f"{layout['threads']} thread(s) = {cpu_h:.1f} CPU-hours"
     )
-    lines += _verdict_lines(claim, min(p.tokens for p in plans), cpu_h, campaign)
+    lines += _verdict_lines(claim, _compared_tokens(claim, plans), cpu_h, campaign)
     return lines, runs, cpu_h, wall_h
+
+
+def _compared_tokens(claim: Claim, plans: list[ArmPlan]) -> int:
+    """Tokens per run of the compared runs (the largest per arm: scouts and lower rungs are
+    shorter), the least over the arms."""
+    return min((p.tokens for p in plans if p.runs), default=0)
 
 
 def _verdict_lines(claim: Claim, tokens: int, cpu_h: float, campaign: dict) -> list[str]:
@@ -162,8 +207,10 @@ def print_plan(
         rung = composer.compose(campaign.get("rung") or [], check=False)
         rung_fpt = train_flops_per_token(rung.model)
         rate = _rate(calibration, layout)
+        seen: dict = {}
         for claim in claims:
-            plans = plan_claim(claim, rung_fpt, rate, read_summaries(records_root, claim), composer)
+            recs = read_summaries(records_root, claim)
+            plans = plan_claim(claim, rung_fpt, rate, recs, composer, seen)
             lines, runs, cpu_h, wall_h = _claim_lines(claim, plans, layout, campaign)
             log("\n".join(lines) + "\n")
             total_cpu, total_wall, total_runs = (

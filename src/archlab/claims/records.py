@@ -8,7 +8,10 @@ when it finishes (completed or diverged), is copied to ``<records>/<claim>/<run>
                          content hash and the job layout it trained under)
     metrics.jsonl.gz     the metric lines, gzipped
 
-Nothing else (no checkpoints, no W&B folders). The claim's protocol files
+Nothing else (no checkpoints, no W&B folders). A job whose resolved config (seed and LR
+included; names, paths, loggers and threads not) equals a record of another claim is not
+trained again: ``share_records`` copies that record into this claim, its summary naming the
+source (``record.shared_from``) and carrying this claim's overrides. The claim's protocol files
 (``preregistration.json``, ``lr_pick.json``) are copied beside the runs. ``restore`` writes
 the records back into a scratch sweep in the layout the runner reads, so a reproduce on any
 machine skips what is recorded and a report is built from the records alone.
@@ -17,6 +20,7 @@ machine skips what is recorded and a report is built from the records alone.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -29,7 +33,7 @@ from archlab.runs.naming import job_dirname
 
 FILES = ("config.yaml", "summary.json")
 METRICS = "metrics.jsonl"
-PROTOCOL_FILES = ("preregistration.json", "lr_pick.json")
+PROTOCOL_FILES = ("preregistration.json", "lr_pick.json", "confirm_seeds.json")
 
 
 def claim_records_dir(records_root: Path, claim: Claim) -> Path:
@@ -40,10 +44,8 @@ def run_name(arm: str, overrides: list[str], claim: Claim, smoke: bool = False) 
     """``<arm>-lr<lr>-s<seed>`` (``-r<k>`` for a ladder rung k): short, unique within a claim."""
     values = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
     name = arm
-    rungs = claim.rungs(smoke)
-    if len(rungs) > 1:
-        k = next((i for i, r in enumerate(rungs) if all(o in overrides for o in r)), 0)
-        name += f"-r{k}"
+    if len(claim.rungs(smoke)) > 1:
+        name += f"-r{claim.rung_of(overrides, smoke)}"
     if "optim.lr" in values:
         name += f"-lr{float(values['optim.lr']):g}"
     return f"{name}-s{values.get('seed', '0')}"
@@ -200,3 +202,75 @@ def check_sizes(records_root: Path, claim: Claim, limit_kb: int = 200) -> list[s
         if size > limit_kb:
             bad.append(f"{rec.name}: {size:.0f} kB > {limit_kb} kB")
     return bad
+
+
+# --------------------------------------------------------------------------- shared runs
+
+NOT_IDENTITY = ("name", "out_dir", "paths", "resume", "logger", "data_info")
+NOT_IDENTITY_IN = {"data": ("cache_dir",), "model": ("vocab_size",), "trainer": ("threads",)}
+
+
+def config_identity(config: dict[str, Any]) -> str:
+    """A resolved config's identity: what decides the run's numbers (seed and LR included;
+    names, output paths, loggers, cache dirs and threads not)."""
+    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    for group, keys in NOT_IDENTITY_IN.items():
+        if isinstance(kept.get(group), dict):
+            kept[group] = {k: v for k, v in kept[group].items() if k not in keys}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def composed_identity(composer, overrides: list[str]) -> str:
+    """The identity of a job's config composed from its overrides (no training)."""
+    from omegaconf import OmegaConf
+
+    cfg = composer.compose(list(overrides), check=False)
+    return config_identity(OmegaConf.to_container(OmegaConf.structured(cfg)))
+
+
+def record_identities(records_root: Path, but: Claim) -> dict[str, Path]:
+    """identity -> record dir, over the records of every claim other than ``but``."""
+    import yaml
+
+    out: dict[str, Path] = {}
+    root = Path(records_root)
+    if not root.exists():
+        return out
+    for claim_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != but.id):
+        for rec in sorted(p for p in claim_dir.iterdir() if (p / "summary.json").exists()):
+            if json.loads((rec / "summary.json").read_text()).get("record", {}).get("shared_from"):
+                continue  # share originals only
+            config = yaml.safe_load((rec / "config.yaml").read_text()) or {}
+            out.setdefault(config_identity(config), rec)
+    return out
+
+
+def share_records(
+    claim: Claim, records_root: Path, jobs, smoke: bool, extra: dict[str, Any], identity
+) -> list[str]:
+    """Copy into ``claim`` the records of other claims whose config equals a job's (the job
+    is then skipped as recorded); ``identity(overrides)`` gives a job's identity. Returns
+    the names of the records shared."""
+    index, shared = None, []
+    for arm, overrides in jobs:
+        dest = claim_records_dir(records_root, claim) / run_name(arm, overrides, claim, smoke)
+        if (dest / "summary.json").exists():
+            continue
+        index = record_identities(records_root, claim) if index is None else index
+        src = index.get(identity(overrides)) if index else None
+        if src is None:
+            continue
+        summary = json.loads((src / "summary.json").read_text())
+        source = {"shared_from": f"{src.parent.name}/{src.name}",
+                  "source_overrides": summary.get("overrides")}  # fmt: skip
+        summary["overrides"] = list(overrides)
+        summary["record"] = {**(summary.get("record") or {}), **extra, **source}
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        shared.append(f"{dest.name} ← {source['shared_from']}")
+    return shared

@@ -19,9 +19,15 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     protocol: tuned                   # optional, with lr_grid: pick each arm's LR on
     scout_seeds: [0, 1]               #   scout seeds (every grid LR), then compare on
     confirm_seeds: [2, 3, 4, 5, 6]    #   confirm seeds at the recorded pick
+    scout_overrides: [train.max_steps=500]   # tuned: the scouts' own settings (shorter)
+    pilot: {seeds: [7, 8, 9], ucb: 0.8}      # tuned: pilot seeds at the picks size the
+                                      #   confirm: n seeds from the paired formula at the
+                                      #   pilot SD's upper bound, at most len(confirm_seeds)
     ladder: [[model/size=tiny], [model/size=small]]   # optional rungs: every arm at each;
                                       #   the rule is judged on the last rung, the report
-                                      #   adds the ladder (gap per rung, trend, fits)
+                                      #   adds the ladder (gap per rung, trend, fits); under
+                                      #   protocol: tuned scouts and pilots run on the last
+                                      #   rung and every rung runs at the arm's pick
 
 Override lists are merged by key, later wins: base < smoke < arm < lr < seed.
 """
@@ -85,8 +91,12 @@ OPTIONAL = (
     "confirm_seeds",
     "ladder",
     "campaign",
+    "scout_overrides",
+    "pilot",
 )
 PROTOCOLS = ("grid", "tuned")
+PILOT_UCB = 0.8  # default one-sided confidence of the upper bound on the pilot's paired SD
+SMOKE_PILOT = [2, 3]  # a smoke run's pilot seeds (scout 0, confirm 1)
 
 
 class ClaimError(ValueError):
@@ -117,7 +127,10 @@ class Claim:
     protocol: str = "grid"  # grid: every arm × seed × lr; tuned: scout, pick, confirm
     ladder: list[list[str]] = field(default_factory=list)  # rungs (sizes or budgets)
     scout_seeds: list[int] = field(default_factory=list)
-    confirm_seeds: list[int] = field(default_factory=list)
+    confirm_seeds: list[int] = field(default_factory=list)  # tuned + pilot: the most it may use
+    scout_overrides: list[str] = field(default_factory=list)  # tuned: scout-only settings
+    pilot_seeds: list[int] = field(default_factory=list)  # tuned: size the confirm (never tested)
+    pilot_ucb: float = PILOT_UCB  # one-sided confidence of the pilot SD's upper bound
     campaign: dict[str, Any] = field(default_factory=dict)  # minimums kind, cpu_hours (plan.py)
     path: Path | None = None
 
@@ -131,21 +144,36 @@ class Claim:
         seeds = list(range(n_seeds))
         return (seeds[:1], seeds[1:]) if n_seeds > 1 else (seeds, seeds)
 
-    def tuned_jobs(self, smoke: bool, picks: dict[str, float] | None):
-        """Scout jobs (every grid LR), then confirm jobs at ``picks`` (the grid's first LR for
-        validation when no pick exists yet)."""
+    def pilot_split(self, smoke: bool) -> list[int]:
+        """The pilot seeds (none without ``pilot``): they size the confirm, never enter a test."""
+        if not self.pilot_seeds:
+            return []
+        return list(SMOKE_PILOT) if smoke else list(self.pilot_seeds)
+
+    def tuned_jobs(self, smoke: bool, picks: dict[str, float] | None, n_confirm: int | None):
+        """Scout jobs (every grid LR, with ``scout_overrides``; on the last rung), pilot jobs
+        at ``picks`` (last rung), then the first ``n_confirm`` confirm seeds at ``picks`` on
+        every rung (the grid's first LR for validation when no pick exists yet)."""
         base, _, grid = self.settings(smoke)
         scout, confirm = self.seed_split(smoke)
+        top = self.rungs(smoke)[-1]
+        scout_over = [] if smoke else self.scout_overrides  # a smoke run keeps its own steps
         out = [
-            (arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"]))
+            (arm, merge(base, top, scout_over, over, [f"optim.lr={lr}"], [f"seed={seed}"]))
             for seed in scout
             for lr in grid
             for arm, over in self.arms.items()
         ]
-        for seed in confirm:
-            for arm, over in self.arms.items():
-                lr = (picks or {}).get(arm, grid[0])
-                out.append((arm, merge(base, over, [f"optim.lr={lr}"], [f"seed={seed}"])))
+
+        def at_pick(arm, over, rung, seed):
+            lr = (picks or {}).get(arm, grid[0])
+            return (arm, merge(base, rung, over, [f"optim.lr={lr}"], [f"seed={seed}"]))
+
+        for seed in self.pilot_split(smoke):
+            out += [at_pick(arm, over, top, seed) for arm, over in self.arms.items()]
+        for seed in confirm[:n_confirm]:
+            for rung in self.rungs(smoke):
+                out += [at_pick(arm, over, rung, seed) for arm, over in self.arms.items()]
         return out
 
     def settings(self, smoke: bool) -> tuple[list[str], int, list[float] | None]:
@@ -158,11 +186,14 @@ class Claim:
             grid = s.get("lr_grid") or grid[:: max(1, len(grid) - 1)][:2]
         return merge(self.base, s.get("overrides") or []), int(s.get("seeds", 1)), grid
 
-    def jobs(self, smoke: bool = False, picks=None) -> list[tuple[str, list[str]]]:
+    def jobs(
+        self, smoke: bool = False, picks=None, n_confirm: int | None = None
+    ) -> list[tuple[str, list[str]]]:
         """``(arm, overrides)`` for every job, seed-major (arms interleaved, so load changes on a
-        shared machine hit every arm alike and a partial run still has paired seeds)."""
+        shared machine hit every arm alike and a partial run still has paired seeds). Under
+        ``protocol: tuned``: ``n_confirm`` confirm seeds (None: every listed one)."""
         if self.protocol == "tuned":
-            return self.tuned_jobs(smoke, picks)
+            return self.tuned_jobs(smoke, picks, n_confirm)
         base, n_seeds, grid = self.settings(smoke)
         out = []
         for seed in range(n_seeds):
@@ -177,15 +208,23 @@ class Claim:
 
     def rungs(self, smoke: bool = False) -> list[list[str]]:
         """The ladder's rungs (each a list of overrides; one empty rung without a ladder).
-        A smoke run keeps the first two rungs."""
+        A smoke run uses ``smoke.ladder`` if given, else the first two rungs."""
         if not self.ladder:
             return [[]]
-        return self.ladder[:2] if smoke else self.ladder
+        if smoke:
+            return [list(r) for r in (self.smoke or {}).get("ladder") or self.ladder[:2]]
+        return self.ladder
+
+    def rung_of(self, overrides: list[str], smoke: bool = False) -> int:
+        """The index of the last rung whose overrides the job has; a job on no rung (a scout
+        with its own settings) belongs to the last rung."""
+        rungs = self.rungs(smoke)
+        hits = [k for k, r in enumerate(rungs) if all(o in overrides for o in r)]
+        return hits[-1] if hits else len(rungs) - 1
 
     def on_top_rung(self, overrides: list[str], smoke: bool = False) -> bool:
         """Whether a job belongs to the ladder's last rung (where the rule's checks are made)."""
-        top = self.rungs(smoke)[-1]
-        return all(o in overrides for o in top)
+        return self.rung_of(overrides, smoke) == len(self.rungs(smoke)) - 1
 
     def arm_signatures(self, smoke: bool = False) -> dict[frozenset, str]:
         """The override set of each arm's jobs without seed and lr -> arm name."""
@@ -232,17 +271,41 @@ def _protocol(data: dict, path: Path, grid) -> dict[str, Any]:
     protocol = data.get("protocol", "grid")
     _need(protocol in PROTOCOLS, path, f"protocol must be one of {', '.join(PROTOCOLS)}")
     if protocol == "grid":
-        _need(
-            "scout_seeds" not in data and "confirm_seeds" not in data,
-            path,
-            "scout_seeds/confirm_seeds need protocol: tuned",
-        )
+        tuned_only = ("scout_seeds", "confirm_seeds", "scout_overrides", "pilot")
+        present = [k for k in tuned_only if k in data]
+        _need(not present, path, f"{', '.join(present)} need protocol: tuned")
         return {}
     scout, confirm = data.get("scout_seeds"), data.get("confirm_seeds")
     _need(grid is not None, path, "protocol: tuned needs lr_grid")
     _need(_seed_list(scout) and _seed_list(confirm), path, "scout_seeds/confirm_seeds: int lists")
     _need(not set(scout) & set(confirm), path, "scout_seeds and confirm_seeds must not overlap")
-    return {"protocol": protocol, "scout_seeds": scout, "confirm_seeds": confirm}
+    scout_over = data.get("scout_overrides") or []
+    _need(_strs(scout_over), path, "scout_overrides must be a list of override strings")
+    return {
+        "protocol": protocol,
+        "scout_seeds": scout,
+        "confirm_seeds": confirm,
+        "scout_overrides": list(scout_over),
+        **_pilot(data.get("pilot"), path, set(scout) | set(confirm)),
+    }
+
+
+def _pilot(value: Any, path: Path, taken: set[int]) -> dict[str, Any]:
+    """``pilot: {seeds: [7, 8, 9], ucb: 0.8}``: >= 2 seeds of their own (a paired SD needs 2)."""
+    if value is None:
+        return {}
+    _need(isinstance(value, dict), path, "pilot must be a mapping {seeds: [..], ucb: 0.8}")
+    unknown = sorted(set(value) - {"seeds", "ucb"})
+    _need(not unknown, path, f"pilot: unknown keys {unknown} (seeds, ucb)")
+    seeds, ucb = value.get("seeds"), value.get("ucb", PILOT_UCB)
+    _need(_seed_list(seeds) and len(seeds) >= 2, path, "pilot.seeds: a list of >= 2 int seeds")
+    _need(not set(seeds) & taken, path, "pilot.seeds must not overlap scout/confirm seeds")
+    _need(
+        isinstance(ucb, float) and 0.5 <= ucb < 1,
+        path,
+        "pilot.ucb: the upper bound's one-sided confidence, 0.5 <= ucb < 1 (e.g. 0.8)",
+    )
+    return {"pilot_seeds": list(seeds), "pilot_ucb": ucb}
 
 
 def _campaign(value: Any, path: Path) -> dict[str, Any]:
@@ -342,13 +405,23 @@ def load_claim(path: Path) -> Claim:
         path,
         "ladder must list >= 2 rungs, each a list of overrides (e.g. [[model/size=tiny], ...])",
     )
-    _need(not (ladder and grid), path, "a ladder runs at fixed LRs: drop lr_grid (or the ladder)")
+    _need(
+        not (ladder and grid) or protocol.get("protocol") == "tuned",
+        path,
+        "a grid ladder runs at fixed LRs: drop lr_grid, or use protocol: tuned (rungs at the picks)",
+    )
 
     unknown_b = [b for b in data.get("benchmark") or [] if b not in BENCHMARKS]
     _need(not unknown_b, path, f"unknown benchmark {unknown_b}; known: {', '.join(BENCHMARKS)}")
     smoke = data.get("smoke") or {}
     _need(isinstance(smoke, dict), path, "smoke must be a mapping")
     _need(_strs(smoke.get("overrides", [])), path, "smoke.overrides must be a list of strings")
+    smoke_ladder = smoke.get("ladder") or []
+    _need(
+        not smoke_ladder or (ladder and len(smoke_ladder) >= 2 and all(map(_strs, smoke_ladder))),
+        path,
+        "smoke.ladder needs a ladder and lists >= 2 rungs of override strings",
+    )
     return Claim(
         id=data["id"],
         claim=str(data["claim"]).strip(),

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,9 @@ def run_jobs(
 def run_claim(
     claim: Claim, runs_dir: Path, smoke: bool, threads: int | None, log=print, run=None
 ) -> dict:
-    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → confirm.
-    ``run`` replaces :func:`run_jobs` (same signature), e.g. to record runs or run in parallel."""
+    """Pre-register, then run the claim's jobs; a tuned protocol runs scout → pick → (pilot →
+    seed plan →) confirm. ``run`` replaces :func:`run_jobs` (same signature), e.g. to record
+    runs or run in parallel."""
     from archlab.claims.protocol import picks_from_runs, preregister, record_picks, recorded_picks
 
     run = run or run_jobs
@@ -186,8 +187,39 @@ def run_claim(
         record_picks(sweep, picks)
         log(f"[{claim.id}] tuned LRs: " + ", ".join(f"{a}={p['lr']}" for a, p in picks.items()))
     lrs = {a: p["lr"] for a, p in picks.items()}
-    confirm = [j for j in claim.jobs(smoke, lrs) if j not in scouts]
+    n_confirm = _pilot_phase(claim, runs_dir, smoke, threads, counts, log, run, picks)
+    done = scouts + claim.jobs(smoke, lrs, 0)  # scouts and pilots
+    confirm = [j for j in claim.jobs(smoke, lrs, n_confirm) if j not in done]
     return run(claim, runs_dir, confirm, threads, counts, log)
+
+
+def _pilot_phase(claim: Claim, runs_dir: Path, smoke, threads, counts, log, run, picks):
+    """Run the pilot seeds at the picks and record the seed plan before any confirm run;
+    returns the number of confirm seeds (None: every listed one, without a pilot)."""
+    from archlab.claims.protocol import record_seed_plan, recorded_seed_plan, seed_plan
+
+    if not claim.pilot_seeds:
+        return None
+    lrs = {a: p["lr"] for a, p in picks.items()}
+    pilot = set(claim.pilot_split(smoke))
+    jobs = [j for j in claim.jobs(smoke, lrs, 0) if _seed_of(j[1]) in pilot]
+    run(claim, runs_dir, jobs, threads, counts, log)
+    sweep = sweep_dir(runs_dir, claim)
+    plan = recorded_seed_plan(sweep)
+    if plan is None:  # recorded before any confirm run starts
+        recs = claim_records(claim, runs_dir, smoke)
+        top = {
+            a: [r for r in rs if claim.on_top_rung(_overrides(r), smoke)] for a, rs in recs.items()
+        }
+        plan = seed_plan(claim, top, picks, smoke)
+        record_seed_plan(sweep, plan)
+        capped = f" (capped: the pilot asks for {plan['wanted']})" if plan["capped"] else ""
+        log(f"[{claim.id}] confirm seeds from the pilot: {plan['n']}{capped}")
+    return int(plan["n"])
+
+
+def _overrides(record) -> list[str]:
+    return list(record.summary.get("overrides") or [])
 
 
 def _seed_of(overrides: list[str]) -> int | None:
@@ -262,13 +294,14 @@ class ClaimAnalysis:
     analysis: Any  # runs.compare.Analysis or None
     picks: dict | None
     prereg: dict
-    progress: dict  # {"recorded": n, "planned": N}
+    seed_plan: dict | None = None  # tuned with a pilot: the recorded confirm_seeds.json
+    progress: dict = field(default_factory=dict)  # {"recorded": n, "planned": N}
 
     @property
     def shown_verdict(self) -> str:
         """The verdict, or "in progress" while runs are missing (an interim verdict decides
         nothing: a partial grid or a missing seed can flip it)."""
-        done = self.progress["recorded"] >= self.progress["planned"]
+        done = self.progress.get("recorded", 0) >= self.progress.get("planned", 0)
         return self.verdict if done else IN_PROGRESS
 
 
@@ -281,7 +314,12 @@ def refuse_mixed_provenance(claim: Claim, recs: dict[str, list]) -> None:
 
 
 def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05):
-    from archlab.claims.protocol import preregistration_status, tuned_arms
+    from archlab.claims.protocol import (
+        confirm_seeds,
+        preregistration_status,
+        recorded_seed_plan,
+        tuned_arms,
+    )
 
     all_recs = claim_records(claim, runs_dir, smoke)
     refuse_mixed_provenance(claim, all_recs)
@@ -293,19 +331,26 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     arm_data, picks = tuned_arms(claim, recs, smoke, sweep)
     results, verdict = C.evaluate(claim.rule, arm_data, claim.baseline, alpha)
     ordered = [claim.baseline] + [a for a in claim.arms if a != claim.baseline]
-    records = [r for a in ordered for r in all_recs[a]]
+    records = [r for a in ordered for r in all_recs[a] if r.seed not in claim.pilot_split(smoke)]
     analysis = None
     if records:
-        scout, confirm = claim.seed_split(smoke)
+        scout, _ = claim.seed_split(smoke)
+        confirm = confirm_seeds(claim, smoke, sweep)
         tuned = picks and not set(scout) & set(confirm)  # a 1-seed smoke cannot split seeds
         kw = {"tune": "lr", "scout": scout, "confirm": confirm} if tuned else {}
+        if tuned and (claim.scout_overrides or len(claim.rungs(smoke)) > 1):
+            # scouts ran shorter (or on one rung only): compare the confirm runs at the picks
+            records, kw = [r for r in records if r.seed in confirm], {}
         try:
             analysis = analyze(records, baseline=None, alpha=alpha, **kw)
         except CompareError:
             analysis = None
     prereg = preregistration_status(claim, sweep)
-    progress = {"recorded": len(records), "planned": len(claim.jobs(smoke))}
-    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg, progress)
+    plan = recorded_seed_plan(sweep) if claim.pilot_seeds else None
+    n_confirm = len(plan["confirm_seeds"]) if plan else None  # before the pilot: the cap
+    recorded = sum(len(rs) for rs in all_recs.values())  # scouts and pilots included
+    progress = {"recorded": recorded, "planned": len(claim.jobs(smoke, None, n_confirm))}
+    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg, plan, progress)
 
 
 # --------------------------------------------------------------------------- report sections
@@ -389,10 +434,45 @@ def _protocol_lines(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
                 f"confirm seeds {confirm}"
             )
         ]
+        if claim.scout_overrides and not smoke:
+            md += [f"  - scouts only: `{' '.join(claim.scout_overrides)}`"]
         for arm, p in (ca.picks or {}).items():
             warn = f" — **{p['warning']}**" if p.get("warning") else ""
             md += [f"  - {arm}: tuned LR {p['lr']} ({p['method']}){warn}"]
-    return md
+    return md + seed_plan_lines(claim, ca.seed_plan, smoke)
+
+
+def seed_plan_lines(claim: Claim, plan: dict | None, smoke: bool) -> list[str]:
+    """How many confirm seeds the pilot asked for, check by check, and whether the cap bound."""
+    if not claim.pilot_seeds:
+        return []
+    pilot = claim.pilot_split(smoke)
+    if plan is None:
+        return [f"- Pilot seeds {pilot}: no seed plan recorded yet"]
+    md = [
+        (
+            f"- Confirm seeds sized by the pilot (seeds {plan['pilot_seeds']}, never tested): "
+            f"n = ⌈((z₁₋α + z_b)·σ/δ)²⌉ + 2 with σ the {plan['ucb']:.0%} one-sided chi-square "
+            f"upper bound of the pilot's paired SD, α {plan['alpha']}, power {plan['power']}"
+        )
+    ]
+    for r in plan["checks"]:
+        what = f"`{r['check']}` {r['arm']} vs {r['baseline']}"
+        if r["n"] is None:
+            md += [f"  - {what}: not sized ({r['why']})"]
+            continue
+        md += [
+            (
+                f"  - {what} ({r['test']}, δ {_fmt(r['delta'])}): pilot SD {_fmt(r['sd'])} over "
+                f"{r['pairs']} pairs, upper bound {_fmt(r['sd_ucb'])} → n = {r['n']}"
+            )
+        ]
+    cap = (
+        f" — **capped**: the pilot asks for {plan['wanted']}, the claim allows {plan['cap']}"
+        if plan["capped"]
+        else ""
+    )
+    return md + [f"  - confirm seeds used: {plan['confirm_seeds']} (n = {plan['n']}){cap}"]
 
 
 def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, run_info) -> list:
@@ -418,9 +498,23 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
             f"{run_info['minutes']:.1f} min of training wall time"
         ),
         f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
+        *_shared_lines(all_runs),
         "",
     ]
     return md
+
+
+def _shared_lines(runs: list) -> list[str]:
+    """Which records were trained by another claim with an identical config (copied here)."""
+    sources: dict[str, int] = {}
+    for r in runs:
+        src = (r.summary.get("record") or {}).get("shared_from")
+        if src:
+            sources[src.split("/", 1)[0]] = sources.get(src.split("/", 1)[0], 0) + 1
+    if not sources:
+        return []
+    text = ", ".join(f"{n} from `{c}`" for c, n in sorted(sources.items()))
+    return [f"- Shared runs (identical resolved configs, trained once): {text}"]
 
 
 def _checks_lines(ca: ClaimAnalysis, alpha: float) -> list[str]:
@@ -472,6 +566,10 @@ def _results_lines(claim: Claim, ca: ClaimAnalysis, pngs: list[Path]) -> list[st
         ),
         "",
     ]
+    if claim.ladder:  # the gap per rung, its trend with compute, the fits
+        from archlab.runs.ladder_report import ladder_markdown
+
+        md += [line.replace("## ", "### ", 1) for line in ladder_markdown(res)]
     md += [f"![{p.stem}]({claim.id}/{p.name})" for p in pngs]
     return md + ["", f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md)", ""]
 
@@ -574,6 +672,7 @@ def _summary(claim: Claim, ca: ClaimAnalysis, smoke: bool, info: dict, bench, ru
         "seeds": claim.settings(smoke)[1],
         "lr_grid": claim.settings(smoke)[2],
         "lr_picks": ca.picks,
+        **({"seed_plan": ca.seed_plan} if claim.pilot_seeds else {}),
         "preregistration": {k: v for k, v in ca.prereg.items() if k != "recorded_at"},
         "checks": [r.as_dict() for r in ca.results],
         "benchmarks": bench,

@@ -154,6 +154,46 @@ def seeds_needed(s: Sample, delta: float | None, alpha: float, power: float = PO
     return math.ceil((z * sd / delta) ** 2 + 2)
 
 
+# the test a check kind runs, for sizing its seeds (kinds not listed are not sized: facts)
+SIZED_TESTS = {
+    "superior": "superior",
+    "lower": "superior",
+    "higher": "superior",
+    "faster": "superior",
+    "lr_sensitivity_lower": "superior",
+    "non_inferior": "non_inferior",
+    "small_cost": "non_inferior",
+    "equivalent": "equivalent",
+}
+
+
+def sd_upper_bound(sd: float, n_values: int, confidence: float) -> float:
+    """One-sided upper confidence bound of a normal SD estimated from ``n_values`` values:
+    ``sd · sqrt((n−1) / χ²_{1−confidence}(n−1))`` (e.g. ×2.117 at 80% from 3 values)."""
+    from scipy import stats
+
+    df = n_values - 1
+    return float(sd * math.sqrt(df / stats.chi2.ppf(1 - confidence, df)))
+
+
+def paired_seeds(
+    sigma: float, delta: float, test: str, alpha: float = 0.05, power: float = POWER
+) -> int:
+    """Seeds for a paired test of kind ``test`` with per-pair SD σ and margin δ (normal
+    approximation + 2 for the t's heavier tails): ``⌈((z₁₋α + z_b)·σ/δ)²⌉ + 2`` with
+    ``z_b = z_power`` for ``superior`` (power to detect a true Δ of δ) and ``non_inferior``
+    (power to hold when the true Δ is 0), and ``z_b = z_{1−(1−power)/2}`` for ``equivalent``
+    (TOST at a true Δ of 0: both one-sided tests must reject)."""
+    from scipy import stats
+
+    if test not in ("superior", "non_inferior", "equivalent"):
+        raise ValueError(f"unknown test {test!r}")
+    beta = 1 - power
+    z_b = stats.norm.ppf(1 - beta / 2) if test == "equivalent" else stats.norm.ppf(power)
+    z = stats.norm.ppf(1 - alpha) + z_b
+    return math.ceil((z * sigma / delta) ** 2) + 2
+
+
 def noise_summary(values: list[float]) -> float | None:
     """Std over seeds (ddof=1), None with fewer than 2 values."""
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
