@@ -66,16 +66,17 @@ def write_corpus(path: Path, megabytes: int, seed: int = 0) -> None:
             fh.write("".join(" ".join(line).capitalize() + ".\n" for line in lines))
 
 
-def _anon_kb(pid: int) -> tuple[int, int]:
-    """(RssAnon, Pss_Anon) of a process in kB (0, 0 if it is gone)."""
+def _anon_kb(pid: int) -> tuple[int, int, int]:
+    """(RssAnon, Pss_Anon, RssShmem) of a process in kB (zeros if it is gone)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
-        return 0, 0
+        return 0, 0, 0
+    shm = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("RssShmem:")), 0)
     rss = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("RssAnon:")), 0)
     pss = next((int(x.split()[1]) for x in rollup.splitlines() if x.startswith("Pss_Anon:")), 0)
-    return rss, pss
+    return rss, pss, shm
 
 
 def _children(pid: int) -> list[int]:
@@ -89,9 +90,10 @@ def _children(pid: int) -> list[int]:
 
 def _sample(pid: int, peaks: dict, stop: threading.Event) -> None:
     while not stop.is_set():
-        main_rss, main_pss = _anon_kb(pid)
+        main_rss, main_pss, main_shm = _anon_kb(pid)
         tree = main_pss + sum(_anon_kb(k)[1] for k in _children(pid))
         peaks["main_rss_anon_mb"] = max(peaks.get("main_rss_anon_mb", 0), main_rss / 1024)
+        peaks["main_rss_shmem_mb"] = max(peaks.get("main_rss_shmem_mb", 0), main_shm / 1024)
         peaks["tree_pss_anon_mb"] = max(peaks.get("tree_pss_anon_mb", 0), tree / 1024)
         stop.wait(0.02)
 

@@ -117,6 +117,12 @@ def corpus_fingerprint(cfg: DataConfig, source=None) -> str:
     return fingerprint
 
 
+def store_dir(cfg: DataConfig, tcfg: TokenizerConfig) -> Path:
+    """Where the token store of this data and tokenizer config lives (built or not)."""
+    tokenizer = make_tokenizer(tcfg)
+    return _root(cfg) / store_key(cfg, corpus_fingerprint(cfg), tokenizer)
+
+
 def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSplits:
     tcfg = tcfg if tcfg is not None else TokenizerConfig()
     source = make_source(cfg)
