@@ -143,6 +143,26 @@ def raw_equal(d, f: Path) -> bool:
     return bytes(d.train) + bytes(d.val) == data
 
 
+@pytest.mark.parametrize("tok", ["byte", "bpe512"])
+def test_a_document_bigger_than_a_shared_slot_gives_the_same_tokens(tmp_path, small_batches, tok):
+    """Batches travel to the workers through fixed shared slots; one that does not fit (a huge
+    document) goes by pickle: the pooled store equals the one built in one process."""
+    docs = [words_text(40, seed=i) for i in range(120)]
+    docs[50] = words_text(40_000, seed=99)  # ~250 kB: more than a 60 kB input slot
+    files = {"source": "hf", "data_files": str(write_jsonl(tmp_path / "d.jsonl", docs))}
+    built = [
+        load_tokens(
+            DataConfig(**files, cache_dir=str(tmp_path / f"c{w}"), workers=w),
+            TokenizerConfig(**TOKENIZERS[tok]),
+        )
+        for w in (1, 2)
+    ]
+    assert [d.meta["workers"] for d in built] == [1, 2]
+    assert len(docs[50]) > 2 * store_mod.BATCH_BYTES
+    for split in ("train", "val"):
+        assert np.array_equal(getattr(built[0], split), getattr(built[1], split))
+
+
 def test_max_tokens_takes_the_first_tokens_of_the_training_split(tmp_path):
     f = tmp_path / "w.txt"
     f.write_text(words_text(20000))

@@ -10,6 +10,7 @@ README's performance table from that JSON (``--render bench.json`` does it witho
     archlab bench --docs                # full run (~15 min on 2 idle cores) → bench.json + docs
     archlab bench --quick               # CI-sized (< ~1 min)
     archlab bench --render bench.json   # docs/bench.md + README table from an earlier run
+    archlab bench --data                # token-store builds instead (archlab.data.buildbench)
 
 Two ratios per size and arch, each the median over rounds of the per-round ratio (the three
 paths of a round run back to back, so a load change hits all of them; spread = min–max):
@@ -815,6 +816,7 @@ def _args(argv):
     ap.add_argument("--docs", action="store_true", help="then regenerate docs/bench.md + README")
     ap.add_argument("--render", metavar="JSON", help="only regenerate the docs from a bench JSON")
     ap.add_argument("--docs-dir", default="docs", help="where bench.md goes (README: its parent)")
+    ap.add_argument("--data", action="store_true", help="the token-store build benchmark instead")
     args = ap.parse_args(argv)
     quick = args.quick
     if quick and args.sizes == ap.get_default("sizes"):
@@ -901,6 +903,11 @@ def run(args, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--data" in argv:  # its own flags: archlab bench --data --help
+        from archlab.data.buildbench import main as data_main  # the data benchmark only
+
+        return data_main([a for a in argv if a != "--data"])
     args = _args(argv)
     docs = Path(args.docs_dir) / "bench.md"
     readme = Path(args.docs_dir).resolve().parent / "README.md"

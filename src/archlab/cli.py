@@ -26,6 +26,7 @@ COMMANDS = {  # name -> "module:function(argv) -> exit code"
     ),
     "generate": ("archlab.generate:main", "sample from a checkpoint or HF dir (KV cache)"),
     "bench": ("archlab.bench:main", "measure throughput, MFU, start-up and decode speed"),
+    "prepare": ("archlab.cli:prepare_main", "build the token store(s) of a train command, once"),
 }
 
 
@@ -55,6 +56,53 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"archlab {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+
+
+# ---------------------------------------------------------------------- prepare
+
+PREPARE_USAGE = """usage: archlab prepare [-m] [hydra overrides…]
+
+Build (or find) the token store that `archlab train` with the same overrides would use, print
+where it is and its identity, and train nothing. With -m, every distinct store of the sweep.
+Later runs and sweeps with the same data.* and tokenizer.* settings reuse it."""
+
+
+def prepare_main(args: list[str]) -> int:
+    if args[:1] in (["-h"], ["--help"]):
+        print(PREPARE_USAGE)
+        return 0
+    from archlab.compose import Composer, knob_group_overrides  # Hydra: this command only
+    from archlab.data.sources import SOURCES  # (as above)
+    from archlab.train.paths import resolve_user_paths  # (as above)
+
+    overrides, multirun, _ = _overrides(knob_group_overrides(args))
+    stores = {}  # one build per distinct (data, tokenizer) config, in the jobs' order
+    with Composer() as composer:
+        for job in _jobs(overrides, multirun):
+            cfg = composer.compose(job)
+            resolve_user_paths(cfg, os.getcwd())  # as every train job does
+            SOURCES[cfg.data.source].check(cfg.data)
+            stores.setdefault(repr((cfg.data, cfg.tokenizer)), cfg)
+    for cfg in stores.values():
+        _prepare_store(cfg.data, cfg.tokenizer)
+    return 0
+
+
+def _prepare_store(data_cfg, tokenizer_cfg) -> None:
+    from archlab.data.store import intact, load_tokens, store_dir  # with prepare only
+
+    existed = intact(store_dir(data_cfg, tokenizer_cfg))
+    d = load_tokens(data_cfg, tokenizer_cfg)
+    m = d.meta
+    print(
+        f"archlab prepare: {'reused' if existed else 'built'} token store {d.store_dir}\n"
+        f"  corpus {d.description} · fingerprint {d.fingerprint}\n"
+        f"  tokenizer {m['tokenizer']} (vocab {d.vocab_size}, model vocab "
+        f"{d.model_vocab_size}) · {len(d.train):,} train + {len(d.val):,} val tokens "
+        f"({m['dtype']}) · built in {fmt(m.get('build_sec'), '.1f')} s with "
+        f"{m.get('workers', 1)} worker(s)",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------- train

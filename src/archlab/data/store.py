@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import mmap
 import multiprocessing
 import os
 import resource
@@ -114,6 +115,12 @@ def corpus_fingerprint(cfg: DataConfig, source=None) -> str:
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "source": source.describe()}))
     os.replace(tmp, index)  # concurrent jobs write the same record; last one wins
     return fingerprint
+
+
+def store_dir(cfg: DataConfig, tcfg: TokenizerConfig) -> Path:
+    """Where the token store of this data and tokenizer config lives (built or not)."""
+    tokenizer = make_tokenizer(tcfg)
+    return _root(cfg) / store_key(cfg, corpus_fingerprint(cfg), tokenizer)
 
 
 def load_tokens(cfg: DataConfig, tcfg: TokenizerConfig | None = None) -> TokenSplits:
@@ -304,15 +311,72 @@ def _encode_docs(tokenizer, docs: list[bytes], separate: bool, dtype) -> tuple[n
     return arr, tokenizer.unknown - before
 
 
-def _init_worker(tcfg: TokenizerConfig, store_dir: str) -> None:
+def _init_worker(tcfg: TokenizerConfig, store_dir: str, slots: Slots | None = None) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
     tokenizer = make_tokenizer(tcfg)
     tokenizer.load(Path(store_dir))
     _worker["tokenizer"] = tokenizer
+    _worker["slots"] = slots
 
 
 def _worker_encode(docs: list[bytes], separate: bool, dtype) -> tuple[np.ndarray, int]:
     return _encode_docs(_worker["tokenizer"], docs, separate, dtype)
+
+
+def _worker_encode_slot(slot: int, lengths: list[int], separate: bool, dtype):
+    """Encode the batch the parent put in input slot ``slot``; the ids go to its output slot
+    (returned: their count) or, if they do not fit there, back by pickle (returned: the ids)."""
+    slots = _worker["slots"]
+    ids, unknown = _encode_docs(_worker["tokenizer"], slots.docs(slot, lengths), separate, dtype)
+    return (len(ids) if slots.put_ids(slot, ids) else ids), unknown
+
+
+class Slots:
+    """Fixed buffers shared with the forked workers (one anonymous shared mapping, made once
+    before the pool): the parent copies a batch's text into an input slot, the worker writes its
+    ids into the matching output slot, the parent writes them to the store from there. So the
+    building process allocates nothing per batch but the batch it is reading: no pickled
+    documents or ids, whose coinciding copies (up to ~14 MiB with two workers) made its peak
+    memory creep up with the number of batches. A batch or ids too large for a slot (a huge
+    document) travel by pickle instead."""
+
+    def __init__(self, n: int, in_bytes: int, dtype):
+        self.in_bytes = in_bytes
+        self.out_bytes = (in_bytes + BATCH_DOCS) * np.dtype(dtype).itemsize  # ids <= bytes
+        self.dtype = np.dtype(dtype)
+        self.buf = mmap.mmap(-1, n * (in_bytes + self.out_bytes))  # MAP_SHARED: forks share it
+
+    def _base(self, slot: int) -> int:
+        return slot * (self.in_bytes + self.out_bytes)
+
+    def put_docs(self, slot: int, docs: list[bytes]) -> list[int] | None:
+        """Copy the documents into the input slot; their lengths, or None if they do not fit."""
+        lengths = [len(d) for d in docs]
+        if sum(lengths) > self.in_bytes:
+            return None
+        at = self._base(slot)
+        for d in docs:
+            self.buf[at : at + len(d)] = d
+            at += len(d)
+        return lengths
+
+    def docs(self, slot: int, lengths: list[int]) -> list[bytes]:
+        at = self._base(slot)
+        out = []
+        for n in lengths:
+            out.append(self.buf[at : at + n])
+            at += n
+        return out
+
+    def put_ids(self, slot: int, ids: np.ndarray) -> bool:
+        if ids.nbytes > self.out_bytes:
+            return False
+        self.ids(slot, len(ids))[:] = ids
+        return True
+
+    def ids(self, slot: int, count: int) -> np.ndarray:
+        offset = self._base(slot) + self.in_bytes
+        return np.frombuffer(self.buf, self.dtype, count, offset)
 
 
 @contextlib.contextmanager
@@ -337,24 +401,42 @@ def _in_process(batches, tokenizer, separate: bool, dtype):
 
 def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
     """Batches encoded by ``build.workers`` processes, results in order; at most two batches
-    per worker are in flight, so memory stays bounded whatever the corpus size."""
+    per worker are in flight, each in its own pair of shared slots (:class:`Slots`), so memory
+    stays bounded whatever the corpus size. A yielded array may be a view of a slot: it is
+    valid until the next one is asked for."""
     # fork, not spawn: spawn re-imports the caller's __main__ (a script without a main guard
     # would build again and wait on our lock). The children use no inherited threads: they
     # only run numpy and the tokenizer, single-threaded.
     ctx = multiprocessing.get_context("fork")
+    n_slots = 2 * build.workers
+    slots = Slots(n_slots, 2 * BATCH_BYTES, dtype)  # a batch is < BATCH_BYTES + one document
     pool = ProcessPoolExecutor(
-        build.workers, ctx, initializer=_init_worker, initargs=(build.tcfg, str(store_dir))
+        build.workers, ctx, initializer=_init_worker, initargs=(build.tcfg, str(store_dir), slots)
     )
-    window: deque = deque()
+    free, window = deque(range(n_slots)), deque()
+
+    def submit(docs: list[bytes]):
+        slot = free.popleft()
+        lengths = slots.put_docs(slot, docs)
+        if lengths is None:
+            return slot, pool.submit(_worker_encode, docs, separate, dtype)
+        return slot, pool.submit(_worker_encode_slot, slot, lengths, separate, dtype)
+
+    def oldest():
+        split, n, slot, future = window.popleft()
+        ids, unknown = future.result()
+        if isinstance(ids, int):
+            ids = slots.ids(slot, ids)
+        yield split, n, ids, unknown
+        free.append(slot)  # the consumer is done with the view: the slot may be refilled
+
     try:
         for split, docs in batches:
-            window.append((split, len(docs), pool.submit(_worker_encode, docs, separate, dtype)))
-            if len(window) >= 2 * build.workers:
-                split, n, future = window.popleft()
-                yield (split, n, *future.result())
+            window.append((split, len(docs), *submit(docs)))
+            if len(window) >= n_slots:
+                yield from oldest()
         while window:
-            split, n, future = window.popleft()
-            yield (split, n, *future.result())
+            yield from oldest()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
