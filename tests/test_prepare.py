@@ -53,6 +53,9 @@ def test_prepare_refuses_bad_input_in_one_line(tmp_path):
     r = run_cli("prepare", "data=text", "data.path=missing.txt", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "archlab prepare: error: data.path=" in r.stderr and "matches no file" in r.stderr
+    r = run_cli("prepare", "--cfg", "job", cwd=tmp_path)  # a print-only flag: nothing is built
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--cfg job" in r.stderr
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow

@@ -75,7 +75,12 @@ def prepare_main(args: list[str]) -> int:
     from archlab.data.sources import SOURCES  # (as above)
     from archlab.train.paths import resolve_user_paths  # (as above)
 
-    overrides, multirun, _ = _overrides(knob_group_overrides(args))
+    overrides, multirun, inspecting = _overrides(knob_group_overrides(args))
+    if inspecting:  # --cfg/--info/--hydra-help only print: prepare would build regardless
+        raise ConfigError(
+            "archlab prepare builds stores and takes no --cfg/--info/--hydra-help: to see the "
+            "config, run `archlab train` with the same overrides and --cfg job"
+        )
     stores = {}  # one build per distinct (data, tokenizer) config, in the jobs' order
     with Composer() as composer:
         for job in _jobs(overrides, multirun):
