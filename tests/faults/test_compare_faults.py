@@ -67,6 +67,7 @@ def test_other_tokenizers_are_compared_in_bits_per_byte(tmp_path):
     r = run_cli("compare", str(tmp_path / "mixed"), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "warning: losses in bits per byte (the arms use different tokenizers)" in r.stderr
+    assert "final val loss (bits/byte)" in r.stdout  # the printed table says so too
     result = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert result["setup"]["unit"] == "bits/byte"
     byte, bpe = sorted(result["arms"], key=lambda a: "bpe" in a["label"])
