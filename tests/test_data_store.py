@@ -303,3 +303,17 @@ def test_cap_and_worker_mistakes_are_one_line(tmp_path):
     ):
         with pytest.raises(ConfigError, match=key):
             prevalidate([override], False)
+
+
+def test_val_bytes_are_the_validation_text_whatever_the_tokenizer(tmp_path, small_batches):
+    """``val_bytes`` (bits per byte in ``archlab compare``): the byte store's val tokens are
+    its bytes, and every tokenizer's store counts the same validation text."""
+    cfg = DataConfig(cache_dir=str(tmp_path / "c"), workers=2, **_corpus(tmp_path, "tricky_text"))
+    stores = {tok: load_tokens(cfg, TokenizerConfig(**TOKENIZERS[tok])) for tok in TOKENIZERS}
+    assert stores["byte"].info()["val_bytes"] == len(stores["byte"].val) > 0
+    assert {d.info()["val_bytes"] for d in stores.values()} == {len(stores["byte"].val)}
+    assert len(stores["bpe512"].val) < len(stores["byte"].val)  # fewer tokens, same bytes
+    docs = [words_text(50, seed=i) for i in range(200)]  # a token cap cuts a hashed val split
+    hf = {"source": "hf", "data_files": str(write_jsonl(tmp_path / "d.jsonl", docs))}
+    capped = load_tokens(DataConfig(**hf, cache_dir=str(tmp_path / "c"), max_tokens=3000))
+    assert capped.info()["val_bytes"] is None

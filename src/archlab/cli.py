@@ -208,8 +208,20 @@ def train_main(args: list[str]) -> int:
     sys.argv = ["archlab train", *args]
     _FAILED_JOBS.clear()
     _RAN_JOBS.clear()
-    _hydra_entry()
+    try:
+        _hydra_entry()
+    finally:
+        _close_wandb()
     return _sweep_outcome()
+
+
+def _close_wandb() -> None:
+    """Tear down W&B's service here rather than in its atexit hook, which prints a 30-line
+    traceback when the service has died (a killed ``wandb-core``)."""
+    if "wandb" in sys.modules:
+        from archlab.train.wandb import reset_service  # only if a job used W&B
+
+        reset_service()
 
 
 _FAILED_JOBS: list[str] = []  # names of this sweep's jobs that failed (they print one line each)

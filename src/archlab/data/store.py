@@ -73,6 +73,7 @@ class TokenSplits:
             "val_tokens": len(self.val),
             "train_docs": m.get("train_docs"),
             "val_docs": m.get("val_docs"),
+            "val_bytes": m.get("val_bytes"),  # bits per byte across tokenizers (runs/compare)
             "unknown_tokens": m.get("unknown_tokens", 0),
             "dtype": m["dtype"],
             "build_sec": m.get("build_sec"),
@@ -396,7 +397,11 @@ def _one_thread_per_worker():
 
 def _in_process(batches, tokenizer, separate: bool, dtype):
     for split, docs in batches:
-        yield (split, len(docs), *_encode_docs(tokenizer, docs, separate, dtype))
+        yield (split, len(docs), _n_bytes(docs), *_encode_docs(tokenizer, docs, separate, dtype))
+
+
+def _n_bytes(docs: list[bytes]) -> int:
+    return sum(map(len, docs))
 
 
 def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
@@ -423,16 +428,16 @@ def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
         return slot, pool.submit(_worker_encode_slot, slot, lengths, separate, dtype)
 
     def oldest():
-        split, n, slot, future = window.popleft()
+        split, n, n_bytes, slot, future = window.popleft()
         ids, unknown = future.result()
         if isinstance(ids, int):
             ids = slots.ids(slot, ids)
-        yield split, n, ids, unknown
+        yield split, n, n_bytes, ids, unknown
         free.append(slot)  # the consumer is done with the view: the slot may be refilled
 
     try:
         for split, docs in batches:
-            window.append((split, len(docs), *submit(docs)))
+            window.append((split, len(docs), _n_bytes(docs), *submit(docs)))
             if len(window) >= n_slots:
                 yield from oldest()
         while window:
@@ -442,7 +447,7 @@ def _in_pool(batches, build: Build, store_dir: Path, separate: bool, dtype):
 
 
 def _encoded(source, tokenizer, build: Build, store_dir: Path, state: StreamState, dtype):
-    """(split, documents, token ids, unknown) per batch: in this process when the corpus is
+    """(split, documents, text bytes, token ids, unknown) per batch: in this process when the corpus is
     one batch or ``data.workers=1``, else in a pool of worker processes."""
     batches = _batches(source.stream(state, tokenizer.cuts_ok()))
     first, size = [], 0
@@ -460,12 +465,15 @@ def _encoded(source, tokenizer, build: Build, store_dir: Path, state: StreamStat
 
 def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dict:
     """Stream the corpus through the tokenizer into ``train.bin`` / ``val.bin``, stopping the
-    training split at ``data.max_tokens``. Returns the store's counts for meta.json."""
+    training split at ``data.max_tokens``. Returns the store's counts for meta.json;
+    ``val_bytes`` is the validation documents' text in bytes (separators not counted), the
+    same for every tokenizer, None if the val split was cut in tokens (a token cap)."""
     state = StreamState()
     cap = getattr(build.cfg, "max_tokens", None)
     vf = build.cfg.val_fraction
     sep = tokenizer.separator().astype(dtype) if source.separate_docs else None
     counts = {"train": 0, "val": 0, "train_docs": 0, "val_docs": 0, "unknown_tokens": 0}
+    val_bytes: int | None = 0
     encoded, workers = _encoded(source, tokenizer, build, store_dir, state, dtype)
     with (
         _one_thread_per_worker(),
@@ -475,14 +483,19 @@ def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dic
         files = {"train": out_train, "val": out_val}
         # mixed splits (hashed): val stops at its share of the cap, in stream order
         val_cap = -(-cap * vf // (1 - vf)) if cap is not None and state.mixed else None
-        for split, n_docs, ids, unknown in encoded:
+        for split, n_docs, n_bytes, ids, unknown in encoded:
             if split == "train" and state.train_full:
                 continue  # batches read ahead past the cap: what is kept never depends on it
             if sep is not None and counts[f"{split}_docs"]:
                 ids = np.concatenate([sep, ids])
             limit = cap if split == "train" else val_cap
             if limit is not None:
-                ids = ids[: int(limit) - counts[split]]
+                kept = ids[: int(limit) - counts[split]]
+                if split == "val" and len(kept) < len(ids):
+                    val_bytes = None  # cut inside a batch: these tokens cover part of its bytes
+                ids = kept
+            if split == "val" and val_bytes is not None:
+                val_bytes += n_bytes
                 state.train_full |= split == "train" and counts["train"] + len(ids) >= cap
             ids.tofile(files[split])
             counts[split] += len(ids)
@@ -493,7 +506,7 @@ def write_splits(source, tokenizer, store_dir: Path, build: Build, dtype) -> dic
                 break
     if not counts["train"]:
         raise _empty(source)
-    return {**counts, "workers": workers}
+    return {**counts, "val_bytes": val_bytes, "workers": workers}
 
 
 def data_regime(

@@ -17,6 +17,9 @@ Rules:
   the val loss over validation windows); the shared budget is stated.
 * Runs that differ in provenance (commit, numerics version, torch, CPU, corpus, ...) are
   pooled with a warning.
+* Arms with different tokenizers (or ``--bpb``) are compared in bits per byte: each run's
+  losses × its validation split's tokens per byte / ln 2 (``comparable.py``), with a warning;
+  other data or validation sets are refused in one line.
 
 For programmatic use (the claims runner): ``compare_runs(dirs, baseline=..., alpha=...)``
 returns the same dict that is written to compare.json.
@@ -42,7 +45,14 @@ from archlab.runs.arms import (
     group_arms,
     pick_baseline,
 )
-from archlab.runs.comparable import IncomparableError, check_comparable, finished, unfinished
+from archlab.runs.comparable import (
+    IncomparableError,
+    check_comparable,
+    finished,
+    in_bits_per_byte,
+    tokenizers_differ,
+    unfinished,
+)
 from archlab.runs.load import RunRecord, find_runs
 from archlab.runs.report import markdown_table, table_rows, write_outputs
 from archlab.runs.values import json_ready
@@ -255,7 +265,7 @@ def _eval_noise_of_diffs(rows: list[dict], compared) -> None:
         row["eval_noise_diff"] = paired_window_se(_windows(runs), base)
 
 
-def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol) -> dict[str, Any]:
+def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol, unit: str) -> dict[str, Any]:
     flats = [flatten(r.config) for r in records]
     common = {
         k: format_value(flats[0][k])
@@ -272,7 +282,9 @@ def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol) -> dict[str, Any
         "protocol": asdict(proto),
         "alpha": alpha,
         "ci_level": 1 - alpha,
-        "metric": "final val loss (lower is better; diverged runs count as their loss at init)",
+        "metric": f"final val loss in {unit} (lower is better; diverged runs count as their "
+        "loss at init)",
+        "unit": unit,
         "seeds": sorted({r.seed for r in records}, key=str),
         "common": common,
     }
@@ -306,16 +318,22 @@ def _run_lists(arms: list[Arm]) -> dict[str, list[dict]]:
     return {"failed_runs": failed, "unfinished_runs": unfinished_runs, "diverged_runs": diverged}
 
 
-def _grouped(records: list[RunRecord], baseline: str | None, alpha: float):
-    """Arms (baseline first), the keys that define them, and whether the LR is swept."""
-    if not records:
-        raise CompareError("no runs found")
-    if not 0 < alpha < 1:
-        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+def in_unit(records: list[RunRecord], bpb: bool = False) -> tuple[list[RunRecord], str]:
+    """The records in the unit they are compared in: nats per token, or bits per byte when
+    asked (``bpb``) or when the tokenizers differ. CompareError if they cannot be compared."""
+    across = bpb or tokenizers_differ(records)
     try:
-        check_comparable(records)
+        check_comparable(records, across_tokenizers=across)
+        return (in_bits_per_byte(records), BPB) if across else (records, NATS)
     except IncomparableError as err:
         raise CompareError(str(err)) from None
+
+
+NATS, BPB = "nats/token", "bits/byte"
+
+
+def _grouped(records: list[RunRecord], baseline: str | None):
+    """Arms (baseline first), the keys that define them, and whether the LR is swept."""
     arms, arm_keys, lr_sweep = group_arms(records)
     try:
         arms.insert(0, arms.pop(pick_baseline(arms, arm_keys, baseline)))
@@ -331,14 +349,28 @@ def analyze(
     tune: str | None = None,
     scout: list | None = None,
     confirm: list | None = None,
+    bpb: bool = False,
 ) -> Analysis:
-    """Group ``records`` into arms and compute every statistic of the report."""
+    """Group ``records`` into arms and compute every statistic of the report (in bits per
+    byte with ``bpb`` or when the arms' tokenizers differ)."""
     from archlab.runs.budget_check import budget_summary
     from archlab.runs.ladder import analyze_ladder
     from archlab.runs.provenance import pooling_differences
 
-    arms, arm_keys, lr_sweep = _grouped(records, baseline, alpha)
+    if not records:
+        raise CompareError("no runs found")
+    if not 0 < alpha < 1:
+        raise CompareError(f"--alpha must be in (0, 1), got {alpha}")
+    records, unit = in_unit(records, bpb)
+    arms, arm_keys, lr_sweep = _grouped(records, baseline)
     warnings: list[str] = []
+    if unit == BPB:
+        warnings.append(
+            "losses in bits per byte ("
+            + ("--bpb" if bpb else "the arms use different tokenizers")
+            + "): nats/token × the validation split's tokens per byte / ln 2, the same "
+            "validation text for every run"
+        )
     proto = make_protocol(records, lr_sweep, tune, scout, confirm)
     if proto.in_sample:
         warnings.append("one seed only: the LR is picked and compared on the same seed")
@@ -352,7 +384,7 @@ def analyze(
         warnings.append("ladder at one fixed LR for every rung: the optimum moves with size")
     warnings += pooling_differences(records)
     result = {
-        "setup": {**_setup(records, arm_keys, lr_sweep, alpha, proto), "budget": budget},
+        "setup": {**_setup(records, arm_keys, lr_sweep, alpha, proto, unit), "budget": budget},
         "baseline": rows[0]["label"],
         "seed_noise": rows[0]["seed_noise"],
         "eval_noise": rows[0]["eval_noise"],
@@ -407,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scout-seeds", metavar="0,1", help="seeds that pick the LR (default: first)")
     p.add_argument("--confirm-seeds", metavar="2-8", help="seeds compared (default: the rest)")
+    p.add_argument(
+        "--bpb",
+        action="store_true",
+        help="compare in bits per byte (automatic when the arms' tokenizers differ)",
+    )
     return p
 
 
@@ -435,7 +472,7 @@ def _run(args) -> Analysis:
     scout = _seeds(args.scout_seeds, "--scout-seeds")
     confirm = _seeds(args.confirm_seeds, "--confirm-seeds")
     records = load_records(args.dirs, args.wandb)
-    return analyze(records, args.baseline, args.alpha, args.tune, scout, confirm)
+    return analyze(records, args.baseline, args.alpha, args.tune, scout, confirm, args.bpb)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,8 +79,9 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     level = f"{result['setup']['ci_level']:.0%}"
     lr = result["setup"]["lr_sweep"]
     header = ["arm", "runs", "diverged", "failed"] + (["tuned lr", "LR sensitivity"] if lr else [])
+    unit = " (bits/byte)" if result["setup"].get("unit") == "bits/byte" else ""
     header += [
-        f"final val loss (mean ± {level} CI)",
+        f"final val loss{unit} (mean ± {level} CI)",
         f"Δ vs baseline [{level} CI]",
         "p (test)",
         "seed sd",

@@ -4,11 +4,15 @@ holds every run side by side (``tensorboard --logdir outputs/sweeps/<name>``).""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from archlab.errors import describe
 from archlab.runs.record import JsonlLogger
+
+log = logging.getLogger("archlab")
 
 
 class ArchlabTensorBoardLogger(TensorBoardLogger):
@@ -64,14 +68,24 @@ def _hparam_value(value):
     return "null" if value is None else str(value)
 
 
-def make_loggers(cfg, job, config_dict: dict, wandb_id=None, swept_keys=None) -> list:
-    loggers = [JsonlLogger(job.run_dir)]
+def make_loggers(cfg, job, config_dict: dict, wandb_id=None, swept_keys=None):
+    """The job's loggers, and why W&B is off for this job (None: on, or not asked for). W&B
+    failing to start never stops a job: one warning, and the other loggers carry on."""
+    loggers, wandb_error = [JsonlLogger(job.run_dir)], None
     if "wandb" in cfg.logger.kinds and cfg.logger.mode != "disabled":
         from archlab.train.wandb import make_wandb_logger  # wandb: only when logging to it
 
-        loggers.append(
-            make_wandb_logger(cfg, job, config_dict, run_id=wandb_id, swept_keys=swept_keys)
-        )
+        try:
+            loggers.append(
+                make_wandb_logger(cfg, job, config_dict, run_id=wandb_id, swept_keys=swept_keys)
+            )
+        except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
+            wandb_error = describe(e, 300)
+            log.warning(
+                "W&B could not start (%s): W&B is off for this job; metrics.jsonl and "
+                "summary.json have everything",
+                wandb_error,
+            )
     if "csv" in cfg.logger.kinds:
         from lightning.pytorch.loggers import CSVLogger  # each logger only when chosen
 
@@ -80,7 +94,7 @@ def make_loggers(cfg, job, config_dict: dict, wandb_id=None, swept_keys=None) ->
         tb = ArchlabTensorBoardLogger(job.run_dir)
         tb.log_config({k: v for k, v in config_dict.items() if k != "data_info"})
         loggers.append(tb)
-    return loggers
+    return loggers, wandb_error
 
 
 def finish_loggers(loggers: list, summary: dict, checkpoint: Path | None = None) -> None:

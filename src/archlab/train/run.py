@@ -101,6 +101,7 @@ class RunState:
     had_record: bool = False  # summary.json existed: a refused start must leave it alone
     keep_record: bool = False
     loggers: list = field(default_factory=list)
+    wandb_error: str | None = None  # W&B could not start for this job (it trains without)
     precision: str = "32-true"
     deterministic: bool = True
     on_gpu: bool = False
@@ -210,7 +211,9 @@ def _build(run: RunState, data: TokenSplits, config_dict: dict, callbacks: tuple
         flops_per_token=run.lit.flops_per_token,
         kv_cache_bytes_per_token=kv_bytes_per_token(cfg.model),
     )
-    run.loggers = make_loggers(cfg, run.job, config_dict, run.ckpt.wandb_id, run.job.swept)
+    run.loggers, run.wandb_error = make_loggers(
+        cfg, run.job, config_dict, run.ckpt.wandb_id, run.job.swept
+    )
     summary["wandb_dir"] = next((lg.run_dir for lg in run.loggers if hasattr(lg, "run_dir")), None)
     run.ckpt.wandb_id = next((lg.run_id for lg in run.loggers if hasattr(lg, "run_id")), None)
     parallel = trainer_kwargs(cfg, run.on_gpu)  # devices, nodes, strategy, accumulation
@@ -308,10 +311,10 @@ def _finish_record(run: RunState) -> None:
         summary["epochs"] = round(summary["tokens"] / summary["train_tokens"], 4)
     summary["elapsed_sec"] = round(time.time() - run.start, 3)
     _record_measurements(run)
-    for logger in run.loggers:
-        if getattr(logger, "error", None):
-            summary["wandb_error"] = logger.error
     finish_loggers(run.loggers, summary, _model_artifact(run))
+    errors = [run.wandb_error, *(getattr(lg, "error", None) for lg in run.loggers)]
+    if any(errors):  # W&B failed to start, mid-run or at finish: the record says so
+        summary["wandb_error"] = next(e for e in errors if e)
     if run.writer and not run.keep_record:
         write_json(run.run_dir / "summary.json", summary)
 

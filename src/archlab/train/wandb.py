@@ -14,6 +14,7 @@ in the W&B service, so the service is torn down before the offline init.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -151,14 +152,18 @@ class ArchlabWandbLogger(WandbLogger):
         )
 
     def finish(self, summary: dict, checkpoint: Path | None = None) -> None:
+        """Finish the W&B run. After any W&B fault in this run the W&B service is torn down
+        too (it may be dead: every later call, and its atexit hook, would fail), so the next
+        job of a sweep starts a fresh one."""
         try:
             self._finish(summary, checkpoint)
         except Exception as e:  # noqa: BLE001 - a W&B fault must never stop training
-            log.warning(
-                "W&B finish failed (%s); the local run files are kept",
-                first_line(e, 200),
-            )
+            if self.error is None:  # (a mid-run fault has said so already)
+                self.error = describe(e, 300)
+                log.warning("W&B finish failed (%s); the local run files are kept", self.error)
         self._experiment = None
+        if self.error is not None:
+            reset_service()
 
     def run_summary(self, summary: dict) -> dict:
         """The one summary update: final values under the logged names, plus the run's facts."""
@@ -237,24 +242,33 @@ def make_wandb_logger(
     }
     if run_id:
         kwargs.update(id=run_id, resume="allow")
-    logger = _init(cfg.logger.mode, cfg.logger.init_timeout, kwargs)
-    logger.define_metrics()
+    try:
+        logger = _init(cfg.logger.mode, cfg.logger.init_timeout, kwargs)
+        logger.define_metrics()
+    except Exception:
+        reset_service()  # whatever failed, the next job starts with a fresh W&B service
+        raise
     return logger
 
 
-def _init(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
+def reset_service() -> None:
+    """Tear down this process's W&B service (``wandb-core``) and forget it, also when it
+    has died (its atexit hook would then print a 30-line traceback at exit); the next
+    ``wandb.init`` starts a new one."""
     import wandb
 
+    with contextlib.suppress(Exception):  # a dead service: nothing left to tear down
+        wandb.teardown()
+
+
+def _init(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
     t0 = time.monotonic()
     try:
-        logger = ArchlabWandbLogger(
-            mode=mode, settings=wandb.Settings(init_timeout=timeout), **kwargs
-        )
-        _ = logger.experiment  # create the run now, not at the first log call
-        return logger
+        return _logger(mode, timeout, kwargs)
     except Exception as e:
-        if mode != "online":
-            raise
+        if mode != "online":  # e.g. the service died in an earlier job: once more, fresh
+            reset_service()
+            return _logger(mode, timeout, kwargs)
         log.warning(
             "W&B online init failed after %.1f s (%s); logging offline instead: sync "
             "later with `wandb sync <run_dir>/wandb/offline-run-*`",
@@ -278,6 +292,14 @@ def _offline_init(kwargs: dict, tries: int = 5) -> ArchlabWandbLogger:
             time.sleep(1.0 + attempt)
     wandb.teardown()
     return _offline_logger(kwargs)
+
+
+def _logger(mode: str, timeout: float, kwargs: dict) -> ArchlabWandbLogger:
+    import wandb
+
+    logger = ArchlabWandbLogger(mode=mode, settings=wandb.Settings(init_timeout=timeout), **kwargs)
+    _ = logger.experiment  # create the run now, not at the first log call
+    return logger
 
 
 def _offline_logger(kwargs: dict) -> ArchlabWandbLogger:
