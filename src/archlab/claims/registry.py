@@ -222,6 +222,15 @@ class Claim:
         hits = [k for k, r in enumerate(rungs) if all(o in overrides for o in r)]
         return hits[-1] if hits else len(rungs) - 1
 
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in the claim (e.g. ``data.path``) are read from: the
+        project root holding ``experiments/claims/<id>.yaml``, wherever the command runs."""
+        if self.path is None:
+            return Path.cwd()
+        claims_dir = self.path.resolve().parent
+        return claims_dir.parent.parent if claims_dir.parent.name == "experiments" else claims_dir
+
     def on_top_rung(self, overrides: list[str], smoke: bool = False) -> bool:
         """Whether a job belongs to the ladder's last rung (where the rule's checks are made)."""
         return self.rung_of(overrides, smoke) == len(self.rungs(smoke)) - 1

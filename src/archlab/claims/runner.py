@@ -66,6 +66,7 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
     from archlab.train.faults import (
         check_run_environment,  # with compose: only when validating jobs
     )
+    from archlab.train.paths import resolve_user_paths  # (as above)
 
     seen, sources, n = set(), set(), 0
     with Composer() as composer:
@@ -78,6 +79,7 @@ def validate_claims(claims: list[Claim], modes=(False,)) -> int:
                     seen.add(sig)
                     try:
                         cfg = composer.compose(list(overrides))
+                        resolve_user_paths(cfg, claim.root)
                         check_run_environment(cfg, data=repr(cfg.data) not in sources)
                         sources.add(repr(cfg.data))
                     except ConfigError as err:
@@ -117,6 +119,7 @@ def _pending(claim: Claim, runs_dir: Path, jobs) -> list:
 
 
 def _train_one(claim: Claim, runs_dir: Path, overrides: list[str], threads, composer) -> dict:
+    from archlab.train.paths import resolve_user_paths  # with train (as below)
     from archlab.train.run import Job, train  # Lightning: only when training (not --report-only)
 
     name = f"claim-{claim.id}"
@@ -124,6 +127,7 @@ def _train_one(claim: Claim, runs_dir: Path, overrides: list[str], threads, comp
     for stale in ("metrics.jsonl", "summary.json"):  # an interrupted attempt: start over
         (run_dir / stale).unlink(missing_ok=True)
     typed, choices = composer.job([*overrides, f"name={name}", f"out_dir={runs_dir}"])
+    resolve_user_paths(typed, claim.root)  # a claim's relative paths: from the project root
     if threads and typed.trainer.threads is None:
         typed.trainer.threads = threads
     job = Job(run_dir=run_dir, overrides=list(overrides), group=name, choices=dict(choices))
