@@ -336,6 +336,7 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert lost.returncode == 2 and lost.stderr.count("\n") == 1 and "--claims-dir" in lost.stderr
 
 
+@pytest.mark.slow  # ~10 min on 2 cores (every claim's smoke: ladders, scouts, pilots); .ci/run runs it
 def test_reproduce_all_smoke(tmp_path):
     """CI runs the reduced (--smoke) version of every registered claim end to end."""
     res = run_cli(
@@ -346,7 +347,7 @@ def test_reproduce_all_smoke(tmp_path):
         str(tmp_path),
         *CLAIMS_ARG,
         cwd=tmp_path,
-        timeout=900,
+        timeout=2400,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     claims = sorted(p.stem for p in (REPO / "experiments" / "claims").glob("*.yaml"))
