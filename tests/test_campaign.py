@@ -111,6 +111,29 @@ def test_report_only_is_a_pure_function_of_the_records(tmp_path, monkeypatch):
     assert (results / "demo.md").read_text() == md and (results / "demo.json").read_text() == js
 
 
+def test_summary_says_what_changed_from_the_legacy_run(tmp_path, monkeypatch):
+    """The README's "Against the 150-step runs" table: the legacy report's verdict (linked),
+    the new verdict and the claim's vs_legacy text, with a | that must not split the cell."""
+    claims = write_claim(tmp_path)
+    text = (claims / "demo.yaml").read_text()
+    (claims / "demo.yaml").write_text(text + 'vs_legacy: "The old run judged |log Z| < 1."\n')
+    make_records(tmp_path, claims)
+    legacy = tmp_path / "out" / "results" / "legacy"
+    legacy.mkdir(parents=True)
+    (legacy / "demo.md").write_text("# Claim\n\n**Verdict: ❌ not reproduced**\n\nHeadline: …\n")
+    from archlab.claims import campaign
+
+    monkeypatch.setenv("ARCHLAB_CLAIMS_DIR", str(claims))
+    assert campaign.main(["demo", "--report-only", "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "results" / "README.md").read_text()
+    section = table[table.index("## Against the 150-step runs") :]
+    row = next(line for line in section.splitlines() if line.startswith("| demo |"))
+    assert row == (
+        "| demo | [❌ not reproduced](legacy/demo.md) | ✅ reproduced | "
+        "The old run judged \\|log Z\\| < 1. |"
+    )
+
+
 def test_partial_records_report_in_progress_not_a_verdict(tmp_path):
     """2 of 3 seeds recorded: the interim checks are shown, the verdict is "in progress"."""
     claims = write_claim(tmp_path)

@@ -11,6 +11,7 @@ from archlab.runs import inference as I
 from archlab.runs.load import find_runs
 from archlab.runs.stats import sample
 from archlab.runs.tuning import parse_seeds, pick_lr
+from archlab.runs.values import stable_floats
 from fixtures_runs import make_run
 
 SEEDS = range(8)
@@ -164,6 +165,16 @@ def test_lr_pick_quadratic_snaps_to_grid_and_is_robust_to_one_noisy_minimum():
     pick = pick_lr(pts)
     assert pick.method == "quadratic fit" and pick.lr == 1e-2 and not pick.on_edge
     assert pick.lr in grid and pick.warning is None
+
+
+def test_reported_fit_does_not_carry_the_last_bits_of_lstsq():
+    # reports must be a pure function of the records on any CPU: a last-bit change of the
+    # inputs (as another BLAS kernel gives) changes the raw fit but not what is written
+    pts = [(1e-3, 3.30), (3e-3, 3.12), (1e-2, 3.10), (3e-2, 3.13), (1e-1, 3.35)]
+    a, b = pick_lr(pts), pick_lr([(lr, v * (1 + 2e-16)) for lr, v in pts])
+    assert a.fit != b.fit and a.lr == b.lr == 1e-2
+    assert stable_floats({"fit": a.fit}) == stable_floats({"fit": b.fit})
+    assert stable_floats([0.24268109538056373, 1, None, "x"]) == [0.242681095381, 1, None, "x"]
 
 
 def test_lr_pick_on_grid_edge_warns_and_diverged_scout_is_init_loss():

@@ -14,6 +14,7 @@ A claim file (every key is checked here; mistakes are one-line :class:`ClaimErro
     metrics: [val_loss]
     rule: [{check: lower, arm: relu, metric: val_loss, margin: 1%}]
     scale_note: what the literature says needs scale
+    vs_legacy: what differs from the 150-step run of this claim, and why   # optional
     requires: [../shared/data/tinyshakespeare.txt]          # optional: files (skip if absent)
     smoke: {overrides: [train.max_steps=2], seeds: 1, lr_grid: [1e-3, 1e-2]}
     protocol: tuned                   # optional, with lr_grid: pick each arm's LR on
@@ -93,6 +94,7 @@ OPTIONAL = (
     "campaign",
     "scout_overrides",
     "pilot",
+    "vs_legacy",
 )
 PROTOCOLS = ("grid", "tuned")
 PILOT_UCB = 0.8  # default one-sided confidence of the upper bound on the pilot's paired SD
@@ -132,6 +134,7 @@ class Claim:
     pilot_seeds: list[int] = field(default_factory=list)  # tuned: size the confirm (never tested)
     pilot_ucb: float = PILOT_UCB  # one-sided confidence of the pilot SD's upper bound
     campaign: dict[str, Any] = field(default_factory=dict)  # minimums kind, cpu_hours (plan.py)
+    vs_legacy: str = ""  # what differs from the superseded 150-step run (results/legacy/)
     path: Path | None = None
 
     def seed_split(self, smoke: bool) -> tuple[list[int], list[int]]:
@@ -265,6 +268,12 @@ def signature(overrides: list[str]) -> frozenset:
 def _need(cond: bool, path: Path, message: str) -> None:
     if not cond:
         raise ClaimError(f"{path.name}: {message}")
+
+
+def _text(value: Any, path: Path, key: str) -> str:
+    """An optional free-text field: a string (or nothing), whitespace-folded."""
+    _need(value is None or isinstance(value, str), path, f"{key} must be text")
+    return " ".join((value or "").split())
 
 
 def _strs(value: Any) -> bool:
@@ -454,6 +463,7 @@ def load_claim(path: Path) -> Claim:
         **protocol,
         ladder=[list(r) for r in ladder],
         campaign=_campaign(data.get("campaign"), path),
+        vs_legacy=_text(data.get("vs_legacy"), path, "vs_legacy"),
         path=path,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from archlab.runs.naming import job_dirname
 from archlab.runs.record import read_summary
 from archlab.runs.report import markdown_table, table_rows, write_outputs
 from archlab.runs.values import fmt as _fmt
-from archlab.runs.values import json_ready
+from archlab.runs.values import json_ready, stable_floats
 
 COMMITS = "commits.txt"  # in a claim's sweep dir: one line per reproduce invocation that trained
 VERDICT_ICON = {
@@ -644,7 +645,7 @@ def write_report(  # noqa: C901 (split by issue #11)
     if html.exists() and html.stat().st_size > 2_000_000:
         html.unlink()  # too big to commit; report.md + PNGs carry the same content
     summary = _summary(claim, ca, smoke, info, bench, runs_dir)
-    text = json.dumps(json_ready(summary), indent=2) + "\n"
+    text = json.dumps(stable_floats(json_ready(summary)), indent=2) + "\n"
     (Path(results_dir) / f"{claim.id}.json").write_text(text, encoding="utf-8")
     return summary
 
@@ -696,6 +697,52 @@ def _effect(summary: dict) -> str:
     return f"{h['metric']}: {h['arm']} − {h['baseline']} = {_fmt(n['diff'])}{ci}"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (a bare | would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def legacy_verdict(results_dir: Path, claim_id: str) -> str | None:
+    """The verdict line of a claim's superseded 150-step report, if it has one."""
+    f = Path(results_dir) / "legacy" / f"{claim_id}.md"
+    if not f.exists():
+        return None
+    m = re.search(r"^\*\*Verdict: (.+?)\*\*", f.read_text(encoding="utf-8"), re.M)
+    return m.group(1).strip() if m else None
+
+
+def against_legacy(claims: list[Claim], results_dir: Path, rel: str) -> list[str]:
+    """The "what changed from the 150-step runs, and why" section of the summary."""
+    rows = []
+    for c in claims:
+        old = legacy_verdict(results_dir, c.id)
+        if old is None and not c.vs_legacy:
+            continue
+        f = Path(results_dir) / f"{c.id}.json"
+        now = "⏸ not run"
+        if f.exists():
+            s = json.loads(f.read_text())
+            now = f"{VERDICT_ICON.get(s['verdict'], '')} {s['verdict']}"
+            if s["verdict"] == IN_PROGRESS:
+                now += f" ({s['progress']['recorded']}/{s['progress']['planned']} runs)"
+        was = f"[{old}]({os.path.normpath(f'{rel}/legacy/{c.id}.md')})" if old else "— (new claim)"
+        rows.append(f"| {c.id} | {was} | {now} | {_cell(c.vs_legacy or '—')} |")
+    if not rows:
+        return []
+    return [
+        "## Against the 150-step runs",
+        "",
+        "The first reproduction trained 2-layer, d_model 64 models for 150 steps of 16×64 tokens",
+        "(about 150k tokens per run), mostly at one untuned LR, under decision rules some of which",
+        "were wrong. What each claim does differently now, and why:",
+        "",
+        "| claim | 150-step verdict | now | what changed, and why |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> None:
     rel = os.path.relpath(results_dir, path.parent)
     rows = []
@@ -705,7 +752,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         if s is None:
             legacy = Path(results_dir) / "legacy" / f"{c.id}.md"
             old = f" ([150-step legacy]({rel}/legacy/{c.id}.md))" if legacy.exists() else ""
-            rows.append(f"| {i} | {c.id} | {c.claim} | ⏸ not run{old} | — | — | — |")
+            rows.append(f"| {i} | {c.id} | {_cell(c.claim)} | ⏸ not run{old} | — | — | — |")
             continue
         budget = f"{s['seeds']} seeds" + (f" × {len(s['lr_grid'])} LRs" if s.get("lr_grid") else "")
         budget += f", {s['budget'].get('steps', '?')} steps; {sum(s['runs'].values())} runs"
@@ -721,7 +768,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         if s["verdict"] == IN_PROGRESS:
             verdict += f" ({s['progress']['recorded']}/{s['progress']['planned']} runs)"
         rows.append(
-            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {c.claim} | {verdict} | {_effect(s)} | "
+            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {_cell(c.claim)} | {verdict} | {_effect(s)} | "
             f"{checks} | {budget} |"
         )
     done = [
@@ -757,6 +804,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "(CI checks that this changes nothing). The superseded 150-step results, which have no",
         "records, are in [results/legacy/](results/legacy/README.md).",
         "",
+        *against_legacy(claims, results_dir, rel),
     ]
     path.write_text("\n".join(text), encoding="utf-8")
 

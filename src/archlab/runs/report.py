@@ -28,6 +28,7 @@ from archlab.runs.curves import LOSS_METRICS, arm_curve, color
 from archlab.runs.html import render_html
 from archlab.runs.ladder_report import ladder_charts, ladder_markdown
 from archlab.runs.table import relativize, write_csv
+from archlab.runs.values import stable_floats
 
 X_LABELS = {"step": "step", "tokens": "tokens", "flops": "training FLOPs", "time": "wall time (s)"}
 
@@ -434,7 +435,7 @@ def write_outputs(analysis, out: Path, x_axes: list[str]) -> list[Path]:
     for axis in x_axes:
         if not any(c["group"] == f"curves_{axis}" for c in charts):
             notes.append(f"no arm has `{axis}` in its metric lines: {axis} figure omitted")
-    result = relativize(analysis.result, out)
+    result = stable_floats(relativize(analysis.result, out))
     pngs = write_pngs(charts, result, out)
     paths = {
         "report.md": render_markdown(result, pngs, notes, context_markdown(analysis)),

@@ -30,6 +30,24 @@ def fmt(x: Any, digits: int | str = 4) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+REPORT_DIGITS = 12  # significant digits of every float written to a report
+
+
+def stable_floats(obj: Any, digits: int = REPORT_DIGITS) -> Any:
+    """A copy with every float rounded to ``digits`` significant digits.
+
+    Reports must be a pure function of the run records on any machine, but the last bits of
+    a least-squares fit (BLAS kernels) or a reduction (SIMD width) differ between CPUs; 12
+    digits keep every meaningful one and drop those."""
+    if isinstance(obj, dict):
+        return {k: stable_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [stable_floats(v, digits) for v in obj]
+    if isinstance(obj, float) and math.isfinite(obj):
+        return float(f"{obj:.{digits}g}")
+    return obj
+
+
 def json_ready(obj: Any) -> Any:
     """NaN/inf -> None, tuples -> lists, numpy scalars -> Python, so JSON round-trips exactly."""
     if isinstance(obj, dict):
