@@ -131,6 +131,17 @@ def test_imports_go_down_the_layers():
     assert not wrong, "\n".join(sorted(wrong))
 
 
+def test_runs_reads_records_without_lightning():
+    # compare and reproduce --report-only read run directories: the records layer never
+    # imports Lightning (the metrics.jsonl logger lives in train.loggers)
+    for name, path in module_files().items():
+        if name.startswith("archlab.runs"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+                    assert not any(n.split(".")[0] == "lightning" for n in names), name
+
+
 def test_config_is_a_leaf():
     graph, _ = import_graph()
     assert graph["archlab.config"] == set()

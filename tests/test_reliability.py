@@ -175,8 +175,8 @@ def tiny_cfg(**train):
 
 @pytest.mark.parametrize("where", ["checkpoint", "metrics"])
 def test_disk_full_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, where):
-    from archlab.runs.record import JsonlLogger
     from archlab.train.checkpoint import DiskFullError
+    from archlab.train.loggers import JsonlLogger
     from archlab.train.run import Job, train
 
     full = OSError(errno.ENOSPC, "No space left on device")

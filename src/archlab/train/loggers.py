@@ -4,15 +4,57 @@ holds every run side by side (``tensorboard --logdir outputs/sweeps/<name>``).""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from archlab.errors import describe
-from archlab.runs.record import JsonlLogger
+from archlab.runs.record import plain
 
 log = logging.getLogger("archlab")
+
+
+class JsonlLogger(Logger):
+    """A Lightning logger writing ``metrics.jsonl``: one line per ``log_metrics`` call."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._file = None
+
+    @property
+    def name(self) -> str:
+        return "jsonl"
+
+    @property
+    def version(self) -> None:
+        return None  # one run per directory (and no "v_num" in the progress bar)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._file is None:
+            self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed in finalize)
+        return self._file
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        row = {"step": step, **{k: plain(v) for k, v in metrics.items()}}
+        self.experiment.write(json.dumps(row) + "\n")
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # config.yaml holds the config
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class ArchlabTensorBoardLogger(TensorBoardLogger):
