@@ -61,6 +61,28 @@ def _curve(points: list[tuple[float, float]]) -> list[dict]:
     return out
 
 
+def quadratic_fit(x: list[float], y: list[float]) -> list[float]:
+    """Least-squares a·x² + b·x + c, as ``np.polyfit(x, y, 2)`` returns it ([a, b, c]).
+
+    In plain Python floats (exactly rounded sums, a 3×3 elimination) rather than LAPACK,
+    whose last bits depend on the CPU's BLAS kernel: the fit is written to reports that must
+    be the same on every machine. x is centred first for a well-conditioned system."""
+    m = math.fsum(x) / len(x)
+    u = [xi - m for xi in x]
+    p = [math.fsum(ui**k for ui in u) for k in range(5)]  # power sums of the centred x
+    q = [math.fsum(ui**k * yi for ui, yi in zip(u, y)) for k in range(3)]
+    rows = [[p[4], p[3], p[2], q[2]], [p[3], p[2], p[1], q[1]], [p[2], p[1], p[0], q[0]]]
+    for col in range(3):  # Gauss-Jordan with partial pivoting
+        piv = max(range(col, 3), key=lambda r: abs(rows[r][col]))
+        rows[col], rows[piv] = rows[piv], rows[col]
+        for r in range(3):
+            if r != col:
+                f = rows[r][col] / rows[col][col]
+                rows[r] = [a - f * b for a, b in zip(rows[r], rows[col])]
+    a, b, c = (rows[i][3] / rows[i][i] for i in range(3))
+    return [a, b - 2 * a * m, a * m * m - b * m + c]  # back to uncentred x
+
+
 def pick_lr(points: list[tuple[float, float]], ceiling: float | None = None) -> LrPick:
     """``points``: (lr, final loss) of each scout run, diverged runs already at their init loss;
     ``ceiling``: the loss at init (LRs whose mean reaches it are left out of the fit)."""
@@ -71,11 +93,11 @@ def pick_lr(points: list[tuple[float, float]], ceiling: float | None = None) -> 
     grid = [c["lr"] for c in curve]
     trains = {c["lr"] for c in curve if ceiling is None or c["mean"] < ceiling}
     fitted = [(lr, v) for lr, v in points if lr in trains]
-    x = np.log10([lr for lr, _ in fitted])
-    y = np.asarray([v for _, v in fitted])
+    x = [math.log10(lr) for lr, _ in fitted]
+    y = [v for _, v in fitted]
     lr, method, fit = None, "lowest mean", None
     if len(trains) >= 3:
-        coef = np.polyfit(x, y, 2)
+        coef = quadratic_fit(x, y)
         if coef[0] > 0:
             best = -coef[1] / (2 * coef[0])
             lr = min(grid, key=lambda g: abs(math.log10(g) - best))
