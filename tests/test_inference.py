@@ -184,6 +184,18 @@ def test_quadratic_fit_equals_polyfit_and_reports_keep_12_digits():
     }
 
 
+def test_lr_pick_on_a_wide_stability_grid_fits_near_the_optimum():
+    # measured at the standard rung (qknorm claim, no QK-norm, seed 0): the loss over 1e-3 … 0.3
+    # is no parabola; a fit over the whole grid put the vertex below 1e-3 ("on the edge: extend
+    # the grid") although 3e-3 is clearly best. The fit uses the LRs within 2 grid steps.
+    curve = {1e-3: 1.7049, 3e-3: 1.6510, 1e-2: 1.8840, 3e-2: 2.4734, 0.1: 2.7783, 0.3: 2.9663}
+    pick = pick_lr(list(curve.items()), ceiling=5.6)
+    assert pick.method == "quadratic fit" and pick.lr == 3e-3 and not pick.on_edge
+    # a vertex past the fitted LRs snaps to the nearest LR that trains, never to a cliff
+    cliff = {1e-3: 3.4, 3e-3: 3.2, 1e-2: 3.0, 3e-2: 5.6}
+    assert pick_lr(list(cliff.items()), ceiling=5.6).lr == 1e-2
+
+
 def test_lr_pick_on_grid_edge_warns_and_diverged_scout_is_init_loss():
     init = 4.2
     # the largest LR diverged (scored at init) and the smallest is best: edge of the grid

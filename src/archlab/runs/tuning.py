@@ -4,11 +4,13 @@ The LR is picked on *scout* seeds and the arms are compared on disjoint *confirm
 those LRs, so the comparison does not carry the winner's curse of picking the best of several
 noisy results on the data it then reports.
 
-The pick is robust near a flat optimum: a quadratic in log LR is fitted to every scout run's
-final loss (a diverged run counts as its loss at initialisation, never as missing), and its
-minimum is snapped to the nearest grid LR. LRs that do not train at all (mean at or above the
-loss at init, e.g. every seed diverged) stay in the curve but not in the fit: a parabola cannot
-follow a cliff. With fewer than three grid LRs in the fit, or a fit that is not convex, the grid
+The pick is robust near a flat optimum: a quadratic in log LR is fitted to the scout runs'
+final losses (a diverged run counts as its loss at initialisation, never as missing) at the
+grid LRs within two grid steps of the lowest mean, and its minimum is snapped to the nearest
+grid LR. The window keeps the fit local: over a wide stability grid (1e-3 … 1) the loss is no
+parabola, and a fit over all of it puts the vertex far from the optimum. LRs that do not train
+at all (mean at or above the loss at init, e.g. every seed diverged) stay in the curve but not
+in the fit: a parabola cannot follow a cliff. With fewer than three grid LRs in the fit, or a fit that is not convex, the grid
 LR with the lowest scout mean is taken. A pick on the edge of the grid gets a
 warning: the optimum may lie outside it.
 """
@@ -19,6 +21,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+FIT_WINDOW = 2  # grid steps either side of the lowest mean that the quadratic is fitted to
 
 
 @dataclass
@@ -91,16 +96,18 @@ def pick_lr(points: list[tuple[float, float]], ceiling: float | None = None) -> 
         return LrPick(None, "none")
     curve = _curve(points)
     grid = [c["lr"] for c in curve]
-    trains = {c["lr"] for c in curve if ceiling is None or c["mean"] < ceiling}
+    best = grid.index(min(curve, key=lambda c: c["mean"])["lr"])
+    window = set(grid[max(0, best - FIT_WINDOW) : best + FIT_WINDOW + 1])
+    trains = {c["lr"] for c in curve if ceiling is None or c["mean"] < ceiling} & window
     fitted = [(lr, v) for lr, v in points if lr in trains]
     x = [math.log10(lr) for lr, _ in fitted]
     y = [v for _, v in fitted]
     lr, method, fit = None, "lowest mean", None
     if len(trains) >= 3:
         coef = quadratic_fit(x, y)
-        if coef[0] > 0:
-            best = -coef[1] / (2 * coef[0])
-            lr = min(grid, key=lambda g: abs(math.log10(g) - best))
+        if coef[0] > 0:  # convex: its vertex, snapped to the nearest LR of the fit
+            vertex = -coef[1] / (2 * coef[0])
+            lr = min(sorted(trains), key=lambda g: abs(math.log10(g) - vertex))
             method, fit = "quadratic fit", [float(c) for c in coef]
     if lr is None:
         lr = min(curve, key=lambda c: c["mean"])["lr"]
