@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 FIT_WINDOW = 2  # grid steps either side of the lowest mean that the quadratic is fitted to
 
 
