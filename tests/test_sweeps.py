@@ -34,6 +34,9 @@ def test_diverging_arm_is_marked_and_sweep_resumes_and_compares(tmp_path):
     assert bad["status"] == "diverged" and 1 <= bad["diverged_at_step"] < 30
     assert bad["steps"] == bad["diverged_at_step"]  # stopped right there
     assert by_lr["optim.lr=0.003"]["status"] == "completed"
+    # the three jobs share one process: each records its own CPU time, not the process's
+    prov = bad["provenance"]
+    assert 0 < prov["cpu_seconds"] <= bad["elapsed_sec"] * prov["threads"] + 1.0
     info = wandb_summary(bad["wandb_dir"])
     assert "diverged" in info["tags"] and info["summary"]["status"] == "diverged"
     assert "diverged at step" in r.stdout + r.stderr

@@ -49,18 +49,27 @@ def git_state(where: Path = SRC) -> tuple[str, bool]:
         return "unknown", False
 
 
-def usage() -> dict[str, float]:
-    """Peak RSS (MiB) and CPU-seconds (user + system) of this process so far."""
+def cpu_seconds() -> float | None:
+    """CPU-seconds (user + system) of this process so far."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (Windows)
+        return None
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def usage(cpu_since: float = 0.0) -> dict[str, float | None]:
+    """Peak RSS (MiB, of the process so far) and CPU-seconds since ``cpu_since`` (a
+    :func:`cpu_seconds` reading: a process that trains several jobs, as a sweep or the
+    campaign's workers do, gives each job its own CPU time, not the process's total)."""
     try:
         import resource
     except ImportError:  # pragma: no cover (Windows)
         return {"peak_rss_mb": None, "cpu_seconds": None}
-    ru = resource.getrusage(resource.RUSAGE_SELF)
     scale = 1 / 1024 if platform.system() != "Darwin" else 1 / 1024 / 1024
-    return {
-        "peak_rss_mb": round(ru.ru_maxrss * scale, 1),
-        "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 2),
-    }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return {"peak_rss_mb": round(peak, 1), "cpu_seconds": round(cpu_seconds() - cpu_since, 2)}
 
 
 def collect(threads: int | None, corpus_hash: str | None) -> dict[str, Any]:

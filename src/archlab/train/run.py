@@ -113,6 +113,7 @@ class RunState:
     trainer: L.Trainer | None = None
     config_dict: dict | None = None  # the resolved config (its data_info carries the corpus hash)
     planned_budget: dict | None = None  # train.budget as planned (train/budget.py)
+    cpu0: float = 0.0  # this process's CPU-seconds when the job started (0: the first job)
 
 
 def train(cfg: ArchlabConfig, job: Job, callbacks: tuple = ()) -> dict:
@@ -156,7 +157,8 @@ def _begin(cfg: ArchlabConfig, job: Job) -> RunState:
     }
     start = time.time()
     guard = SignalGuard().install()  # SIGTERM/SIGINT: checkpoint, then stop cleanly
-    run = RunState(cfg, job, run_dir, summary, start, _process_start(start), guard, lock)
+    t0, cpu0 = _process_start(start)
+    run = RunState(cfg, job, run_dir, summary, start, t0, guard, lock, cpu0=cpu0)
     run.writer = launch_rank() == 0
     run.had_record = (run_dir / "summary.json").exists()
     return run
@@ -334,7 +336,7 @@ def _record_measurements(run: RunState) -> None:
 
     summary, cfg, lit = run.summary, run.cfg, run.lit
     corpus = ((run.config_dict or {}).get("data_info") or {}).get("fingerprint")
-    summary["provenance"] = {**collect(cfg.trainer.threads, corpus), **usage()}
+    summary["provenance"] = {**collect(cfg.trainer.threads, corpus), **usage(run.cpu0)}
     if lit is None:
         return
     summary["budget"] = achieved(
@@ -361,10 +363,15 @@ def _model_artifact(run: RunState) -> Path | None:
 _FIRST_JOB = [True]
 
 
-def _process_start(now: float) -> float:
-    """The process start for the first job in this process (start-up cost), then train()'s."""
+def _process_start(now: float) -> tuple[float, float]:
+    """Where this job's wall and CPU clocks start: at the process start for the first job in
+    this process (its start-up cost is the job's), then at train()'s start."""
+    from archlab.runs.provenance import cpu_seconds
+
     first, _FIRST_JOB[0] = _FIRST_JOB[0], False
-    return (process_start_time() or now) if first else now
+    if first:
+        return process_start_time() or now, 0.0
+    return now, cpu_seconds() or 0.0
 
 
 def _progress_bar_wanted() -> bool:
