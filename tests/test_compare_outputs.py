@@ -12,6 +12,7 @@ import pytest
 
 from archlab.runs.compare import compare_runs, main
 from archlab.runs.table import relativize
+from archlab.runs.values import stable_floats
 from fixtures_runs import make_ab_sweep, make_lr_sweep, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,7 +58,8 @@ def test_report_md_has_table_verdicts_and_valid_png_links(ab_out):
 def test_compare_json_round_trips(ab_out):
     sweep, out = ab_out
     data = json.loads((out / "compare.json").read_text())
-    assert data == relativize(compare_runs([str(sweep)]), out)
+    # compare.json is the compare result with relative sources and 12 significant digits
+    assert data == stable_floats(relativize(compare_runs([str(sweep)]), out))
     assert not any(Path(r["source"]).is_absolute() for r in data["failed_runs"])
     assert data["arms"][1]["verdict"] == "unstable" and data["arms"][1]["test_verdict"] == "better"
 
