@@ -314,6 +314,7 @@ FUZZ = [
 ]
 
 
+@pytest.mark.slow  # 34 CLI start-ups (~2-4 min); .ci/run runs it with the slow reliability tests
 def test_cli_fuzz_bad_overrides_exit_2_with_one_line_and_no_litter(tmp_path):
     assert len(FUZZ) >= 30
     (tmp_path / "afile").write_text("a regular file: nothing can be created under it\n")

@@ -18,6 +18,7 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     return {n: tmp / f"{n}.ckpt" for n in ("zero", "pickled", "truncated")}
 
 
+@pytest.mark.slow  # ~10 CLI start-ups; .ci/run runs tests/faults -m slow
 def test_bad_settings_and_checkpoints_give_one_line(tmp_path):
     files = _bad_files(tmp_path)
     cases = [

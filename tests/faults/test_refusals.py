@@ -44,6 +44,7 @@ def refusals(tmp_path_factory):
         return dict(zip([c[0] for c in CASES], pool.map(one, CASES)))
 
 
+@pytest.mark.slow  # 14 CLI start-ups (~1-2 min); .ci/run runs tests/faults -m slow
 @pytest.mark.parametrize("override,words", CASES, ids=[c[0] for c in CASES])
 def test_refused_in_one_line_before_anything_exists(refusals, override, words):
     r, cwd = refusals[override]
