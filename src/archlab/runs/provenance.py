@@ -63,13 +63,14 @@ def usage(cpu_since: float = 0.0) -> dict[str, float | None]:
     """Peak RSS (MiB, of the process so far) and CPU-seconds since ``cpu_since`` (a
     :func:`cpu_seconds` reading: a process that trains several jobs, as a sweep or the
     campaign's workers do, gives each job its own CPU time, not the process's total)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (Windows)
+    cpu = cpu_seconds()
+    if cpu is None:  # pragma: no cover (Windows: no resource module)
         return {"peak_rss_mb": None, "cpu_seconds": None}
+    import resource
+
     scale = 1 / 1024 if platform.system() != "Darwin" else 1 / 1024 / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    return {"peak_rss_mb": round(peak, 1), "cpu_seconds": round(cpu_seconds() - cpu_since, 2)}
+    return {"peak_rss_mb": round(peak, 1), "cpu_seconds": round(cpu - cpu_since, 2)}
 
 
 def collect(threads: int | None, corpus_hash: str | None) -> dict[str, Any]:

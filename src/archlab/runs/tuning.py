@@ -7,12 +7,12 @@ noisy results on the data it then reports.
 The pick is robust near a flat optimum: a quadratic in log LR is fitted to the scout runs'
 final losses (a diverged run counts as its loss at initialisation, never as missing) at the
 grid LRs within two grid steps of the lowest mean, and its minimum is snapped to the nearest
-grid LR. The window keeps the fit local: over a wide stability grid (1e-3 … 1) the loss is no
-parabola, and a fit over all of it puts the vertex far from the optimum. LRs that do not train
-at all (mean at or above the loss at init, e.g. every seed diverged) stay in the curve but not
-in the fit: a parabola cannot follow a cliff. With fewer than three grid LRs in the fit, or a fit that is not convex, the grid
-LR with the lowest scout mean is taken. A pick on the edge of the grid gets a
-warning: the optimum may lie outside it.
+LR of the fit. The window keeps the fit local: over a wide stability grid (1e-3 … 1) the loss
+is no parabola, and a fit over all of it puts the vertex far from the optimum. LRs that do not
+train at all (mean at or above the loss at init, e.g. every seed diverged) stay in the curve
+but not in the fit: a parabola cannot follow a cliff. With fewer than three grid LRs in the
+fit, or a fit that is not convex, the grid LR with the lowest scout mean is taken. A pick on
+the edge of the grid gets a warning: the optimum may lie outside it.
 """
 
 from __future__ import annotations
