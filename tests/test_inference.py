@@ -185,8 +185,8 @@ def test_quadratic_fit_equals_polyfit_and_reports_keep_12_digits():
 
 
 def test_lr_pick_on_a_wide_stability_grid_fits_near_the_optimum():
-    # measured at the standard rung (qknorm claim, no QK-norm, seed 0): the loss over 1e-3 … 0.3
-    # is no parabola; a fit over the whole grid put the vertex below 1e-3 ("on the edge: extend
+    # measured at the standard rung (qknorm claim, no-QK-norm arm, 3-seed means): over 1e-3 … 0.3
+    # the loss is no parabola; a fit over the whole grid snapped to 1e-3 ("on the edge: extend
     # the grid") although 3e-3 is clearly best. The fit uses the LRs within 2 grid steps.
     curve = {1e-3: 1.7049, 3e-3: 1.6510, 1e-2: 1.8840, 3e-2: 2.4734, 0.1: 2.7783, 0.3: 2.9663}
     pick = pick_lr(list(curve.items()), ceiling=5.6)
