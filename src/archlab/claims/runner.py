@@ -711,20 +711,26 @@ def legacy_verdict(results_dir: Path, claim_id: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def against_legacy(claims: list[Claim], results_dir: Path, rel: str) -> list[str]:
+def _verdict_text(summary: dict) -> str:
+    """A claim's verdict with its icon (and its progress while in progress)."""
+    text = f"{VERDICT_ICON.get(summary['verdict'], '')} {summary['verdict']}"
+    if summary["verdict"] == IN_PROGRESS:
+        p = summary["progress"]
+        text += f" ({p['recorded']}/{p['planned']} runs)"
+    return text
+
+
+def against_legacy(
+    claims: list[Claim], summaries: dict[str, dict | None], results_dir: Path, rel: str
+) -> list[str]:
     """The "what changed from the 150-step runs, and why" section of the summary."""
     rows = []
     for c in claims:
         old = legacy_verdict(results_dir, c.id)
         if old is None and not c.vs_legacy:
             continue
-        f = Path(results_dir) / f"{c.id}.json"
-        now = "⏸ not run"
-        if f.exists():
-            s = json.loads(f.read_text())
-            now = f"{VERDICT_ICON.get(s['verdict'], '')} {s['verdict']}"
-            if s["verdict"] == IN_PROGRESS:
-                now += f" ({s['progress']['recorded']}/{s['progress']['planned']} runs)"
+        s = summaries[c.id]
+        now = _verdict_text(s) if s else "⏸ not run"
         was = f"[{old}]({os.path.normpath(f'{rel}/legacy/{c.id}.md')})" if old else "— (new claim)"
         rows.append(f"| {c.id} | {was} | {now} | {_cell(c.vs_legacy or '—')} |")
     if not rows:
@@ -745,10 +751,11 @@ def against_legacy(claims: list[Claim], results_dir: Path, rel: str) -> list[str
 
 def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> None:
     rel = os.path.relpath(results_dir, path.parent)
+    files = {c.id: Path(results_dir) / f"{c.id}.json" for c in claims}
+    summaries = {k: json.loads(f.read_text()) if f.exists() else None for k, f in files.items()}
     rows = []
     for i, c in enumerate(claims, 1):
-        f = Path(results_dir) / f"{c.id}.json"
-        s = json.loads(f.read_text()) if f.exists() else None
+        s = summaries[c.id]
         if s is None:
             legacy = Path(results_dir) / "legacy" / f"{c.id}.md"
             old = f" ([150-step legacy]({rel}/legacy/{c.id}.md))" if legacy.exists() else ""
@@ -764,18 +771,11 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
             for k in s["checks"]
             if k["required"]
         )
-        verdict = f"{VERDICT_ICON.get(s['verdict'], '')} {s['verdict']}"
-        if s["verdict"] == IN_PROGRESS:
-            verdict += f" ({s['progress']['recorded']}/{s['progress']['planned']} runs)"
         rows.append(
-            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {_cell(c.claim)} | {verdict} | {_effect(s)} | "
+            f"| {i} | [{c.id}]({rel}/{c.id}.md) | {_cell(c.claim)} | {_verdict_text(s)} | {_effect(s)} | "
             f"{checks} | {budget} |"
         )
-    done = [
-        json.loads((Path(results_dir) / f"{c.id}.json").read_text())
-        for c in claims
-        if (Path(results_dir) / f"{c.id}.json").exists()
-    ]
+    done = [d for d in summaries.values() if d is not None]
     total_runs = sum(sum(d["runs"].values()) for d in done)
     total_min = sum(d.get("train_minutes") or 0 for d in done)
     text = [
@@ -804,7 +804,7 @@ def write_summary_table(claims: list[Claim], results_dir: Path, path: Path) -> N
         "(CI checks that this changes nothing). The superseded 150-step results, which have no",
         "records, are in [results/legacy/](results/legacy/README.md).",
         "",
-        *against_legacy(claims, results_dir, rel),
+        *against_legacy(claims, summaries, results_dir, rel),
     ]
     path.write_text("\n".join(text), encoding="utf-8")
 
