@@ -111,6 +111,48 @@ def test_report_only_is_a_pure_function_of_the_records(tmp_path, monkeypatch):
     assert (results / "demo.md").read_text() == md and (results / "demo.json").read_text() == js
 
 
+def test_benchmark_is_measured_once_into_the_records_and_reports_read_it(tmp_path, monkeypatch):
+    """A claim's micro-benchmarks are timed once, after its runs, into a record beside them;
+    the report renders that record (--report-only never times anything)."""
+    from archlab import microbench
+    from archlab.claims import bench as B
+    from archlab.claims import campaign
+
+    claims = write_claim(tmp_path)
+    text = (claims / "demo.yaml").read_text() + "benchmark: [norm_ops, blocks]\n"
+    (claims / "demo.yaml").write_text(text)
+    records = make_records(tmp_path, claims)
+    claim = load_claim(claims / "demo.yaml")
+    dest = R.claim_records_dir(records, claim)
+    measured = B.measure(claim, dest, smoke=True, threads=1, log=lambda m: None)
+    assert measured == ["norm_ops", "blocks"]
+    norm = B.read_record(dest, "norm_ops")
+    row = norm["result"]["rows"][0]
+    assert row["shape"] == [16, 64, 64]  # the claim's (batch 16, T, d_model): model/size=tiny
+    assert set(row["ms"]) == {"F.layer_norm", "archlab LayerNorm", "F.rms_norm", "archlab RMSNorm"}
+    assert all(ms > 0 for ms in row["ms"].values()) and norm["machine"]["threads"] == 1
+    blocks = B.read_record(dest, "blocks")["result"]["rows"][0]
+    assert blocks["shape"] == [16, 64, 64] and set(blocks["ms"]) == {"serial", "parallel"}
+    assert B.measure(claim, dest, smoke=True, threads=1) == []  # recorded: not timed again
+
+    def no_timing(*a, **k):
+        raise AssertionError("a report timed a benchmark")
+
+    monkeypatch.setattr(microbench, "norm_bench", no_timing)
+    monkeypatch.setattr(microbench, "block_bench", no_timing)
+    monkeypatch.setenv("ARCHLAB_CLAIMS_DIR", str(claims))
+    out = ["demo", "--report-only", "--out", str(tmp_path / "out")]
+    assert campaign.main(out) == 0
+    md = (tmp_path / "out" / "results" / "demo.md").read_text()
+    assert "## Micro-benchmarks" in md and "| claim (16, 64, 64) |" in md and "F.rms_norm" in md
+    assert "fused GEMM" in md and "1 thread(s)" in md
+    assert campaign.main(out) == 0
+    assert (tmp_path / "out" / "results" / "demo.md").read_text() == md
+    B.record_path(dest, "blocks").unlink()  # not measured: the report says so, times nothing
+    assert campaign.main(out) == 0
+    assert "`blocks`: not measured yet" in (tmp_path / "out" / "results" / "demo.md").read_text()
+
+
 def test_summary_says_what_changed_from_the_legacy_run(tmp_path, monkeypatch):
     """The README's "Against the 150-step runs" table: the legacy report's verdict (linked),
     the new verdict and the claim's vs_legacy text, with a | that must not split the cell."""

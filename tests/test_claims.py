@@ -203,15 +203,6 @@ def test_lr_sensitivity_per_seed(tmp_path):
     assert r[0].status == C.PASS and verdict == C.REPRODUCED
 
 
-def test_norm_ops_benchmark():
-    from archlab.claims.bench import norm_ops, to_markdown
-
-    res = norm_ops(smoke=True)
-    assert [r["d_model"] for r in res["rows"]] == [64, 512]
-    assert all(r["layernorm_us"] > 0 and r["rmsnorm_us"] > 0 for r in res["rows"])
-    assert "speed-up" in "\n".join(to_markdown(res))
-
-
 # ----------------------------------------------------------------------------- registry
 
 

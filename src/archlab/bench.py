@@ -617,50 +617,12 @@ def extras(res: dict) -> list[str]:
     return lines
 
 
-def _x(x: dict) -> str:
-    return f"{x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f})"
-
-
 def micro_lines(res: dict) -> list[str]:
     """The norm and block micro-benchmark tables (nothing when the run skipped them)."""
     mic = res.get("micro")
     if not mic:
         return []
-    names = list(mic["norm"][0]["ms"])
-    lines = [
-        f"Norms, forward + backward of one (batch, T, d) activation: ms, and speedup vs "
-        f"{mic['norm'][0]['baseline']} (median, min–max of {mic['rounds']} interleaved rounds; "
-        "> 1 is faster):",
-        "",
-        "| size (B, T, d) | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-    ]
-    for r in mic["norm"]:
-        cells = [f"{r['ms'][n]:.3f} ms · {_x(r['speedup'][n])}" for n in names]
-        lines.append(f"| {r['size']} {tuple(r['shape'])} | " + " | ".join(cells) + " |")
-    for r in mic["norm"]:
-        if r.get("compile_error"):
-            lines.append(f"\ncompiled RMSNorm at {r['size']}: not measured ({r['compile_error']})")
-    lines += [
-        "",
-        "Blocks, forward + backward of one block (speedup vs serial), and the parallel block's "
-        "two input GEMMs (`attn.qkv`, `mlp.fc`) vs one fused GEMM over both:",
-        "",
-        "| size (B, T, d) | mlp, norm | serial ms | parallel ms | parallel vs serial | "
-        "two GEMMs ms | fused GEMM ms | fused vs two | fusion ceiling (% of block) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in mic["block"]:
-        p = r["projection"]
-        two, one = p["ms"]["two GEMMs (qkv, fc)"], p["ms"]["one fused GEMM"]
-        lines.append(
-            f"| {r['size']} {tuple(r['shape'])} | {r['mlp']}, {r['norm']} | "
-            f"{r['ms']['serial']:.2f} | {r['ms']['parallel']:.2f} | "
-            f"{_x(r['speedup']['parallel'])} | {two:.2f} | {one:.2f} | "
-            f"{_x(p['speedup']['one fused GEMM'])} | {100 * r['fusion_ceiling']:.1f}% |"
-        )
-    notes = {r["note"] for r in mic["block"] if r.get("note")}
-    return [*lines, "", *(f"{n}." for n in sorted(notes)), ""]
+    return microbench.norm_lines(mic["norm"], mic["rounds"]) + microbench.block_lines(mic["block"])
 
 
 def table(res: dict) -> str:

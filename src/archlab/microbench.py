@@ -194,3 +194,53 @@ def is_fused(block) -> bool:
     attn_in = getattr(getattr(block, "attn", None), "qkv", None)
     mlp_in = getattr(getattr(block, "mlp", None), "fc", None)
     return not (isinstance(attn_in, torch.nn.Linear) and isinstance(mlp_in, torch.nn.Linear))
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def _x(x: dict) -> str:
+    return f"{x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f})"
+
+
+def norm_lines(rows: list[dict], rounds: int) -> list[str]:
+    """Markdown table of :func:`norm_bench` results, one row per (named) shape."""
+    names = list(rows[0]["ms"])
+    lines = [
+        f"Norms, forward + backward of one (batch, T, d) activation: ms, and speedup vs "
+        f"{rows[0]['baseline']} (median, min–max of {rounds} interleaved rounds; "
+        "> 1 is faster):",
+        "",
+        "| size (B, T, d) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for r in rows:
+        cells = [f"{r['ms'][n]:.3f} ms · {_x(r['speedup'][n])}" for n in names]
+        lines.append(f"| {r['size']} {tuple(r['shape'])} | " + " | ".join(cells) + " |")
+    for r in rows:
+        if r.get("compile_error"):
+            lines.append(f"\ncompiled RMSNorm at {r['size']}: not measured ({r['compile_error']})")
+    return lines + [""]
+
+
+def block_lines(rows: list[dict]) -> list[str]:
+    """Markdown table of :func:`block_bench` results, one row per (named) shape."""
+    lines = [
+        "Blocks, forward + backward of one block (speedup vs serial), and the parallel block's "
+        "two input GEMMs (`attn.qkv`, `mlp.fc`) vs one fused GEMM over both:",
+        "",
+        "| size (B, T, d) | mlp, norm | serial ms | parallel ms | parallel vs serial | "
+        "two GEMMs ms | fused GEMM ms | fused vs two | fusion ceiling (% of block) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        p = r["projection"]
+        two, one = p["ms"]["two GEMMs (qkv, fc)"], p["ms"]["one fused GEMM"]
+        lines.append(
+            f"| {r['size']} {tuple(r['shape'])} | {r['mlp']}, {r['norm']} | "
+            f"{r['ms']['serial']:.2f} | {r['ms']['parallel']:.2f} | "
+            f"{_x(r['speedup']['parallel'])} | {two:.2f} | {one:.2f} | "
+            f"{_x(p['speedup']['one fused GEMM'])} | {100 * r['fusion_ceiling']:.1f}% |"
+        )
+    notes = {r["note"] for r in rows if r.get("note")}
+    return [*lines, "", *(f"{n}." for n in sorted(notes)), ""]

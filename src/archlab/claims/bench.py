@@ -1,67 +1,117 @@
-"""Micro-benchmarks a claim can ask for (``benchmark: [norm_ops]``), run by ``archlab reproduce``
-after its sweep and shown in its report. Timing on a shared CPU is noisy: every benchmark
-interleaves its candidates and reports the median of repeated measurements with the spread.
+"""Micro-benchmarks a claim asks for (``benchmark: [norm_ops]``): speed facts measured on the
+layer itself at the claim's own shapes (:mod:`archlab.microbench`), shown in its report, never
+a check.
+
+A benchmark is measured once, by ``archlab reproduce`` after the claim's runs, and recorded
+beside them (``benchmark-<name>.json``: the result, the machine, the load average before and
+after, the commit); the report reads that record, so ``--report-only`` times nothing and
+rewrites the same report anywhere. Delete the record to measure again.
+
+Timing on a shared CPU is noisy: the candidates run in interleaved rounds in one process and
+the record keeps each one's speedup per round against the first (median and min–max).
 """
 
 from __future__ import annotations
 
-import statistics
+import json
 import time
+from pathlib import Path
+
+from archlab import microbench
+
+ROUNDS = {False: 11, True: 2}  # interleaved rounds (smoke: True)
+SECONDS = {False: 0.25, True: 0.01}  # per candidate and round
 
 
-def norm_ops(smoke: bool = False) -> dict:
-    """Forward+backward time of archlab's LayerNorm vs RMSNorm (model/norm.py), 1 thread, fp32,
-    on activations of the claim's shape (16×64 tokens × d=64) and a wider one (d=512)."""
-    import torch  # torch: only when the benchmark runs (the registry imports this module)
-
-    from archlab.model.norm import NORMS  # (as above)
-
-    torch.set_num_threads(1)
-    reps, rounds = (3, 2) if smoke else (50, 11)
-    rows = []
-    for d in (64, 512):
-        x0 = torch.randn(16 * 64, d)
-        mods = {name: NORMS[name](d) for name in ("layernorm", "rmsnorm")}
-        times: dict[str, list[float]] = {name: [] for name in mods}
-        for _ in range(rounds):
-            for name, mod in mods.items():  # interleaved: load changes hit both
-                x = x0.clone().requires_grad_(True)
-                start = time.perf_counter()
-                for _ in range(reps):
-                    mod(x).sum().backward()
-                times[name].append((time.perf_counter() - start) / reps * 1e6)
-        med = {n: statistics.median(t) for n, t in times.items()}
-        ratios = sorted(a / b for a, b in zip(times["layernorm"], times["rmsnorm"]))
-        rows.append(
-            {
-                "d_model": d,
-                "tokens": 16 * 64,
-                "layernorm_us": med["layernorm"],
-                "rmsnorm_us": med["rmsnorm"],
-                "speedup_median": statistics.median(ratios),
-                "speedup_range": [ratios[0], ratios[-1]],
-            }
-        )
-    return {"name": "norm_ops", "unit": "µs per forward+backward", "threads": 1, "rows": rows}
+def norm_ops(cfg, smoke: bool) -> dict:
+    """LayerNorm vs RMSNorm (F.layer_norm, F.rms_norm, archlab's modules, and archlab's RMSNorm
+    under torch.compile unless smoke) on the claim's (batch, T, d_model) activation."""
+    m = cfg.model
+    shape = (cfg.train.batch_size, m.block_size, m.d_model)
+    res = microbench.norm_bench(shape, ROUNDS[smoke], SECONDS[smoke], compiled=not smoke)
+    return {"rounds": ROUNDS[smoke], "rows": [{"size": "claim", **res}]}
 
 
-def to_markdown(result: dict) -> list[str]:
-    if result.get("name") == "norm_ops":
-        md = [
-            f"Norm-op time ({result['unit']}, {result['threads']} thread, median of interleaved "
-            "rounds; speed-up = LayerNorm time / RMSNorm time per round):",
-            "",
-            "| d_model | tokens | LayerNorm µs | RMSNorm µs | speed-up (median) | range |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in result["rows"]:
-            md.append(
-                f"| {r['d_model']} | {r['tokens']} | {r['layernorm_us']:.1f} | "
-                f"{r['rmsnorm_us']:.1f} | {r['speedup_median']:.2f}× | "
-                f"{r['speedup_range'][0]:.2f}–{r['speedup_range'][1]:.2f}× |"
-            )
-        return md + [""]
-    return [f"`{result}`", ""]
+def blocks(cfg, smoke: bool) -> dict:
+    """One serial vs one parallel block of the claim's model, and the parallel block's two
+    input GEMMs vs one fused GEMM, at the claim's batch and T."""
+    res = microbench.block_bench(cfg, cfg.train.batch_size, ROUNDS[smoke], SECONDS[smoke])
+    return {"rounds": ROUNDS[smoke], "rows": [{"size": "claim", **res}]}
 
 
-BENCHMARKS = {"norm_ops": norm_ops}
+BENCHMARKS = {"norm_ops": norm_ops, "blocks": blocks}
+TABLES = {
+    "norm_ops": lambda res: microbench.norm_lines(res["rows"], res["rounds"]),
+    "blocks": lambda res: microbench.block_lines(res["rows"]),
+}
+
+
+def record_path(records_dir: Path, name: str) -> Path:
+    return Path(records_dir) / f"benchmark-{name}.json"
+
+
+def read_record(records_dir: Path, name: str) -> dict | None:
+    path = record_path(records_dir, name)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _record(claim, name: str, cfg, smoke: bool, threads: int) -> dict:
+    from archlab.runs.machine import machine
+    from archlab.runs.provenance import git_state
+
+    before, start = machine(), time.time()
+    result = BENCHMARKS[name](cfg, smoke)
+    commit, dirty = git_state()
+    return {
+        "name": name,
+        "claim": claim.id,
+        "smoke": smoke,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "commit": commit + ("+dirty" if dirty else ""),
+        "machine": {**before, "threads": threads},
+        "load_after": machine()["load"],
+        "seconds": round(time.time() - start, 1),
+        "result": result,
+    }
+
+
+def measure(claim, records_dir: Path, smoke: bool, threads: int, log=print) -> list[str]:
+    """Measure and record each of the claim's benchmarks not yet recorded in ``records_dir``
+    (at ``threads`` threads, the campaign's per-job count); returns the names measured."""
+    import torch
+
+    from archlab.compose import Composer
+
+    todo = [n for n in claim.benchmark if not record_path(records_dir, n).exists()]
+    if not todo:
+        return []
+    job = [o for a, o in claim.jobs(smoke) if a == claim.baseline][-1]  # the top rung's shape
+    with Composer() as composer:
+        cfg = composer.compose(job, check=False)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in todo:
+            record = _record(claim, name, cfg, smoke, threads)
+            Path(records_dir).mkdir(parents=True, exist_ok=True)
+            text = json.dumps(record, indent=1) + "\n"
+            record_path(records_dir, name).write_text(text, encoding="utf-8")
+            log(f"[{claim.id}] benchmark {name}: recorded ({record['seconds']:.0f} s)")
+    finally:
+        torch.set_num_threads(torch_threads)
+    return todo
+
+
+def to_markdown(name: str, record: dict | None) -> list[str]:
+    """The benchmark's table from its record, with where and how it was measured."""
+    if record is None:
+        return [f"`{name}`: not measured yet (`archlab reproduce` measures it after the runs).", ""]
+    mach = record["machine"]
+    load = ", ".join(f"{x:.1f}" for x in mach.get("load") or []) or "n/a"
+    after = ", ".join(f"{x:.1f}" for x in record.get("load_after") or []) or "n/a"
+    where = (
+        f"Measured {record['measured_at'][:10]} at commit `{record['commit'][:7]}` on "
+        f"{mach['cpu']}, {mach['threads']} thread(s), torch {mach['torch']}; load average "
+        f"{load} before, {after} after (interleaved rounds share any load)."
+    )
+    return TABLES[name](record["result"]) + [where, ""]

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from archlab.claims import bench as B
 from archlab.claims import layout as L
 from archlab.claims import pin as P
 from archlab.claims import records as R
@@ -193,6 +194,8 @@ def reproduce_one(claim: Claim, args, roots, lay: dict, pinned: str | None) -> N
             f"{counts['skipped']}, failed {counts['failed']} in {time.time() - start:.0f} s",
             flush=True,
         )
+        dest = R.claim_records_dir(records_root, claim)  # speed facts, measured once
+        B.measure(claim, dest, args.smoke, lay["threads"], log=lambda m: print(m, flush=True))
     if not R.record_dirs(records_root, claim):
         print(f"archlab reproduce: {claim.id}: no records: no report written", flush=True)
         return

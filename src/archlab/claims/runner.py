@@ -579,15 +579,18 @@ def _results_lines(claim: Claim, ca: ClaimAnalysis, pngs: list[Path]) -> list[st
     return md + ["", f"Full comparison: [{claim.id}/report.md]({claim.id}/report.md)", ""]
 
 
-def _tail_lines(claim: Claim, smoke: bool) -> tuple[list[str], list]:
+def _tail_lines(claim: Claim, sweep: Path) -> tuple[list[str], list]:
+    """Micro-benchmarks (from their records in the sweep: a report times nothing), scale note,
+    notes."""
     md, bench = [], []
     if claim.benchmark:
-        from archlab.claims.bench import BENCHMARKS, to_markdown
+        from archlab.claims.bench import read_record, to_markdown
 
         md += ["## Micro-benchmarks", ""]
         for name in claim.benchmark:
-            bench.append(BENCHMARKS[name](smoke))
-            md += to_markdown(bench[-1])
+            record = read_record(sweep, name)
+            bench.append(record or {"name": name, "result": None})
+            md += to_markdown(name, record)
     md += ["## Scale note", "", claim.scale_note, ""]
     if claim.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in claim.notes] + [""]
@@ -638,7 +641,7 @@ def write_report(  # noqa: C901 (split by issue #11)
     md += _setup_lines(claim, ca, runs_dir, smoke, info)
     md += _checks_lines(ca, alpha) + margin_lines(claim) + grid_lines(claim, ca.recs)
     md += _results_lines(claim, ca, pngs)
-    tail, bench = _tail_lines(claim, smoke)
+    tail, bench = _tail_lines(claim, sweep_dir(runs_dir, claim))
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     (Path(results_dir) / f"{claim.id}.md").write_text("\n".join(md + tail), encoding="utf-8")
     html = out / "report.html"
