@@ -326,6 +326,38 @@ def test_plan_from_calibration_and_records(tmp_path):
     assert "total: 12 runs, 0.0 h wall at 1 job(s) x 2 thread(s) = 0.1 CPU-hours" in out
 
 
+def test_plan_counts_busy_cpu_seconds_not_a_loaded_wall_clock(tmp_path):
+    """A record's seconds are its CPU-seconds over its threads (load from other work stretches
+    only the wall clock); an inconsistent count (more than wall x threads: the early records'
+    cumulative one) falls back to the wall clock; a claim without records of its own is
+    planned at the rate of every claim's records in the layout."""
+    from archlab.claims.minimums import load_campaign
+    from archlab.claims.plan import print_plan
+
+    claims = write_claim(tmp_path, seeds=2)
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    layout = {"jobs": 1, "threads": 2}
+    for cpu, expect in ((0.1, 0.05), (1e6, None)):
+        records = make_records(tmp_path / str(cpu), claims, prov={**PROV, "cpu_seconds": cpu})
+        wall = json.loads(next(records.glob("demo/*/summary.json")).read_text())["elapsed_sec"]
+        lines: list[str] = []
+        print_plan([load_claim(claims / "demo.yaml")], records, campaign, layout, None, lines.append)
+        s_run = float(re.search(r"b\s+6\s+2,048\s+(\S+)\s+records", lines[0]).group(1))
+        assert s_run == round(expect if expect is not None else wall)
+        if expect is not None:  # another claim, no records of its own: the campaign's rate
+            other = (claims / "demo.yaml").read_text().replace("id: demo", "id: other")
+            (claims / "other.yaml").write_text(other)
+            lines = []
+            print_plan([load_claim(claims / "other.yaml")], records, campaign, layout, None,
+                       lines.append)  # fmt: skip
+            assert "campaign records (15 runs at 1x2, Test CPU)" in lines[0], lines[0]
+            (claims / "other.yaml").unlink()
+            lines = []  # in another layout those records say nothing: the field notes' rate
+            print_plan([load_claim(claims / "demo.yaml")], records / "none", campaign,
+                       {"jobs": 2, "threads": 1}, None, lines.append)  # fmt: skip
+            assert "half the field notes' rate" in lines[0]
+
+
 @pytest.mark.slow
 def test_two_jobs_one_thread_layout_records_every_run(tmp_path):
     """--jobs 2 --threads 1 trains in two worker processes; each record names its layout."""

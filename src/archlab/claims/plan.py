@@ -4,11 +4,16 @@ Per claim: arms, LR grid, seeds, tokens per run, seconds per run and the total C
 the campaign's layout (``jobs`` × ``threads``; CPU-hours = run seconds × threads). Seconds
 per run come from, in order:
 
-1. the claim's own records (median ``elapsed_sec`` of that arm's recorded runs);
+1. the claim's own records: the median over that arm's recorded runs of their busy seconds
+   (CPU-seconds over threads: load from other work stretches the wall clock, not these;
+   the wall clock for records without a consistent CPU-second count);
 2. this machine's calibration (``archlab reproduce --calibrate``): tokens/s per job of the
    standard rung in the chosen layout, scaled by the arm's training FLOPs per token against
    the rung's, for the training tokens plus a third of the evaluation tokens (a forward pass);
-3. else the field notes' quiet rate (18k tokens/s with 2 threads at the rung), labelled so.
+3. else the campaign's records of any claim in the chosen layout that count CPU-seconds: their
+   training FLOPs per busy second, as a rung tokens/s (slightly conservative: their seconds
+   include evaluation);
+4. else the field notes' quiet rate (18k tokens/s with 2 threads at the rung), labelled so.
 
 A claim whose protocol minimums are not met, or whose cost exceeds its ``campaign.cpu_hours``,
 is flagged: the first makes its report "exploratory"; the second asks for a decision.
@@ -16,6 +21,7 @@ is flagged: the first makes its report "exploratory"; the second asks for a deci
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +73,49 @@ def _rate(calibration: dict | None, layout: dict) -> tuple[float, str]:
     return FIELD_NOTES_RATE / 2, "half the field notes' rate, uncalibrated (run --calibrate)"
 
 
+def cpu_busy_seconds(summary: dict) -> float | None:
+    """A recorded run's seconds per job without other work's load: its CPU-seconds over its
+    threads; None if not recorded or inconsistent (more than wall × threads: early records
+    summed the process's CPU time over every run before them)."""
+    prov, wall = summary.get("provenance") or {}, summary.get("elapsed_sec")
+    cpu, threads = prov.get("cpu_seconds"), prov.get("threads")
+    if cpu and threads and (not wall or cpu <= 1.05 * wall * threads):
+        return float(cpu) / threads
+    return None
+
+
+def busy_seconds(summary: dict) -> float | None:
+    """:func:`cpu_busy_seconds`, else the wall clock (stretched by any load at the time)."""
+    wall = summary.get("elapsed_sec")
+    return cpu_busy_seconds(summary) or (float(wall) if wall else None)
+
+
 def _recorded_seconds(records: list[dict], arm_of) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for s in records:
         arm = arm_of(s.get("overrides") or [])
-        if arm and s.get("status") == "completed" and s.get("elapsed_sec"):
-            out.setdefault(arm, []).append(float(s["elapsed_sec"]))
+        if arm and s.get("status") == "completed" and busy_seconds(s):
+            out.setdefault(arm, []).append(busy_seconds(s))
     return out
+
+
+def records_rate(records_root: Path, rung_fpt: float, layout: dict) -> tuple[float, str] | None:
+    """Rung tokens/s per job from every claim's completed records in ``layout`` (None under 3)."""
+    rates, cpus = [], set()
+    for path in sorted(Path(records_root).glob("*/*/summary.json")):
+        s = json.loads(path.read_text(encoding="utf-8"))
+        layout_of = (s.get("record") or {}).get("layout") or {}
+        if s.get("status") != "completed" or any(layout_of.get(k) != v for k, v in layout.items()):
+            continue
+        seconds = cpu_busy_seconds(s)  # the wall clock of a loaded machine would skew it
+        if seconds and s.get("tokens") and s.get("flops_per_token"):
+            rates.append(s["tokens"] * s["flops_per_token"] / rung_fpt / seconds)
+            cpus.add((s.get("provenance") or {}).get("cpu") or "?")
+    if len(rates) < 3:
+        return None
+    key = f"{layout['jobs']}x{layout['threads']}"
+    where = ", ".join(sorted(cpus))
+    return statistics.median(rates), f"campaign records ({len(rates)} runs at {key}, {where})"
 
 
 def _seed_lr(overrides: list[str]) -> tuple:
@@ -207,6 +249,8 @@ def print_plan(
         rung = composer.compose(campaign.get("rung") or [], check=False)
         rung_fpt = train_flops_per_token(rung.model)
         rate = _rate(calibration, layout)
+        if calibration is None or rate[1].startswith(("field", "half")):
+            rate = records_rate(records_root, rung_fpt, layout) or rate
         seen: dict = {}
         for claim in claims:
             recs = read_summaries(records_root, claim)
