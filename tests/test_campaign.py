@@ -341,7 +341,9 @@ def test_plan_counts_busy_cpu_seconds_not_a_loaded_wall_clock(tmp_path):
         records = make_records(tmp_path / str(cpu), claims, prov={**PROV, "cpu_seconds": cpu})
         wall = json.loads(next(records.glob("demo/*/summary.json")).read_text())["elapsed_sec"]
         lines: list[str] = []
-        print_plan([load_claim(claims / "demo.yaml")], records, campaign, layout, None, lines.append)
+        print_plan(
+            [load_claim(claims / "demo.yaml")], records, campaign, layout, None, lines.append
+        )
         s_run = float(re.search(r"b\s+6\s+2,048\s+(\S+)\s+records", lines[0]).group(1))
         assert s_run == round(expect if expect is not None else wall)
         if expect is not None:  # another claim, no records of its own: the campaign's rate
