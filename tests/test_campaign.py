@@ -145,7 +145,14 @@ def test_benchmark_is_measured_once_into_the_records_and_reports_read_it(tmp_pat
     assert campaign.main(out) == 0
     md = (tmp_path / "out" / "results" / "demo.md").read_text()
     assert "## Micro-benchmarks" in md and "| claim (16, 64, 64) |" in md and "F.rms_norm" in md
-    assert "fused GEMM" in md and "1 thread(s)" in md
+    assert "fused GEMM" in md and "1 thread(s)" in md and "`benchmark-norm_ops.json`" in md
+    js = (tmp_path / "out" / "results" / "demo.json").read_text()
+    for text in (md, js):  # the record's time and load stay in the record
+        assert "load_after" not in text and "measured_at" not in text
+        assert not re.search(r"\d{4}-\d\d-\d\d", text)
+    from archlab.runs.values import stable_floats
+
+    assert json.loads(js)["benchmarks"][0]["result"] == stable_floats(norm["result"])
     assert campaign.main(out) == 0
     assert (tmp_path / "out" / "results" / "demo.md").read_text() == md
     B.record_path(dest, "blocks").unlink()  # not measured: the report says so, times nothing

@@ -102,16 +102,22 @@ def measure(claim, records_dir: Path, smoke: bool, threads: int, log=print) -> l
     return todo
 
 
+def in_report(record: dict) -> dict:
+    """What a report keeps of a record: the result and what it ran on, not when or under which
+    load (a report holds no timestamps or load averages; the record does)."""
+    mach = record["machine"]
+    where = {k: mach.get(k) for k in ("cpu", "threads", "torch")}
+    return {"name": record["name"], "commit": record["commit"], **where, "result": record["result"]}
+
+
 def to_markdown(name: str, record: dict | None) -> list[str]:
-    """The benchmark's table from its record, with where and how it was measured."""
+    """The benchmark's table from its record, with what it was measured on."""
     if record is None:
         return [f"`{name}`: not measured yet (`archlab reproduce` measures it after the runs).", ""]
-    mach = record["machine"]
-    load = ", ".join(f"{x:.1f}" for x in mach.get("load") or []) or "n/a"
-    after = ", ".join(f"{x:.1f}" for x in record.get("load_after") or []) or "n/a"
+    r = in_report(record)
     where = (
-        f"Measured {record['measured_at'][:10]} at commit `{record['commit'][:7]}` on "
-        f"{mach['cpu']}, {mach['threads']} thread(s), torch {mach['torch']}; load average "
-        f"{load} before, {after} after (interleaved rounds share any load)."
+        f"Measured at commit `{r['commit'][:7]}` on {r['cpu']}, {r['threads']} thread(s), "
+        f"torch {r['torch']}; the load average before and after is in `{record_path('.', name)}` "
+        "beside the runs (interleaved rounds share any load)."
     )
-    return TABLES[name](record["result"]) + [where, ""]
+    return TABLES[name](r["result"]) + [where, ""]

@@ -59,16 +59,21 @@ def _shape(cfg) -> dict[str, float]:
     }
 
 
-def _rate(calibration: dict | None, layout: dict) -> tuple[float, str]:
+def _rate(calibration: dict | None, layout: dict) -> tuple[float, str] | None:
+    """This machine's calibrated tokens/s per job in ``layout`` (None: not calibrated)."""
     key = f"{layout['jobs']}x{layout['threads']}"
     measured = ((calibration or {}).get("layouts") or {}).get(key)
-    if measured:
-        quiet = "quiet" if calibration.get("quiet") else "NOT quiet: do not trust"
-        return measured["per_job"], (
-            f"calibration {key} {calibration.get('measured_at', '?')[:10]} "
-            f"(load {calibration.get('load_average', 0):.1f}, {quiet})"
-        )
-    if key == "1x2":
+    if not measured:
+        return None
+    quiet = "quiet" if calibration.get("quiet") else "NOT quiet: do not trust"
+    return measured["per_job"], (
+        f"calibration {key} {calibration.get('measured_at', '?')[:10]} "
+        f"(load {calibration.get('load_average', 0):.1f}, {quiet})"
+    )
+
+
+def _field_notes_rate(layout: dict) -> tuple[float, str]:
+    if (layout["jobs"], layout["threads"]) == (1, 2):
         return FIELD_NOTES_RATE, "field notes' quiet rate, uncalibrated (run --calibrate)"
     return FIELD_NOTES_RATE / 2, "half the field notes' rate, uncalibrated (run --calibrate)"
 
@@ -248,9 +253,11 @@ def print_plan(
     with Composer() as composer:
         rung = composer.compose(campaign.get("rung") or [], check=False)
         rung_fpt = train_flops_per_token(rung.model)
-        rate = _rate(calibration, layout)
-        if calibration is None or rate[1].startswith(("field", "half")):
-            rate = records_rate(records_root, rung_fpt, layout) or rate
+        rate = (
+            _rate(calibration, layout)
+            or records_rate(records_root, rung_fpt, layout)
+            or _field_notes_rate(layout)
+        )
         seen: dict = {}
         for claim in claims:
             recs = read_summaries(records_root, claim)

@@ -584,12 +584,12 @@ def _tail_lines(claim: Claim, sweep: Path) -> tuple[list[str], list]:
     notes."""
     md, bench = [], []
     if claim.benchmark:
-        from archlab.claims.bench import read_record, to_markdown
+        from archlab.claims.bench import in_report, read_record, to_markdown
 
         md += ["## Micro-benchmarks", ""]
         for name in claim.benchmark:
             record = read_record(sweep, name)
-            bench.append(record or {"name": name, "result": None})
+            bench.append(in_report(record) if record else {"name": name, "result": None})
             md += to_markdown(name, record)
     md += ["## Scale note", "", claim.scale_note, ""]
     if claim.notes:
