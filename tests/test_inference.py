@@ -35,6 +35,21 @@ def test_arm_better_by_005_sd_001_is_superior():
     assert d.status == I.PASS and d.p_hold < 1e-6
 
 
+def test_superiority_uses_the_one_sided_bound_and_names_it_in_delta_units():
+    # Δ whose two-sided 95% CI reaches past 0 but whose one-sided 95% bound (the 90% CI's
+    # upper end) stays below it: superiority holds, and the reason gives that bound, not the
+    # 95% CI a report prints beside it
+    diffs = np.array([-0.010, -0.030, 0.004, -0.035, 0.002, -0.025, 0.003, -0.001])
+    arm = {i: 3.0 + d for i, d in enumerate(diffs)}
+    base = {i: 3.0 for i in range(8)}
+    hi90 = sps.ttest_1samp(diffs, 0).confidence_interval(0.90).high
+    hi95 = sps.ttest_1samp(diffs, 0).confidence_interval(0.95).high
+    assert hi90 < 0 < hi95
+    d = I.superior(sample(arm, base), direction=-1, delta=0.02, alpha=0.05)
+    assert d.status == I.PASS
+    assert d.why == f"one-sided 95% bound of Δ {hi90:.4g} excludes 0"
+
+
 def test_zero_difference_sd_001_equivalent_and_non_inferior_at_005():
     arm, base = pair(0.0, 0.01)
     s = sample(arm, base)

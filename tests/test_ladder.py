@@ -114,3 +114,44 @@ def test_html_loss_axes_are_log_where_the_pngs_are_and_switchable(tmp_path):
     assert max(pixels) - min(pixels) < 0.5  # linear: equal spacing
     boxes = set(re.findall(r'<input type="checkbox" data-chart="([^"]+)"', dom))
     assert {"ladder_loss", "val_step", "train_step"} <= boxes and "ladder_gap" not in boxes
+
+
+LADDER_ORDER_SCRIPT = """
+import json, math, sys
+sys.path.insert(0, sys.argv[2])
+from fixtures_runs import make_run
+from archlab.runs.compare import compare_runs
+from pathlib import Path
+root = Path(sys.argv[1])
+for steps in (100, 200, 400):
+    for seed in (0, 1):
+        for i, mlp in enumerate(("swiglu", "relu", "geglu", "gelu", "reglu", "swish")):
+            final = 3.0 - 0.1 * math.log10(steps) + 0.01 * i + 0.001 * seed
+            make_run(root, f"{mlp}_{steps}_s{seed}", seed=seed, final=final, steps=steps,
+                     overrides={"model.mlp": mlp, "train.max_steps": steps})
+ladder = compare_runs([str(root)], baseline="mlp=swiglu")["ladder"]
+print(json.dumps([list(ladder["arms"]), [r["compute"] for r in ladder["rungs"]]]))
+"""
+
+
+def test_ladder_order_is_the_same_in_every_process(tmp_path):
+    # reports are pure functions of the records: the ladder's arms must not come out in a
+    # set's order, which changes with each process's string-hash seed
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).parent)
+    outs = []
+    for hash_seed in ("1", "2", "3"):
+        root = tmp_path / f"runs{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        cmd = [sys.executable, "-c", LADDER_ORDER_SCRIPT, str(root), tests_dir]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        outs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert all(o == outs[0] for o in outs)
+    arms, computes = outs[0]
+    assert arms[0] == "mlp=swiglu" and len(arms) == 6
+    assert computes == sorted(computes)

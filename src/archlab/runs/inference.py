@@ -66,8 +66,9 @@ def superior(s: Sample, direction: int, delta: float | None, alpha: float) -> De
     if delta:  # the two-sided CI wholly inside (-δ, +δ): demonstrably no effect of interest
         p_null = _times2(max(p_value(g, delta, "less"), p_value(g, -delta, "greater")))
     nums = {"gain_bound_low": lo1, "ci_two_sided": [lo2, hi2]}
-    if lo1 is not None and lo1 > 0:
-        return Decision(PASS, "one-sided bound excludes 0", None, p_hold, nums)
+    if lo1 is not None and lo1 > 0:  # the bound in Δ's own units and sign, for the reader
+        why = f"one-sided {1 - alpha:.0%} bound of Δ {_fmt(direction * lo1)} excludes 0"
+        return Decision(PASS, why, None, p_hold, nums)
     p_fail = _min_p(p_wrong, p_null)
     if hi2 is not None and hi2 < 0:
         return Decision(FAIL, "CI wholly on the wrong side", p_fail, p_hold, nums)

@@ -143,8 +143,10 @@ def analyze_ladder(arms, compared, arm_keys, scored, alpha: float):
         return None
     baseline_label = arm_label(arms[0].runs[0], other)
     cells, compute = _cells(compared, rung_keys, other, scored)
-    rungs = sorted({r for _, r in cells if r in compute}, key=compute.get)
-    labels = sorted({lab for lab, _ in cells}, key=lambda lab: lab != baseline_label)
+    # orders that do not depend on a set's (per-process, hash-seeded) iteration: rungs by
+    # compute, arms baseline first and then as the runs list them
+    rungs = sorted(dict.fromkeys(r for _, r in cells if r in compute), key=compute.get)
+    labels = sorted(dict.fromkeys(lab for lab, _ in cells), key=lambda lab: lab != baseline_label)
     if len(rungs) < 2:
         return None
     base = labels[0]
