@@ -155,3 +155,35 @@ def test_ladder_order_is_the_same_in_every_process(tmp_path):
     arms, computes = outs[0]
     assert arms[0] == "mlp=swiglu" and len(arms) == 6
     assert computes == sorted(computes)
+
+
+def test_keys_that_move_with_the_rung_name_the_rung_and_each_rung_has_its_own_baseline(
+    tmp_path,
+):
+    # glu's ladder: each rung also sets its own warmup and block size. Those keys must go
+    # with the rung (not split every arm into one arm per rung), and each arm's Δ in the
+    # table must be against the baseline arm at its own rung, not the first rung's.
+    for steps, warmup, block, gap in ((100, 10, 64, -0.08), (200, 20, 64, -0.05), (400, 40, 128, -0.02)):
+        base = 3.2 - 0.15 * math.log10(steps / 100)
+        for seed, eps in SEED_NOISE.items():
+            for mlp, final in (("gelu", base + eps), ("swiglu", base + eps + gap + eps / 4)):
+                over = {"model.mlp": mlp, "train.max_steps": steps, "optim.warmup_steps": warmup,
+                        "model.block_size": block}
+                make_run(tmp_path, f"{mlp}_{steps}_s{seed}", seed=seed, final=final, steps=steps,
+                         overrides=over)
+    result = compare_runs([str(tmp_path)], baseline="mlp=gelu")
+    ladder = result["ladder"]
+    assert ladder["arm_keys"] == ["model.mlp"] and set(ladder["arms"]) == {"mlp=gelu", "mlp=swiglu"}
+    assert {"optim.warmup_steps", "model.block_size", "train.max_steps"} <= set(ladder["rung_keys"])
+    gaps = [r["gap"]["mean"] for r in ladder["arms"]["mlp=swiglu"]["rungs"]]
+    assert gaps == pytest.approx([-0.08, -0.05, -0.02], abs=0.002)
+    assert ladder["arms"]["mlp=swiglu"]["trend"]["ci"][0] > 0  # the lead shrinks with compute
+    rows = {r["label"]: r for r in result["arms"]}
+    verdicts = sorted(r["test_verdict"] for r in rows.values())
+    assert verdicts.count("baseline") == 3  # one gelu baseline per rung
+    for row in rows.values():
+        if row["diff"] is not None:  # swiglu at a rung vs gelu at the same rung
+            assert "mlp=swiglu" in row["label"] and row["baseline"].replace("gelu", "swiglu") == row["label"]
+            assert row["diff"]["mean"] == pytest.approx(
+                {100: -0.08, 200: -0.05, 400: -0.02}[int(row["values"]["train.max_steps"])], abs=0.002
+            )

@@ -103,11 +103,12 @@ def group_arms(records: list[RunRecord]) -> tuple[list[Arm], list[str], bool]:
     """Group ``records`` (in input order) into arms.
 
     Returns ``(arms, arm_keys, lr_sweep)``: arms in order of first appearance, the dotted
-    keys that define them, and whether ``optim.lr`` varies (the LR-sweep axis).
+    keys that define them, and whether ``optim.lr`` varies within an arm (the LR-sweep axis).
+    Arms that each ran at one LR of their own (a tuned claim's confirm runs at the picks) are
+    not a sweep: their LR is part of the arm, and every seed is compared.
     """
     flats = [flatten(r.config) for r in records]
     keys = differing_keys(flats)
-    lr_sweep = LR_KEY in keys
     arm_keys = [k for k in keys if k != LR_KEY]
     names = short_names(arm_keys)
     arms: dict[tuple[str, ...], Arm] = {}
@@ -118,6 +119,10 @@ def group_arms(records: list[RunRecord]) -> tuple[list[Arm], list[str], bool]:
             label = ", ".join(f"{names[k]}={v}" for k, v in zip(arm_keys, ident)) or "all runs"
             arms[ident] = Arm(label=label, values=values)
         arms[ident].runs.append(record)
+    lr_sweep = LR_KEY in keys and any(
+        len({format_value(flatten(r.config).get(LR_KEY)) for r in arm.runs}) > 1
+        for arm in arms.values()
+    )
     return list(arms.values()), arm_keys, lr_sweep
 
 

@@ -208,6 +208,9 @@ def _arm_row(arm: Arm, proto: Protocol, warnings: list[str]) -> tuple[dict, list
         "loss_at_init": _mean(r.loss_at_init() for r in live),
     }
     compared = _tuned(row, live, proto) if proto.tune else live
+    if not proto.tune:  # the arm's own LR when it ran at one (arms at per-arm LRs)
+        lrs = {_lr(r) for r in live}
+        row["lr"] = lrs.pop() if len(lrs) == 1 else None
     if proto.tune and row["lr_pick"]["warning"]:
         warnings.append(f"arm {arm.label}: {row['lr_pick']['warning']}")
     row["n_diverged_compared"] = sum(r.status == "diverged" for r in compared)
@@ -220,30 +223,35 @@ def _arm_row(arm: Arm, proto: Protocol, warnings: list[str]) -> tuple[dict, list
     return row, compared
 
 
-def _add_tests(rows: list[dict], alpha: float) -> None:
-    """CI per arm, Δ vs the baseline (row 0); Holm across arms when > 2 arms are compared."""
+def _add_tests(rows: list[dict], alpha: float, bases: list[int]) -> None:
+    """CI per arm, Δ vs its baseline (row ``bases[i]``: row 0, or on a ladder the baseline arm
+    at the same rung); Holm across the arms compared when there are more than one."""
     from archlab.runs import stats
     from archlab.runs.inference import holm, noise_summary
 
-    base_losses = dict(rows[0]["seed_losses"])
-    for row in rows:
+    tested = [i for i, b in enumerate(bases) if b != i]
+    for i, row in enumerate(rows):
         row["final_val_loss"] = asdict(stats.mean_ci(list(row["seed_losses"].values()), alpha))
         row["seed_noise"] = noise_summary(list(row["seed_losses"].values()))
         row["diff"] = None
-        if row is not rows[0]:
-            row["diff"] = asdict(stats.compare_to_baseline(row["seed_losses"], base_losses, alpha))
-    adjusted = holm([r["diff"]["p_value"] for r in rows[1:]]) if len(rows) > 2 else None
+        if i in tested:
+            base = rows[bases[i]]
+            row["baseline"] = base["label"]
+            diff = stats.compare_to_baseline(row["seed_losses"], dict(base["seed_losses"]), alpha)
+            row["diff"] = asdict(diff)
+    adjusted = holm([rows[i]["diff"]["p_value"] for i in tested]) if len(tested) > 1 else None
     for i, row in enumerate(rows):
-        if i == 0:
+        if i not in tested:
             row["test_verdict"] = "baseline"
             row["verdict"] = "baseline" + (", unstable" if row["n_diverged_compared"] else "")
         else:
             diff = stats.Diff(**row["diff"])
             if adjusted is not None:
-                row["diff"]["p_holm"] = diff.p_value = adjusted[i - 1]
+                row["diff"]["p_holm"] = diff.p_value = adjusted[tested.index(i)]
             row["verdict"], row["test_verdict"] = stats.verdict(
                 diff, alpha, row["n_diverged_compared"]
             )
+    for row in rows:
         row["seeds"] = sorted(row["seed_losses"], key=str)
         row["seed_losses"] = [{"seed": s, "val_loss": v} for s, v in row["seed_losses"].items()]
 
@@ -256,13 +264,13 @@ def _windows(runs: list[RunRecord]) -> dict[Any, list[float]]:
     }
 
 
-def _eval_noise_of_diffs(rows: list[dict], compared) -> None:
+def _eval_noise_of_diffs(rows: list[dict], compared, bases: list[int]) -> None:
     """Next to each Δ: the evaluation noise of that difference (same windows, paired)."""
     from archlab.runs.stats import paired_window_se
 
-    base = _windows(compared[0])
-    for row, runs in zip(rows[1:], compared[1:]):
-        row["eval_noise_diff"] = paired_window_se(_windows(runs), base)
+    for i, (row, runs) in enumerate(zip(rows, compared)):
+        if bases[i] != i:
+            row["eval_noise_diff"] = paired_window_se(_windows(runs), _windows(compared[bases[i]]))
 
 
 def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol, unit: str) -> dict[str, Any]:
@@ -279,6 +287,8 @@ def _setup(records, arm_keys, lr_sweep, alpha, proto: Protocol, unit: str) -> di
         "arm_keys": arm_keys,
         "lr_sweep": lr_sweep,
         "lr_key": LR_KEY if lr_sweep else None,
+        # no sweep, but the arms ran at LRs of their own (e.g. each at its tuned pick)
+        "lr_by_arm": not lr_sweep and len({format_value(f.get(LR_KEY)) for f in flats}) > 1,
         "protocol": asdict(proto),
         "alpha": alpha,
         "ci_level": 1 - alpha,
@@ -354,7 +364,7 @@ def analyze(
     """Group ``records`` into arms and compute every statistic of the report (in bits per
     byte with ``bpb`` or when the arms' tokenizers differ)."""
     from archlab.runs.budget_check import budget_summary
-    from archlab.runs.ladder import analyze_ladder
+    from archlab.runs.ladder import analyze_ladder, rung_baselines
     from archlab.runs.provenance import pooling_differences
 
     if not records:
@@ -376,8 +386,9 @@ def analyze(
         warnings.append("one seed only: the LR is picked and compared on the same seed")
     rows, compared = zip(*(_arm_row(arm, proto, warnings) for arm in arms))
     rows = list(rows)
-    _add_tests(rows, alpha)
-    _eval_noise_of_diffs(rows, compared)
+    bases = rung_baselines(arms, arm_keys)  # each arm's baseline: row 0, or at its rung
+    _add_tests(rows, alpha, bases)
+    _eval_noise_of_diffs(rows, compared, bases)
     budget = budget_summary(records, rows, warnings)
     ladder = analyze_ladder(arms, compared, arm_keys, scored_loss, alpha)
     if ladder is not None and not lr_sweep:

@@ -1,8 +1,9 @@
 """Scale ladders: does an arm's advantage grow or shrink with compute?
 
 A sweep whose arms also differ in size or budget keys (``RUNG_KEYS``: layers, width, heads,
-``train.budget``, ``train.max_steps``) is a ladder: the other differing keys name the arms,
-the size/budget keys the rungs. For each arm and rung: final val loss (its compared runs: the
+``train.budget``, ``train.max_steps``) is a ladder: the size/budget keys, and any key that
+moves with them (one value per rung: block size, warmup), name the rungs; the keys that vary
+within a rung name the arms. For each arm and rung: final val loss (its compared runs: the
 tuned LR on confirm seeds when the LR is swept) against training compute
 ``C = FLOPs/token × tokens``. Then:
 
@@ -36,10 +37,37 @@ RUNG_KEYS = (
 POWER_LAW_MIN_RUNGS = 5
 
 
-def split_keys(arm_keys: list[str]) -> tuple[list[str], list[str]]:
-    """(rung keys, arm keys) among the keys that differ across the runs."""
-    rung = [k for k in arm_keys if k in RUNG_KEYS]
-    return rung, [k for k in arm_keys if k not in RUNG_KEYS]
+def split_keys(arm_keys: list[str], runs=()) -> tuple[list[str], list[str]]:
+    """(rung keys, arm keys) among the keys that differ across the runs. A key that never
+    varies within a rung of ``runs`` (a rung's block size, warmup or eval cadence) goes with
+    the rung: only keys that vary within a rung name the arms."""
+    size = [k for k in arm_keys if k in RUNG_KEYS]
+    rest = [k for k in arm_keys if k not in RUNG_KEYS]
+    if size and runs:
+        per_rung: dict[tuple, dict[str, set]] = {}
+        for run in runs:
+            values = per_rung.setdefault(_key(run, size), {})
+            for k, v in zip(rest, _key(run, rest)):
+                values.setdefault(k, set()).add(v)
+        rides = {k for k in rest if all(len(v[k]) == 1 for v in per_rung.values())}
+        size = [k for k in arm_keys if k in size or k in rides]
+        rest = [k for k in rest if k not in rides]
+    return size, rest
+
+
+def rung_baselines(arms, arm_keys: list[str]) -> list[int]:
+    """For each arm, the index of the arm it is compared with: the baseline (``arms[0]``), or
+    on a ladder the baseline arm at the same rung (a rung's baseline is its own)."""
+    rung_keys, other = split_keys(arm_keys, [r for a in arms for r in a.runs])
+    if not rung_keys or not arms:
+        return [0] * len(arms)
+
+    def ident(arm, keys):
+        return tuple(format_value(arm.values.get(k)) for k in keys)
+
+    base_name = ident(arms[0], other)
+    at_rung = {ident(a, rung_keys): i for i, a in enumerate(arms) if ident(a, other) == base_name}
+    return [at_rung.get(ident(a, rung_keys), 0) for a in arms]
 
 
 def compute_of(run) -> float | None:
@@ -138,7 +166,7 @@ def curve_values(fit: dict, c: np.ndarray) -> np.ndarray:
 def analyze_ladder(arms, compared, arm_keys, scored, alpha: float):
     """The ladder section of compare.json, or None when the sweep is not a ladder.
     ``arms[0]`` is the baseline; its arm keys (without the rung) name the baseline arm."""
-    rung_keys, other = split_keys(arm_keys)
+    rung_keys, other = split_keys(arm_keys, [r for runs in compared for r in runs])
     if not rung_keys or not arms or not arms[0].runs:
         return None
     baseline_label = arm_label(arms[0].runs[0], other)
@@ -196,9 +224,9 @@ def trend_text(trend: dict | None) -> str:
         return "no trend (too few rungs or seeds)"
     lo, hi = trend["ci"]
     if lo > 0:
-        word = "the gap grows (arm − baseline rises) with compute"
+        word = "arm − baseline rises with compute (the arm loses ground)"
     elif hi < 0:
-        word = "the gap falls (arm − baseline drops) with compute"
+        word = "arm − baseline falls with compute (the arm gains ground)"
     else:
         word = "no detectable trend with compute"
     return f"slope {trend['slope']:+.4f} per decade [{lo:+.4f}, {hi:+.4f}]: {word}"

@@ -79,7 +79,9 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the arms table (shared by report.md and report.html)."""
     level = f"{result['setup']['ci_level']:.0%}"
     lr = result["setup"]["lr_sweep"]
+    by_arm = result["setup"].get("lr_by_arm")
     header = ["arm", "runs", "diverged", "failed"] + (["tuned lr", "LR sensitivity"] if lr else [])
+    header += ["lr"] if by_arm else []
     unit = " (bits/byte)" if result["setup"].get("unit") == "bits/byte" else ""
     header += [
         f"final val loss{unit} (mean ± {level} CI)",
@@ -96,6 +98,7 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         delta, p = _delta_cells(arm["diff"])
         cells = [arm["label"], str(arm["n_runs"]), str(arm["n_diverged"]), str(arm["n_failed"])]
         cells += _lr_cells(arm) if lr else []
+        cells += [f"{arm['lr']:g}" if arm.get("lr") is not None else "n/a"] if by_arm else []
         cells += [_loss_cell(arm["final_val_loss"]), delta, p, _f(arm.get("seed_noise"))]
         eval_se = _f(arm.get("eval_noise"))
         if arm.get("eval_noise_diff") is not None:
@@ -116,9 +119,14 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     """One sentence per non-baseline arm explaining its verdict."""
     base, alpha = result["baseline"], result["setup"]["alpha"]
     out = []
-    for arm in result["arms"][1:]:
+    for arm in result["arms"]:
         d = arm["diff"]
-        at_lr = f" at its tuned lr {arm['lr']:g}" if arm.get("lr") is not None else ""
+        if d is None:  # a baseline (on a ladder, each rung's own)
+            continue
+        tuned = result["setup"]["lr_sweep"]
+        at_lr = ""
+        if arm.get("lr") is not None and (tuned or result["setup"].get("lr_by_arm")):
+            at_lr = f" at its {'tuned ' if tuned else ''}lr {arm['lr']:g}"
         if arm["test_verdict"] == "n/a":
             why = (
                 "no test possible (needs ≥2 runs per arm, or ≥2 shared seeds with non-zero spread)"
@@ -132,7 +140,7 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
             p = _p(d["p_value"])
             p = p.replace("<", "< ") if p.startswith("<") else f"= {p}"
             why = f"{arm['test_verdict']} (Δ {_f(d['mean'], sign=True)}, p {p}, {test}, alpha {alpha})"
-        line = f"- **{arm['label']}** vs **{base}**{at_lr}: {why}"
+        line = f"- **{arm['label']}** vs **{arm.get('baseline', base)}**{at_lr}: {why}"
         if arm["verdict"] == "unstable":
             line += (
                 f"; **unstable**: {arm['n_diverged_compared']} seed(s) diverged "
