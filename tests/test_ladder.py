@@ -187,3 +187,17 @@ def test_keys_that_move_with_the_rung_name_the_rung_and_each_rung_has_its_own_ba
             assert row["diff"]["mean"] == pytest.approx(
                 {100: -0.08, 200: -0.05, 400: -0.02}[int(row["values"]["train.max_steps"])], abs=0.002
             )
+
+
+def test_size_keys_that_only_define_arms_make_no_ladder(tmp_path):
+    # gqa's arms differ in model.n_kv_heads (a size key) together with the attention knob:
+    # each arm alone at its "rung" is not a ladder, and every arm is compared with row 0
+    for seed, eps in SEED_NOISE.items():
+        for i, (attn, kv) in enumerate((("mha", None), ("gqa", 2), ("mqa", 1))):
+            make_run(tmp_path, f"{attn}_s{seed}", seed=seed, final=3.0 + 0.01 * i + eps,
+                     overrides={"model.attention": attn, "model.n_kv_heads": kv})
+    result = compare_runs([str(tmp_path)], baseline="attention=mha")
+    assert result["ladder"] is None
+    rows = result["arms"]
+    assert [r["test_verdict"] == "baseline" for r in rows] == [True, False, False]
+    assert [r["diff"]["mean"] for r in rows[1:]] == pytest.approx([0.01, 0.02])

@@ -50,6 +50,8 @@ def split_keys(arm_keys: list[str], runs=()) -> tuple[list[str], list[str]]:
             for k, v in zip(rest, _key(run, rest)):
                 values.setdefault(k, set()).add(v)
         rides = {k for k in rest if all(len(v[k]) == 1 for v in per_rung.values())}
+        if rest and rides == set(rest):  # every arm is alone at its "rung": the size keys
+            return [], arm_keys  # define arms (gqa's n_kv_heads, shape's d_ff), not rungs
         size = [k for k in arm_keys if k in size or k in rides]
         rest = [k for k in rest if k not in rides]
     return size, rest
@@ -67,7 +69,9 @@ def rung_baselines(arms, arm_keys: list[str]) -> list[int]:
 
     base_name = ident(arms[0], other)
     at_rung = {ident(a, rung_keys): i for i, a in enumerate(arms) if ident(a, other) == base_name}
-    return [at_rung.get(ident(a, rung_keys), 0) for a in arms]
+    bases = [at_rung.get(ident(a, rung_keys), 0) for a in arms]
+    crossed = len(at_rung) >= 2 and any(b != i for i, b in enumerate(bases) if b != 0)
+    return bases if crossed else [0] * len(arms)
 
 
 def compute_of(run) -> float | None:
