@@ -13,8 +13,8 @@ from scipy import stats as sps
 from archlab.runs.arms import group_arms
 from archlab.runs.compare import CompareError, analyze, compare_runs
 from archlab.runs.curves import arm_curve
-from archlab.runs.report import table_rows
 from archlab.runs.load import find_runs
+from archlab.runs.report import table_rows
 from archlab.runs.stats import compare_to_baseline, lr_sensitivity, mean_ci, verdict
 from archlab.runs.wandb_source import WandbSourceError, load_wandb_runs
 from fixtures_runs import AB_BASE, AB_BETTER, LR_FINALS, make_ab_sweep, make_lr_sweep, make_run
@@ -159,10 +159,20 @@ def test_arms_each_at_their_own_lr_are_compared_on_every_seed(tmp_path):
     # a tuned claim's confirm runs: each arm at its one picked LR. That is not an LR sweep:
     # no seed may be spent picking an LR again (it used to drop the first seed of three).
     for seed, eps in ((0, 0.01), (1, -0.02), (2, 0.005)):
-        make_run(tmp_path, f"a_s{seed}", seed=seed, final=3.0 + eps,
-                 overrides={"model.mlp": "gelu", "optim.lr": 3e-3})
-        make_run(tmp_path, f"b_s{seed}", seed=seed, final=2.9 + eps + 0.001 * seed,
-                 overrides={"model.mlp": "relu", "optim.lr": 1.5e-3})
+        make_run(
+            tmp_path,
+            f"a_s{seed}",
+            seed=seed,
+            final=3.0 + eps,
+            overrides={"model.mlp": "gelu", "optim.lr": 3e-3},
+        )
+        make_run(
+            tmp_path,
+            f"b_s{seed}",
+            seed=seed,
+            final=2.9 + eps + 0.001 * seed,
+            overrides={"model.mlp": "relu", "optim.lr": 1.5e-3},
+        )
     result = compare_runs([str(tmp_path)], baseline="mlp=gelu")
     assert not result["setup"]["lr_sweep"] and result["setup"]["lr_by_arm"]
     relu = arm(result, "mlp=relu")

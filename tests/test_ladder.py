@@ -163,14 +163,28 @@ def test_keys_that_move_with_the_rung_name_the_rung_and_each_rung_has_its_own_ba
     # glu's ladder: each rung also sets its own warmup and block size. Those keys must go
     # with the rung (not split every arm into one arm per rung), and each arm's Δ in the
     # table must be against the baseline arm at its own rung, not the first rung's.
-    for steps, warmup, block, gap in ((100, 10, 64, -0.08), (200, 20, 64, -0.05), (400, 40, 128, -0.02)):
+    for steps, warmup, block, gap in (
+        (100, 10, 64, -0.08),
+        (200, 20, 64, -0.05),
+        (400, 40, 128, -0.02),
+    ):
         base = 3.2 - 0.15 * math.log10(steps / 100)
         for seed, eps in SEED_NOISE.items():
             for mlp, final in (("gelu", base + eps), ("swiglu", base + eps + gap + eps / 4)):
-                over = {"model.mlp": mlp, "train.max_steps": steps, "optim.warmup_steps": warmup,
-                        "model.block_size": block}
-                make_run(tmp_path, f"{mlp}_{steps}_s{seed}", seed=seed, final=final, steps=steps,
-                         overrides=over)
+                over = {
+                    "model.mlp": mlp,
+                    "train.max_steps": steps,
+                    "optim.warmup_steps": warmup,
+                    "model.block_size": block,
+                }
+                make_run(
+                    tmp_path,
+                    f"{mlp}_{steps}_s{seed}",
+                    seed=seed,
+                    final=final,
+                    steps=steps,
+                    overrides=over,
+                )
     result = compare_runs([str(tmp_path)], baseline="mlp=gelu")
     ladder = result["ladder"]
     assert ladder["arm_keys"] == ["model.mlp"] and set(ladder["arms"]) == {"mlp=gelu", "mlp=swiglu"}
@@ -183,9 +197,13 @@ def test_keys_that_move_with_the_rung_name_the_rung_and_each_rung_has_its_own_ba
     assert verdicts.count("baseline") == 3  # one gelu baseline per rung
     for row in rows.values():
         if row["diff"] is not None:  # swiglu at a rung vs gelu at the same rung
-            assert "mlp=swiglu" in row["label"] and row["baseline"].replace("gelu", "swiglu") == row["label"]
+            assert (
+                "mlp=swiglu" in row["label"]
+                and row["baseline"].replace("gelu", "swiglu") == row["label"]
+            )
             assert row["diff"]["mean"] == pytest.approx(
-                {100: -0.08, 200: -0.05, 400: -0.02}[int(row["values"]["train.max_steps"])], abs=0.002
+                {100: -0.08, 200: -0.05, 400: -0.02}[int(row["values"]["train.max_steps"])],
+                abs=0.002,
             )
 
 
@@ -194,8 +212,13 @@ def test_size_keys_that_only_define_arms_make_no_ladder(tmp_path):
     # each arm alone at its "rung" is not a ladder, and every arm is compared with row 0
     for seed, eps in SEED_NOISE.items():
         for i, (attn, kv) in enumerate((("mha", None), ("gqa", 2), ("mqa", 1))):
-            make_run(tmp_path, f"{attn}_s{seed}", seed=seed, final=3.0 + 0.01 * i + eps,
-                     overrides={"model.attention": attn, "model.n_kv_heads": kv})
+            make_run(
+                tmp_path,
+                f"{attn}_s{seed}",
+                seed=seed,
+                final=3.0 + 0.01 * i + eps,
+                overrides={"model.attention": attn, "model.n_kv_heads": kv},
+            )
     result = compare_runs([str(tmp_path)], baseline="attention=mha")
     assert result["ladder"] is None
     rows = result["arms"]
