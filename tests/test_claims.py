@@ -346,6 +346,13 @@ def test_reproduce_all_smoke(tmp_path):
     for claim in claims:
         report = (tmp_path / "results" / f"{claim}.md").read_text()
         assert "**Verdict:" in report, claim
+    # a ladder claim counts and times the runs of every rung, not only the top one's, and lists
+    # the tokens per run of each kind (scouts, top rung, lower rungs) instead of the first's
+    glu = (tmp_path / "results" / "glu.md").read_text()
+    n_runs = len(list((tmp_path / "runs" / "glu").glob("*/summary.json")))
+    top = len(list((tmp_path / "runs" / "glu").glob("*-r1-*/summary.json")))
+    assert f"- Runs: {n_runs} (" in glu and f"; {top} on the top rung" in glu and top < n_runs
+    assert "- Tokens per run: " in glu and glu.count(" runs, ") >= 1 and "\\u" not in glu
 
 
 TUNED_CLAIM = """

@@ -301,6 +301,11 @@ class ClaimAnalysis:
     prereg: dict
     seed_plan: dict | None = None  # tuned with a pilot: the recorded confirm_seeds.json
     progress: dict = field(default_factory=dict)  # {"recorded": n, "planned": N}
+    all_recs: dict = field(default_factory=dict)  # every rung's records (recs: the top rung)
+
+    @property
+    def every_run(self) -> list:
+        return [r for rs in (self.all_recs or self.recs).values() for r in rs]
 
     @property
     def shown_verdict(self) -> str:
@@ -355,7 +360,9 @@ def analyze_claim(claim: Claim, runs_dir: Path, smoke: bool, alpha: float = 0.05
     n_confirm = len(plan["confirm_seeds"]) if plan else None  # before the pilot: the cap
     recorded = sum(len(rs) for rs in all_recs.values())  # scouts and pilots included
     progress = {"recorded": recorded, "planned": len(claim.jobs(smoke, None, n_confirm))}
-    return ClaimAnalysis(recs, arm_data, results, verdict, analysis, picks, prereg, plan, progress)
+    return ClaimAnalysis(
+        recs, arm_data, results, verdict, analysis, picks, prereg, plan, progress, all_recs
+    )
 
 
 # --------------------------------------------------------------------------- report sections
@@ -383,10 +390,6 @@ def no_paths(text: str) -> str:
     import re
 
     return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)+([^\s/()]+)", r"\1", text)
-
-
-def _first(runs: list, key: str):
-    return next((r.summary.get(key) for r in runs if r.summary.get(key) is not None), None)
 
 
 def _header(claim: Claim, ca: ClaimAnalysis, smoke: bool) -> list[str]:
@@ -481,11 +484,10 @@ def seed_plan_lines(claim: Claim, plan: dict | None, smoke: bool) -> list[str]:
 
 
 def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, run_info) -> list:
-    all_runs = [r for rs in ca.recs.values() for r in rs]
-    tokens, epochs = _first(all_runs, "planned_tokens"), _first(all_runs, "planned_epochs")
+    all_runs = ca.every_run
     md = ["## Setup", ""] + _protocol_lines(claim, ca, smoke)
-    budget = f"- Budget: {json.dumps(claim.budget)}"
-    md += [budget + (f"; {tokens:,} tokens per run ({epochs} epochs)" if tokens else "")]
+    md += ["- Budget:", *_budget_lines(claim.budget), f"- Tokens per run: {_tokens_text(all_runs)}"]
+    top = [r for rs in ca.recs.values() for r in rs]
     info = next((r.config.get("data_info") for r in all_runs if r.config.get("data_info")), None)
     if info:
         md += [
@@ -499,8 +501,9 @@ def _setup_lines(claim: Claim, ca: ClaimAnalysis, runs_dir: Path, smoke: bool, r
         f"- archlab commits that trained the runs: {run_info['commits']}",
         f"- Machine (from the records): {run_info['machine']}",
         (
-            f"- Runs: {len(all_runs)} ({run_info['status_text']}), "
-            f"{run_info['minutes']:.1f} min of training wall time"
+            f"- Runs: {len(all_runs)} ({run_info['status_text']}"
+            + (f"; {len(top)} on the top rung, where the checks are made" if claim.ladder else "")
+            + f"), {run_info['minutes']:.1f} min of training wall time"
         ),
         f"- Records: `experiments/runs/{claim.id}/` (config, summary with provenance, metrics)",
         *_shared_lines(all_runs),
@@ -597,10 +600,33 @@ def _tail_lines(claim: Claim, sweep: Path) -> tuple[list[str], list]:
     return md, bench
 
 
+def _budget_lines(budget) -> list[str]:
+    items = budget.items() if isinstance(budget, dict) else [("as declared", budget)]
+    return [f"  - {k}: {v}" for k, v in items]
+
+
+def _tokens_text(runs: list) -> str:
+    """Planned tokens per run with how many runs planned each (scouts and ladder rungs differ),
+    most runs first, and the epochs they make of the corpus."""
+    counts: dict[tuple, int] = {}
+    for r in runs:
+        t = r.summary.get("planned_tokens")
+        if t:
+            key = (int(t), r.summary.get("planned_epochs"))
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "not recorded"
+    order = sorted(counts, key=lambda k: (-counts[k], -k[0]))
+    return ", ".join(
+        f"{t:,}" + (f" ({e} epochs)" if e is not None else "") + f" × {counts[(t, e)]} runs"
+        for t, e in order
+    )
+
+
 def _run_info(ca: ClaimAnalysis, counts: dict | None = None, wall: float | None = None) -> dict:
     """What the report says about the runs: from the run records only (pure; ``counts`` and
     ``wall`` of this invocation are printed by the CLI, never written into a report)."""
-    runs = [r for rs in ca.recs.values() for r in rs]
+    runs = ca.every_run
     status = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed")}
     provs = [r.summary.get("provenance") or {} for r in runs]
     commits = sorted(
