@@ -409,3 +409,32 @@ def test_tuned_protocol_scout_pick_confirm_resume_and_preregistration(tmp_path):
     assert (
         "changed after data: rule" in (tmp_path / "out" / "results" / "tuned_demo.md").read_text()
     )
+
+
+def test_lr_table_keeps_scouts_and_confirms_apart(tmp_path):
+    # a tuned claim's scouts run shorter than its confirms: one mean over both lengths at the
+    # picked LR would be neither number, so the table gives each length its own row
+    from archlab.claims.grid_table import grid_lines
+
+    for seed, lr, steps, final in ((0, 1e-3, 50, 2.0), (0, 3e-3, 50, 1.9), (1, 3e-3, 100, 1.5)):
+        make_run(
+            tmp_path,
+            f"a_s{seed}_{lr}",
+            seed=seed,
+            final=final,
+            steps=steps,
+            overrides={"optim.lr": lr},
+        )
+    runs = find_runs([tmp_path], warn=lambda m: None)
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(_minimal()))
+    claim = load_claim(path)
+    lines = grid_lines(claim, {"a": runs})
+    assert "tokens per run" in lines[4]
+    rows = [line for line in lines if line.startswith("| a |")]
+    assert len(rows) == 3  # 1e-3 short, 3e-3 short, 3e-3 long
+    assert [r.split(" | ")[-1].rstrip(" |") for r in rows] == ["2.0000", "1.9000", "1.5000"]
+    one_length = grid_lines(
+        claim, {"a": [r for r in runs if r.summary["tokens"] == runs[0].summary["tokens"]]}
+    )
+    assert "tokens per run" not in "\n".join(one_length)

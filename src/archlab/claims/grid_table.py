@@ -25,14 +25,23 @@ def _cells(runs: list, extra: list[str]) -> list[str]:
     return cells + [_mean([metric_value(r, m) for r in live]) for m in extra]
 
 
+def _tokens(run) -> int | None:
+    t = run.summary.get("planned_tokens") or run.summary.get("tokens")
+    return int(t) if t else None
+
+
 def grid_lines(claim: Claim, recs: dict[str, list]) -> list[str]:
-    """The per-arm × LR table (empty without an LR grid or runs)."""
+    """The per-arm × LR table (empty without an LR grid or runs). Runs of different lengths
+    (scouts at 1M tokens, confirms at 2M) get rows of their own: a mean over both is neither."""
     runs = [r for rs in recs.values() for r in rs]
     lrs = sorted({run_lr(r) for r in runs} - {None})
     if len(lrs) < 2:
         return []
+    lengths = sorted({_tokens(r) for r in runs}, key=lambda t: (t is None, t))
+    split = len(lengths) > 1
     extra = [m for m in claim.metrics if ":" in m]
-    head = ["arm", "LR", "runs", "diverged", "val loss (non-diverged mean)", *extra]
+    head = ["arm", "LR", *(["tokens per run"] if split else []), "runs", "diverged"]
+    head += ["val loss (non-diverged mean)", *extra]
     md = [
         "## Per arm and learning rate",
         "",
@@ -46,9 +55,11 @@ def grid_lines(claim: Claim, recs: dict[str, list]) -> list[str]:
     ]
     for arm, arm_runs in recs.items():
         for lr in lrs:
-            at = [r for r in arm_runs if run_lr(r) == lr]
-            if at:
-                md.append(f"| {arm} | {lr:g} | " + " | ".join(_cells(at, extra)) + " |")
+            for n in lengths if split else [None]:
+                at = [r for r in arm_runs if run_lr(r) == lr and (not split or _tokens(r) == n)]
+                if at:
+                    size = [f"{n:,}" if n else "—"] if split else []
+                    md.append(f"| {arm} | {lr:g} | " + " | ".join(size + _cells(at, extra)) + " |")
     return md + [""]
 
 
