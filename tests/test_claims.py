@@ -425,6 +425,24 @@ def test_lr_table_keeps_scouts_and_confirms_apart(tmp_path):
             steps=steps,
             overrides={"optim.lr": lr},
         )
+    for summary in tmp_path.glob("*/summary.json"):  # as a campaign record plans them
+        data = json.loads(summary.read_text())
+        summary.write_text(json.dumps({**data, "planned_tokens": data["tokens"]}))
+    # a long run that diverged early trained fewer tokens than planned: it keeps its row
+    long_tokens = json.loads((tmp_path / "a_s1_0.003" / "summary.json").read_text())["tokens"]
+    make_run(
+        tmp_path,
+        "a_s2_0.003",
+        seed=2,
+        steps=100,
+        status="diverged",
+        diverged_at=20,
+        overrides={"optim.lr": 3e-3},
+    )
+    bad = tmp_path / "a_s2_0.003" / "summary.json"
+    data = json.loads(bad.read_text())
+    assert data["tokens"] != long_tokens
+    bad.write_text(json.dumps({**data, "planned_tokens": long_tokens}))
     runs = find_runs([tmp_path], warn=lambda m: None)
     path = tmp_path / "x.yaml"
     path.write_text(yaml.safe_dump(_minimal()))
@@ -432,9 +450,9 @@ def test_lr_table_keeps_scouts_and_confirms_apart(tmp_path):
     lines = grid_lines(claim, {"a": runs})
     assert "tokens per run" in lines[4]
     rows = [line for line in lines if line.startswith("| a |")]
-    assert len(rows) == 3  # 1e-3 short, 3e-3 short, 3e-3 long
+    assert len(rows) == 3  # 1e-3 short, 3e-3 short, 3e-3 long (with the diverged run)
     assert [r.split(" | ")[-1].rstrip(" |") for r in rows] == ["2.0000", "1.9000", "1.5000"]
-    one_length = grid_lines(
-        claim, {"a": [r for r in runs if r.summary["tokens"] == runs[0].summary["tokens"]]}
-    )
+    assert "| 2 | 1/2 |" in rows[2]
+    short = runs[0].summary["planned_tokens"]
+    one_length = grid_lines(claim, {"a": [r for r in runs if r.summary["planned_tokens"] == short]})
     assert "tokens per run" not in "\n".join(one_length)

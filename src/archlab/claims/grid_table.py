@@ -26,7 +26,8 @@ def _cells(runs: list, extra: list[str]) -> list[str]:
 
 
 def _tokens(run) -> int | None:
-    t = run.summary.get("planned_tokens") or run.summary.get("tokens")
+    """Planned tokens (a diverged run trained fewer: it still belongs to its row)."""
+    t = run.summary.get("planned_tokens")
     return int(t) if t else None
 
 
